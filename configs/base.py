@@ -1,0 +1,70 @@
+"""Fields every experiment shares; dataset configs import and adjust them.
+
+A dataset config file defines `get_config(arg)` where `arg` is the text after
+the colon of `--config=configs/x.py:method=ssb_vae,bits=32`.
+"""
+
+import ml_collections
+
+STUDY_METHODS = ("vdsh_s", "phs_gs", "ssb_vae")
+
+
+def parse_arg(arg, **defaults):
+  """'method=ssb_vae,bits=32' -> dict, typed like `defaults`; unknown keys fail.
+
+  `method` also accepts `all` (the defaults' methods) or `a+b` for several.
+  """
+  values = dict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, sep, text = item.partition("=")
+    if not sep or key not in defaults:
+      raise ValueError(f"config argument {item!r}: expected key=value with key "
+                       f"in {sorted(defaults)}")
+    values[key] = type(defaults[key])(text) if key != "method" else text
+  return values
+
+
+def method_tuple(text, all_methods):
+  return tuple(all_methods) if text == "all" else tuple(text.split("+"))
+
+
+def weights(alpha, beta, gamma):
+  """Per-level loss weights: one value for every level, or one per level."""
+  return ml_collections.ConfigDict(dict(alpha=tuple(alpha), beta=tuple(beta),
+                                        gamma=tuple(gamma)))
+
+
+def base_config(methods, bits) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.methods = methods  # registered objectives to train, one program each
+  c.bits = bits  # code length K
+  c.seeds = (0, 1, 2)  # run key = fold_in(key(base_seed), seed)
+  c.base_seed = 0
+  c.levels = (0.1, 0.5, 1.0)  # labelled fractions p in [0, 1]
+  # Per method, (alpha, beta, gamma) for each level (or one value for all).
+  c.weights = ml_collections.ConfigDict()
+  c.learning_rate = 1e-3  # Adam, as released
+  c.temperature = 0.67  # binary-concrete relaxation temperature
+  c.epochs = 30
+  c.batch_size = 100
+  c.eval_batch_size = 1000  # items encoded at once at evaluation
+  c.ks = (100, 1000, 5000)  # retrieval cut-offs K
+  # Label mask: False draws floor(p * N) over train + validation together;
+  # True draws floor(p * N_s) in each split separately, as released.
+  c.mask_per_split = False
+  # Set to reuse one mask for every seed (the released protocol used 20);
+  # unset, each (seed, level) run draws its own mask from its key.
+  c.shared_mask_seed = ml_collections.config_dict.placeholder(int)
+  c.model = ml_collections.ConfigDict()
+  c.model.hidden = (500, 500)  # encoder widths
+  c.model.batch_norm = True  # after each encoder layer
+  # Loss switches; the defaults are paper parity (see methods.LossOptions).
+  c.loss = ml_collections.ConfigDict()
+  c.loss.pair_reduction = "sum"  # "sum" over B^2 pairs (parity) or "mean"
+  c.loss.pair_labelled_only = False  # PHS-GS: only labelled-labelled pairs
+  c.loss.pair_diagonal = True  # include i = j pairs (parity)
+  c.loss.multilabel = "softmax"  # multi-label data: "softmax" (parity), "sigmoid"
+  c.loss.reconstruction = "softmax"  # "softmax" (parity) or "gaussian"
+  c.loss.margin_fraction = 1.0 / 3.0  # hinge margin = fraction * bits
+  c.data = ml_collections.ConfigDict()
+  return c

@@ -1,0 +1,1 @@
+"""hashvae: semi-supervised semantic hashing with variational autoencoders."""

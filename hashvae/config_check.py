@@ -1,0 +1,60 @@
+"""Checks a config before anything is loaded or compiled.
+
+Each failure names the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hashvae import data, methods
+
+
+class ConfigError(ValueError):
+  """A config field holds a value that is not allowed."""
+
+
+def check(config):
+  def need(ok, field, allowed, value):
+    if not ok:
+      raise ConfigError(f"config.{field}={value!r}: {allowed}")
+
+  need(len(config.methods) > 0, "methods", "name at least one method",
+       config.methods)
+  for m in config.methods:
+    need(m in methods.METHODS, "methods", f"unknown method {m!r}; known: "
+         f"{sorted(methods.METHODS)}", tuple(config.methods))
+    need(m in config.weights, "weights", f"no loss weights for method {m!r}",
+         sorted(config.weights))
+  need(config.data.name in data.LOADERS, "data.name",
+       f"unknown dataset; known: {sorted(data.LOADERS)}", config.data.name)
+  need(isinstance(config.bits, int) and config.bits >= 1, "bits",
+       "an integer >= 1", config.bits)
+  need(len(config.seeds) > 0, "seeds", "at least one seed", config.seeds)
+  need(len(config.levels) > 0, "levels", "at least one level", config.levels)
+  for level in config.levels:
+    need(0.0 <= level <= 1.0, "levels", "every level must lie in [0, 1]",
+         tuple(config.levels))
+  for m in config.methods:
+    for k in ("alpha", "beta", "gamma"):
+      values = tuple(config.weights[m][k])
+      need(len(values) in (1, len(config.levels)), f"weights.{m}.{k}",
+           f"one value, or one per level ({len(config.levels)})", values)
+      need(all(math.isfinite(v) and v >= 0 for v in values),
+           f"weights.{m}.{k}", "finite values >= 0", values)
+  for field in ("learning_rate", "temperature"):
+    value = config[field]
+    need(math.isfinite(value) and value > 0, field, "a finite value > 0", value)
+  for field in ("epochs", "batch_size", "eval_batch_size"):
+    need(config[field] >= 1, field, "an integer >= 1", config[field])
+  need(all(k >= 1 for k in config.ks) and len(config.ks) > 0, "ks",
+       "cut-offs >= 1", tuple(config.ks))
+  need(all(w >= 1 for w in config.model.hidden), "model.hidden",
+       "widths >= 1", tuple(config.model.hidden))
+  need(config.loss.pair_reduction in ("sum", "mean"), "loss.pair_reduction",
+       "'sum' or 'mean'", config.loss.pair_reduction)
+  need(config.loss.multilabel in ("softmax", "sigmoid"), "loss.multilabel",
+       "'softmax' or 'sigmoid'", config.loss.multilabel)
+  need(config.loss.reconstruction in ("softmax", "gaussian"),
+       "loss.reconstruction", "'softmax' or 'gaussian'",
+       config.loss.reconstruction)

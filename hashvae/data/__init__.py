@@ -1,0 +1,25 @@
+"""Dataset loaders by name. Host side only: numpy, scipy, scikit-learn."""
+
+from hashvae.data.arrays import load_features_npy, load_vdsh_mat
+from hashvae.data.dataset import DataError, Dataset, Split
+from hashvae.data.small import load_digits, load_synthetic
+from hashvae.data.text import load_snippets
+
+LOADERS = {
+    "digits": load_digits,
+    "snippets": load_snippets,
+    "vdsh_mat": load_vdsh_mat,
+    "features_npy": load_features_npy,
+    "synthetic": load_synthetic,
+}
+
+
+def load(data_config) -> Dataset:
+  """Loads the dataset named by `data_config.name` (a config.data block)."""
+  if data_config.name not in LOADERS:
+    raise ValueError(f"unknown dataset {data_config.name!r}; known: "
+                     f"{sorted(LOADERS)}")
+  return LOADERS[data_config.name](data_config)
+
+
+__all__ = ["DataError", "Dataset", "LOADERS", "Split", "load"]

@@ -1,0 +1,105 @@
+"""Loaders for array files: the VDSH .mat layout and dense feature .npy files."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import scipy.io
+import scipy.sparse
+
+from hashvae.data.dataset import DataError, Dataset, make_split, normalise_rows
+
+MAT_KEYS = ("train", "cv", "test", "gnd_train", "gnd_cv", "gnd_test")
+
+
+def _dense(matrix) -> np.ndarray:
+  if scipy.sparse.issparse(matrix):
+    matrix = matrix.toarray()
+  return np.asarray(matrix, dtype=np.float32)
+
+
+def _mat_labels(gnd: np.ndarray, multilabel: bool) -> np.ndarray:
+  gnd = np.asarray(_dense(gnd) > 0, dtype=np.uint8)
+  return gnd if multilabel else np.argmax(gnd, axis=1).astype(np.int32)
+
+
+def load_vdsh_mat(config) -> Dataset:
+  """The VDSH .mat layout: train/cv/test [items, terms] (sparse or dense) and
+  gnd_train/gnd_cv/gnd_test [items, classes] one- or multi-hot.
+
+  Input = the stored matrix (tf-idf in the study's files); target = its rows
+  normalised to sum 1. Multi-label when any item has more than one label.
+  """
+  path = config.path
+  if not path or not os.path.isfile(path):
+    raise DataError(f"vdsh_mat: data file not found: {path!r} (set "
+                    "--config.data.path)")
+  try:
+    mat = scipy.io.loadmat(path)
+  except Exception as e:  # scipy raises several types for a bad file
+    raise DataError(f"vdsh_mat: cannot read {path} as a .mat file: {e}") from e
+  missing = [k for k in MAT_KEYS if k not in mat]
+  if missing:
+    raise DataError(f"vdsh_mat: {path} lacks keys {missing}; expected "
+                    f"{list(MAT_KEYS)}")
+  gnd = [_dense(mat[k]) for k in ("gnd_train", "gnd_cv", "gnd_test")]
+  num_classes = gnd[0].shape[1]
+  if any(g.ndim != 2 or g.shape[1] != num_classes for g in gnd):
+    raise DataError(f"vdsh_mat: {path}: gnd_* must be [items, classes] with "
+                    f"the same classes, got {[g.shape for g in gnd]}")
+  multilabel = any(((g > 0).sum(axis=1) > 1).any() for g in gnd)
+  splits = []
+  for x_key, g in zip(("train", "cv", "test"), gnd):
+    x = _dense(mat[x_key])
+    if x.shape[0] != g.shape[0]:
+      raise DataError(f"vdsh_mat: {path}: {x_key} has {x.shape[0]} rows but "
+                      f"gnd_{x_key} has {g.shape[0]}")
+    if (x < 0).any():
+      raise DataError(f"vdsh_mat: {path}: {x_key} has negative entries")
+    splits.append(make_split(x, normalise_rows(x), _mat_labels(g, multilabel)))
+  return Dataset(name="vdsh_mat", train=splits[0], validation=splits[1],
+                 test=splits[2], num_classes=num_classes)
+
+
+def load_features_npy(config) -> Dataset:
+  """Dense features [items, dims] (.npy) with labels [items] (.npy).
+
+  The CIFAR-10 VGG16 protocol: `config.queries_per_class` items of each class
+  drawn (seeded) as queries, the rest the database; features standardised
+  with the database's mean and std; input = target = standardised features.
+  """
+  for p in (config.path, config.labels_path):
+    if not p or not os.path.isfile(p):
+      raise DataError(f"features_npy: file not found: {p!r} (set "
+                      "--config.data.path and --config.data.labels_path)")
+  features = np.load(config.path, allow_pickle=False)
+  labels = np.load(config.labels_path, allow_pickle=False)
+  if features.ndim != 2:
+    raise DataError(f"features_npy: {config.path} must be [items, dims], got "
+                    f"shape {features.shape}")
+  labels = labels.reshape(-1) if labels.ndim == 2 and 1 in labels.shape else labels
+  if labels.ndim != 1 or labels.shape[0] != features.shape[0]:
+    raise DataError(f"features_npy: {config.labels_path} holds {labels.shape} "
+                    f"labels for {features.shape[0]} feature rows")
+  if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+    raise DataError(f"features_npy: labels must be non-negative integers")
+  classes, labels = np.unique(labels, return_inverse=True)
+  rng = np.random.default_rng(config.split_seed)
+  query = np.zeros(len(labels), bool)
+  for c in range(len(classes)):
+    members = np.flatnonzero(labels == c)
+    if len(members) <= config.queries_per_class:
+      raise DataError(f"features_npy: class {classes[c]} has {len(members)} "
+                      f"items, not more than queries_per_class="
+                      f"{config.queries_per_class}")
+    query[rng.choice(members, config.queries_per_class, replace=False)] = True
+  features = features.astype(np.float64)
+  mean = features[~query].mean(axis=0)
+  std = features[~query].std(axis=0)
+  features = (features - mean) / np.where(std > 0, std, 1.0)
+  split = lambda rows: make_split(features[rows], features[rows], labels[rows])
+  db = np.flatnonzero(~query)
+  return Dataset(name="features_npy", train=split(db), validation=split(db[:0]),
+                 test=split(np.flatnonzero(query)), num_classes=len(classes),
+                 class_names=tuple(str(c) for c in classes))

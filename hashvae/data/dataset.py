@@ -1,0 +1,121 @@
+"""The one dataset type every loader returns, and its checks.
+
+A dataset is three splits. The training set of a run is `train` followed by
+`validation` (the released protocol trains on both and uses them together as
+the retrieval database); `test` holds the queries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+class DataError(ValueError):
+  """A data file or array does not have the layout a loader expects."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """One split of a dataset.
+
+  Attributes:
+    inputs: [items, dims] float32, what the encoder reads.
+    targets: [items, dims] float32, what the decoder reconstructs (for text,
+      term counts normalised to sum 1 per row; an all-zero row stays zero).
+    labels: [items] int32 class indices, or [items, classes] uint8 multi-hot.
+  """
+
+  inputs: np.ndarray
+  targets: np.ndarray
+  labels: np.ndarray
+
+  def __len__(self) -> int:
+    return self.inputs.shape[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Train / validation / test splits with their label space."""
+
+  name: str
+  train: Split
+  validation: Split
+  test: Split
+  num_classes: int
+  class_names: tuple[str, ...] = ()
+
+  @property
+  def multilabel(self) -> bool:
+    return self.train.labels.ndim == 2
+
+  @property
+  def dims(self) -> int:
+    return self.train.inputs.shape[1]
+
+  @property
+  def database(self) -> Split:
+    """Training items in training order: train then validation."""
+    return concat(self.train, self.validation)
+
+  def __post_init__(self):
+    for split_name in ("train", "validation", "test"):
+      check_split(self.name, split_name, getattr(self, split_name),
+                  self.num_classes)
+    if len(self.train) == 0:
+      raise DataError(f"{self.name}: the training split is empty")
+    if len(self.test) == 0:
+      raise DataError(f"{self.name}: the test (query) split is empty")
+    dims = {getattr(self, s).inputs.shape[1]
+            for s in ("train", "validation", "test")}
+    if len(dims) != 1:
+      raise DataError(f"{self.name}: splits have different widths {dims}")
+
+
+def concat(a: Split, b: Split) -> Split:
+  return Split(np.concatenate([a.inputs, b.inputs]),
+               np.concatenate([a.targets, b.targets]),
+               np.concatenate([a.labels, b.labels]))
+
+
+def normalise_rows(counts: np.ndarray) -> np.ndarray:
+  """[items, dims] non-negative -> rows summing to 1 (zero rows stay zero)."""
+  counts = np.asarray(counts, dtype=np.float64)
+  totals = counts.sum(axis=1, keepdims=True)
+  return (counts / np.where(totals > 0, totals, 1.0)).astype(np.float32)
+
+
+def make_split(inputs, targets, labels) -> Split:
+  return Split(np.ascontiguousarray(inputs, dtype=np.float32),
+               np.ascontiguousarray(targets, dtype=np.float32),
+               np.asarray(labels, dtype=np.uint8 if np.ndim(labels) == 2
+                          else np.int32))
+
+
+def check_split(dataset: str, name: str, split: Split, num_classes: int):
+  """Raises DataError naming what is wrong with one split."""
+  where = f"{dataset}/{name}"
+  n = split.inputs.shape[0]
+  if split.inputs.ndim != 2:
+    raise DataError(f"{where}: inputs must be [items, dims], got shape "
+                    f"{split.inputs.shape}")
+  if split.targets.shape != split.inputs.shape:
+    raise DataError(f"{where}: targets {split.targets.shape} do not match "
+                    f"inputs {split.inputs.shape}")
+  if split.labels.shape[0] != n:
+    raise DataError(f"{where}: {split.labels.shape[0]} labels for {n} items")
+  if split.labels.ndim == 1:
+    if n and (split.labels.min() < 0 or split.labels.max() >= num_classes):
+      raise DataError(f"{where}: label indices must lie in [0, {num_classes})")
+  elif split.labels.ndim == 2:
+    if split.labels.shape[1] != num_classes:
+      raise DataError(f"{where}: label matrix has {split.labels.shape[1]} "
+                      f"columns for {num_classes} classes")
+  else:
+    raise DataError(f"{where}: labels must be [items] or [items, classes]")
+  for field in ("inputs", "targets"):
+    values = getattr(split, field)
+    if not np.isfinite(values).all():
+      bad = int((~np.isfinite(values).all(axis=1)).sum())
+      raise DataError(f"{where}: {bad} rows of {field} hold NaN or inf")

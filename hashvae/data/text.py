@@ -1,0 +1,106 @@
+"""Plain-text corpora: the study's one-document-per-line format, vectorised.
+
+Vectorising follows the released protocol (METHOD.md section 6): terms of
+three or more characters that do not start with a digit, lower-cased, English
+stop words removed, 1- to 3-grams, max_df 0.8, at most `max_features` terms,
+raw term frequency. Input log(1 + tf); target tf normalised per row.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.model_selection import train_test_split
+
+from hashvae.data.dataset import DataError, Dataset, make_split, normalise_rows
+
+# A token starts with a letter (not a digit) and has at least three characters.
+TOKEN_PATTERN = r"(?u)\b[^\W\d]\w\w+\b"
+
+
+def read_labelled_lines(path: str) -> tuple[list[str], list[str]]:
+  """Reads `words ... label` lines; returns (documents, label names)."""
+  if not os.path.isfile(path):
+    raise DataError(f"data file not found: {path}")
+  docs, labels = [], []
+  with open(path, encoding="utf-8", errors="replace") as f:
+    for number, line in enumerate(f, start=1):
+      if not line.strip():
+        continue  # blank lines separate nothing in this format
+      tokens = line.split()
+      if len(tokens) < 2:
+        raise DataError(f"{path}:{number}: malformed line, expected words "
+                        f"followed by a label, got {line.strip()!r}")
+      docs.append(" ".join(tokens[:-1]))
+      labels.append(tokens[-1])
+  if not docs:
+    raise DataError(f"{path}: empty corpus (no documents)")
+  return docs, labels
+
+
+def make_vectoriser(max_features: int) -> CountVectorizer:
+  return CountVectorizer(lowercase=True, token_pattern=TOKEN_PATTERN,
+                         stop_words="english", ngram_range=(1, 3), min_df=1,
+                         max_df=0.8, max_features=max_features,
+                         dtype=np.float32)
+
+
+def text_split(vectoriser: CountVectorizer, docs, label_ids):
+  counts = vectoriser.transform(docs).toarray()
+  return make_split(np.log1p(counts), normalise_rows(counts), label_ids)
+
+
+def label_indices(names, classes: tuple[str, ...], where: str) -> np.ndarray:
+  index = {c: i for i, c in enumerate(classes)}
+  unknown = sorted(set(names) - set(index))
+  if unknown:
+    raise DataError(f"{where}: labels {unknown} do not occur in the training "
+                    f"data (known: {list(classes)})")
+  return np.array([index[n] for n in names], dtype=np.int32)
+
+
+def vectorise_corpus(name, train_docs, train_names, test_docs, test_names, *,
+                     max_features, validation_fraction, split_seed,
+                     where_test) -> Dataset:
+  """Fits the vocabulary on all training documents, then splits off validation."""
+  classes = tuple(sorted(set(train_names)))
+  train_ids = label_indices(train_names, classes, f"{name} training labels")
+  test_ids = label_indices(test_names, classes, where_test)
+  vectoriser = make_vectoriser(max_features)
+  try:
+    vectoriser.fit(train_docs)
+  except ValueError as e:  # sklearn: "empty vocabulary; ..."
+    raise DataError(f"{name}: cannot build a vocabulary: {e}") from e
+  order = np.arange(len(train_docs))
+  if validation_fraction > 0:
+    fit_idx, val_idx = train_test_split(order, test_size=validation_fraction,
+                                        random_state=split_seed)
+  else:
+    fit_idx, val_idx = order, order[:0]
+  pick = lambda docs, idx: [docs[i] for i in idx]
+  return Dataset(
+      name=name,
+      train=text_split(vectoriser, pick(train_docs, fit_idx), train_ids[fit_idx]),
+      validation=text_split(vectoriser, pick(train_docs, val_idx),
+                            train_ids[val_idx]),
+      test=text_split(vectoriser, test_docs, test_ids),
+      num_classes=len(classes),
+      class_names=classes)
+
+
+def load_snippets(config) -> Dataset:
+  """`config.path`: a folder holding train.txt and test.txt."""
+  folder = config.path
+  if not folder or not os.path.isdir(folder):
+    raise DataError(f"snippets: data folder not found: {folder!r} (set "
+                    "--config.data.path to the folder with train.txt and "
+                    "test.txt)")
+  train_docs, train_names = read_labelled_lines(os.path.join(folder, "train.txt"))
+  test_path = os.path.join(folder, "test.txt")
+  test_docs, test_names = read_labelled_lines(test_path)
+  return vectorise_corpus("snippets", train_docs, train_names, test_docs,
+                          test_names, max_features=config.max_features,
+                          validation_fraction=config.validation_fraction,
+                          split_seed=config.split_seed, where_test=test_path)

@@ -1,0 +1,123 @@
+"""A sweep as one flat run axis: (seeds x levels) -> `jit(vmap(run))`.
+
+Each row of the grid is one run with its own key, level and traced loss
+weights. The epochs are driven from a short host loop around one compiled
+epoch step, which is where progress is reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hashvae.train import Run
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+  """[runs] per-run settings, in row order."""
+
+  method: str
+  seeds: np.ndarray  # [runs] int
+  levels: np.ndarray  # [runs] float32
+  hparams: dict  # name -> [runs] float32
+
+  def __len__(self):
+    return len(self.seeds)
+
+  def keys(self, base_seed: int):
+    """[runs] keys: fold_in(key(base_seed), seed), so seed s is the same run
+    in every sweep."""
+    base = jax.random.key(base_seed)
+    return jax.vmap(lambda s: jax.random.fold_in(base, s))(
+        jnp.asarray(self.seeds, jnp.uint32))
+
+  def rows(self):
+    """One dict per run: method, seed, level, alpha, beta, gamma."""
+    return [dict(method=self.method, seed=int(self.seeds[i]),
+                 level=float(self.levels[i]),
+                 **{k: float(self.hparams[k][i]) for k in ("alpha", "beta", "gamma")})
+            for i in range(len(self))]
+
+
+def per_level(values, levels, what: str):
+  values = tuple(values)
+  if len(values) == 1:
+    return values * len(levels)
+  if len(values) != len(levels):
+    raise ValueError(f"{what}: give one value or one per level "
+                     f"({len(levels)}), got {len(values)}")
+  return values
+
+
+def build_grid(config, method: str) -> Grid:
+  """Seeds x levels (level-major), each level with its own loss weights."""
+  if method not in config.weights:
+    raise ValueError(f"config.weights has no entry for method {method!r} "
+                     f"(has: {sorted(config.weights)})")
+  w = config.weights[method]
+  levels = tuple(config.levels)
+  table = {k: per_level(w[k], levels, f"weights.{method}.{k}")
+           for k in ("alpha", "beta", "gamma")}
+  cells = [(seed, i) for i in range(len(levels)) for seed in config.seeds]
+  column = lambda values: np.array(values, np.float32)
+  hparams = {k: column([table[k][i] for _, i in cells]) for k in table}
+  hparams["learning_rate"] = column([config.learning_rate] * len(cells))
+  hparams["temperature"] = column([config.temperature] * len(cells))
+  return Grid(method=method,
+              seeds=np.array([s for s, _ in cells], np.int64),
+              levels=column([levels[i] for _, i in cells]), hparams=hparams)
+
+
+@dataclasses.dataclass(frozen=True)
+class GridOutput:
+  db_codes: np.ndarray  # [runs, items, bits] uint8
+  query_codes: np.ndarray  # [runs, queries, bits] uint8
+  epoch_metrics: dict  # term -> [epochs, runs]
+
+
+EpochCallback = Callable[[int, int, dict, float], None]
+
+
+def train_grid(run: Run, grid: Grid, base_seed: int,
+               on_epoch: Optional[EpochCallback] = None) -> GridOutput:
+  """Trains every run of `grid` as one vmapped program.
+
+  `on_epoch(epoch, epochs, metrics, elapsed)` is called after each epoch
+  with the per-run metrics ({term: [runs]} numpy arrays).
+  """
+  init = jax.jit(jax.vmap(run.init, in_axes=(None, 0, 0, 0)))
+  epoch_step = jax.jit(jax.vmap(run.train_epoch, in_axes=(None, 0)),
+                       donate_argnums=1)
+  encode = jax.jit(jax.vmap(run.encode, in_axes=(None, 0)))
+  arrays = run.arrays
+  state = init(arrays, grid.keys(base_seed), jnp.asarray(grid.levels),
+               {k: jnp.asarray(v) for k, v in grid.hparams.items()})
+  history = []
+  start = time.perf_counter()
+  for epoch in range(run.epochs):
+    state, metrics = epoch_step(arrays, state)
+    metrics = jax.device_get(metrics)
+    history.append(metrics)
+    if on_epoch is not None:
+      on_epoch(epoch, run.epochs, metrics, time.perf_counter() - start)
+  codes = jax.device_get(encode(arrays, state))
+  stacked = {k: np.stack([h[k] for h in history]) for k in history[0]}
+  return GridOutput(db_codes=codes["db_codes"], query_codes=codes["query_codes"],
+                    epoch_metrics=stacked)
+
+
+def first_nonfinite_epoch(losses: np.ndarray) -> np.ndarray:
+  """[epochs, runs] -> [runs] index of the first non-finite epoch, -1 if none."""
+  bad = ~np.isfinite(losses)
+  return np.where(bad.any(axis=0), bad.argmax(axis=0), -1)
+
+
+def eta(elapsed: float, done: int, total: int) -> float:
+  return math.inf if done == 0 else elapsed / done * (total - done)

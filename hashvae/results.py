@@ -1,0 +1,86 @@
+"""Writing a sweep's outputs: atomically, so a crash never leaves a torn file."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+from collections import defaultdict
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str):
+  """Yields a temporary path beside `path`; renames it over `path` on success."""
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-",
+                             suffix=os.path.basename(path))
+  os.close(fd)
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def write_text(path: str, text: str):
+  with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+
+
+def write_json(path: str, value):
+  write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(path: str, rows: list[dict]):
+  if not rows:
+    raise ValueError(f"no rows to write to {path}")
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+  writer.writeheader()
+  writer.writerows(rows)
+  write_text(path, buffer.getvalue())
+
+
+def read_csv(path: str) -> list[dict]:
+  """Rows of a results.csv, numbers parsed back to floats / ints."""
+  def parse(text):
+    for kind in (int, float):
+      try:
+        return kind(text)
+      except ValueError:
+        pass
+    return text
+  with open(path, newline="", encoding="utf-8") as f:
+    return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def write_npz(path: str, **arrays):
+  with atomic_path(path) as tmp:
+    with open(tmp, "wb") as f:
+      np.savez_compressed(f, **arrays)
+
+
+def summarise(rows: list[dict], metric: str = "p@100") -> list[dict]:
+  """Mean and std over seeds of `metric` per (method, level), in row order."""
+  groups = defaultdict(list)
+  for row in rows:
+    groups[(row["method"], row["level"])].append(float(row[metric]))
+  return [dict(method=m, level=l, runs=len(v), mean=float(np.mean(v)),
+               std=float(np.std(v)))
+          for (m, l), v in groups.items()]
+
+
+def summary_text(rows: list[dict], metric: str = "p@100") -> str:
+  """A plain table: one line per (method, level), mean +- std over seeds."""
+  lines = [f"{'method':<16}{'level':>7}{'runs':>6}  {metric} (mean +- std)"]
+  for s in summarise(rows, metric):
+    lines.append(f"{s['method']:<16}{s['level']:>7.2f}{s['runs']:>6}  "
+                 f"{s['mean']:.4f} +- {s['std']:.4f}")
+  return "\n".join(lines)
