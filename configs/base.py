@@ -4,6 +4,9 @@ A dataset config file defines `get_config(arg)` where `arg` is the text after
 the colon of `--config=configs/x.py:method=ssb_vae,bits=32`.
 """
 
+import csv
+import os
+
 import ml_collections
 
 STUDY_METHODS = ("vdsh_s", "phs_gs", "ssb_vae")
@@ -68,3 +71,28 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   c.loss.margin_fraction = 1.0 / 3.0  # hinge margin = fraction * bits
   c.data = ml_collections.ConfigDict()
   return c
+
+
+RELEASED_CSV = os.path.join(os.path.dirname(__file__),
+                            "released_hyperparameters.csv")
+RELEASED_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def released_bits(bits):
+  """The released sweeps exist for 16 and 32 bits; other lengths borrow the
+  nearer one's weights (ties go to 32)."""
+  return 16 if bits < 24 else 32
+
+
+def released_weights(dataset, bits, method):
+  """(alpha, beta, gamma) per level 0.1 .. 1.0 from the study's sweep scripts
+  (METHOD.md section 7), as a weights block."""
+  with open(RELEASED_CSV, newline="") as f:
+    rows = [r for r in csv.DictReader(f) if (r["dataset"], int(r["bits"]),
+                                              r["method"]) == (dataset, bits, method)]
+  by_level = {round(float(r["p"]), 2): r for r in rows}
+  if sorted(by_level) != list(RELEASED_LEVELS):
+    raise ValueError(f"no released grid for dataset={dataset!r}, bits={bits}, "
+                     f"method={method!r}")
+  column = lambda k: tuple(float(by_level[l][k]) for l in RELEASED_LEVELS)
+  return weights(column("alpha"), column("beta"), column("gamma"))

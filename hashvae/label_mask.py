@@ -13,17 +13,19 @@ import jax.numpy as jnp
 
 
 def labelled_count(level, n: int):
-  """floor(p * n) for a traced float32 p, exact for decimal levels.
+  """floor(p * n) for a traced float32 p, exact for p with up to 6 decimals.
 
-  float32 p * n can land just below an integer (0.7 * 10 = 6.9999...), so
-  instead count the k whose float32 quotient k / n does not exceed p: the
-  largest such k is floor(p * n) whenever p is the rounding of a decimal.
+  float32 arithmetic is not enough (0.9 * 10 can come out as 8.99999): p is
+  rounded to millionths, m = round(p * 1e6), and floor(m * n / 1e6) is taken
+  in int32 pieces small enough not to overflow for n < 2 million.
   """
+  if not 0 < n < 2_000_000:
+    raise ValueError(f"labelled_count supports 0 < n < 2,000,000, got {n}")
   level = jnp.clip(jnp.asarray(level, jnp.float32), 0.0, 1.0)
-  guess = jnp.floor(level * n).astype(jnp.int32)
-  k = guess + jnp.arange(-1, 2, dtype=jnp.int32)  # the answer is among these
-  ok = (k >= 0) & (k <= n) & ((k.astype(jnp.float32) / n) <= level)
-  return jnp.max(jnp.where(ok, k, 0))
+  millionths = jnp.round(level * 1e6).astype(jnp.int32)
+  high, low = millionths // 1000, millionths % 1000  # m = 1000 high + low
+  a = high * n  # < 2^31: high <= 1000
+  return a // 1000 + ((a % 1000) * 1000 + low * n) // 1_000_000
 
 
 def label_mask(key, level, segment_sizes: Sequence[int]):

@@ -30,7 +30,7 @@ def main(argv):
                     query_codes=sweep.query_codes, db_codes=sweep.db_codes,
                     query_labels=sweep.query_labels, db_labels=sweep.db_labels)
   logging.info("wrote %s/{config.json,results.csv,codes.npz}", workdir)
-  print(results.summary_text(sweep.rows))
+  print(results.summary_text(sweep.rows, metric=f"p@{config.ks[0]}"))
 
 
 if __name__ == "__main__":

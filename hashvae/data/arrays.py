@@ -83,7 +83,11 @@ def load_features_npy(config) -> Dataset:
     raise DataError(f"features_npy: {config.labels_path} holds {labels.shape} "
                     f"labels for {features.shape[0]} feature rows")
   if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
-    raise DataError(f"features_npy: labels must be non-negative integers")
+    raise DataError("features_npy: labels must be non-negative integers")
+  bad = ~np.isfinite(features).all(axis=1)
+  if bad.any():
+    raise DataError(f"features_npy: {config.path}: {int(bad.sum())} rows hold "
+                    f"NaN or inf (first: row {int(np.argmax(bad))})")
   classes, labels = np.unique(labels, return_inverse=True)
   rng = np.random.default_rng(config.split_seed)
   query = np.zeros(len(labels), bool)

@@ -1,0 +1,67 @@
+"""Bad configs fail before anything is compiled, naming the field."""
+
+import pytest
+
+from configs import base, digits, snippets, synthetic
+from hashvae import config_check
+from hashvae.config_check import ConfigError
+
+
+def changed(**fields):
+  config = synthetic.get_config()
+  with config.unlocked():
+    for dotted, value in fields.items():
+      node = config
+      *parents, leaf = dotted.split("__")
+      for p in parents:
+        node = node[p]
+      node[leaf] = value
+  return config
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(methods=("nope",)), r"config.methods.*unknown method 'nope'"),
+    (dict(methods=()), r"config.methods.*at least one"),
+    (dict(data__name="mnist"), r"config.data.name.*unknown dataset"),
+    (dict(bits=0), r"config.bits=0.*>= 1"),
+    (dict(levels=(0.1, 1.5)), r"config.levels.*\[0, 1\]"),
+    (dict(levels=(-0.1,)), r"config.levels.*\[0, 1\]"),
+    (dict(seeds=()), r"config.seeds.*at least one"),
+    (dict(batch_size=0), r"config.batch_size"),
+    (dict(learning_rate=-1.0), r"config.learning_rate.*> 0"),
+    (dict(temperature=0.0), r"config.temperature.*> 0"),
+    (dict(weights__ssb_vae__alpha=(float("nan"),)), r"weights.ssb_vae.alpha.*finite"),
+    (dict(weights__ssb_vae__gamma=(1.0, 2.0, 3.0)), r"weights.ssb_vae.gamma.*one per level"),
+    (dict(loss__pair_reduction="max"), r"loss.pair_reduction.*'sum' or 'mean'"),
+])
+def test_bad_fields_are_named(fields, message):
+  with pytest.raises(ConfigError, match=message):
+    config_check.check(changed(**fields))
+
+
+def test_shipped_configs_pass():
+  for config in (digits.get_config(), snippets.get_config("method=all,bits=32"),
+                 synthetic.get_config()):
+    config_check.check(config)
+
+
+def test_config_argument_is_checked():
+  with pytest.raises(ValueError, match=r"'bitz=3'.*\['bits', 'method'\]"):
+    digits.get_config("bitz=3")
+  assert digits.get_config("method=ssb_vae,bits=32").bits == 32
+  assert digits.get_config("method=ssb_vae+phs_gs").methods == ("ssb_vae", "phs_gs")
+
+
+def test_locked_config_rejects_unknown_keys():
+  config = digits.get_config()
+  config.lock()
+  with pytest.raises(AttributeError):
+    config.epoch = 3  # typo of epochs
+
+
+def test_released_weights_table():
+  w = base.released_weights("snippets", 16, "ssb_vae")
+  assert w.alpha[0] == 1e-4 and w.gamma[0] == 1e4 and w.beta[0] == 0.015625
+  assert w.alpha[-1] == 1e4 and w.gamma[-1] == 1e3
+  with pytest.raises(ValueError, match="no released grid"):
+    base.released_weights("mnist", 16, "ssb_vae")

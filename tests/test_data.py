@@ -1,0 +1,151 @@
+"""Loaders on real or same-layout files, and their errors."""
+
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+import scipy.io
+import scipy.sparse
+
+from conftest import shared_file
+from hashvae import data
+from hashvae.data import DataError
+
+
+def cfg(**fields):
+  return ml_collections.ConfigDict(fields)
+
+
+def check_targets(split):
+  sums = split.targets.sum(1)
+  assert np.all((np.abs(sums - 1) < 1e-4) | (sums == 0))
+
+
+def test_digits_split_is_stratified_and_deterministic():
+  a = data.load(cfg(name="digits", split_seed=0))
+  b = data.load(cfg(name="digits", split_seed=0))
+  assert (len(a.train), len(a.validation), len(a.test)) == (1437, 0, 360)
+  assert a.dims == 64 and a.num_classes == 10
+  np.testing.assert_array_equal(a.test.labels, b.test.labels)
+  np.testing.assert_array_equal(a.train.inputs, b.train.inputs)
+  per_class = np.bincount(a.test.labels, minlength=10)
+  assert per_class.min() >= 35 and per_class.max() <= 37  # 20% of 174..183
+  check_targets(a.train)
+  assert a.train.inputs.max() <= 1.0
+
+
+def test_snippets_follows_the_protocol():
+  folder = os.path.dirname(shared_file("snippets", "train.txt"))
+  d = data.load(cfg(name="snippets", path=folder, max_features=10000,
+                    validation_fraction=0.1, split_seed=0))
+  assert (len(d.train), len(d.validation), len(d.test)) == (9054, 1006, 2280)
+  assert d.dims == 10000 and d.num_classes == 8
+  counts = np.bincount(d.database.labels, minlength=8)
+  assert sorted(counts) == sorted([1200, 1200, 1880, 2360, 220, 880, 1200, 1120])
+  check_targets(d.train)
+  check_targets(d.test)
+  # input = log(1 + tf) where target = tf / sum(tf)
+  row = d.train.inputs[0]
+  tf = np.expm1(row)
+  np.testing.assert_allclose(d.train.targets[0], tf / tf.sum(), rtol=1e-4)
+
+
+def write_lines(tmp_path, name, lines):
+  (tmp_path / name).write_text("\n".join(lines) + "\n")
+
+
+def test_snippets_errors_name_the_problem(tmp_path):
+  load = lambda: data.load(cfg(name="snippets", path=str(tmp_path),
+                               max_features=100, validation_fraction=0.1,
+                               split_seed=0))
+  with pytest.raises(DataError, match="train.txt"):
+    load()  # missing file
+  write_lines(tmp_path, "train.txt", ["alpha beta gamma sports",
+                                      "lonely", "delta epsilon arts"])
+  write_lines(tmp_path, "test.txt", ["alpha sports"])
+  with pytest.raises(DataError, match=r"train.txt:2: malformed line"):
+    load()
+  write_lines(tmp_path, "train.txt", ["alpha beta gamma sports",
+                                      "delta epsilon arts"])
+  write_lines(tmp_path, "test.txt", ["alpha cooking"])
+  with pytest.raises(DataError, match=r"test.txt.*\['cooking'\]"):
+    load()
+  write_lines(tmp_path, "test.txt", [""])
+  with pytest.raises(DataError, match="empty corpus"):
+    load()
+  with pytest.raises(DataError, match="folder not found"):
+    data.load(cfg(name="snippets", path=str(tmp_path / "nope"), max_features=1,
+                  validation_fraction=0.1, split_seed=0))
+
+
+def test_vdsh_mat_reads_the_tmc_subset_as_multilabel():
+  d = data.load(cfg(name="vdsh_mat", path=shared_file("tmc_subset.tfidf.mat")))
+  assert (len(d.train), len(d.validation), len(d.test)) == (3985, 570, 1139)
+  assert d.multilabel and d.num_classes == 22 and d.dims == 10000
+  assert d.train.labels.shape == (3985, 22)
+  assert 2.0 < d.train.labels.sum(1).mean() < 2.3
+  check_targets(d.train)
+
+
+def test_vdsh_mat_single_label_and_errors(tmp_path):
+  rng = np.random.default_rng(0)
+  mats = {}
+  for key, n in (("train", 30), ("cv", 10), ("test", 8)):
+    mats[key] = scipy.sparse.csc_matrix(rng.uniform(size=(n, 12)) *
+                                        (rng.uniform(size=(n, 12)) < 0.4))
+    mats["gnd_" + key] = np.eye(3, dtype=np.uint8)[rng.integers(0, 3, n)]
+  path = str(tmp_path / "ng.mat")
+  scipy.io.savemat(path, mats)
+  d = data.load(cfg(name="vdsh_mat", path=path))
+  assert not d.multilabel and d.train.labels.shape == (30,)
+  np.testing.assert_array_equal(d.test.labels, mats["gnd_test"].argmax(1))
+  del mats["gnd_cv"]
+  scipy.io.savemat(path, mats)
+  with pytest.raises(DataError, match=r"lacks keys \['gnd_cv'\]"):
+    data.load(cfg(name="vdsh_mat", path=path))
+
+
+def test_features_npy_cifar_layout(tmp_path):
+  rng = np.random.default_rng(0)
+  labels = np.repeat(np.arange(10), 30)
+  features = rng.normal(size=(300, 16)).astype(np.float32) + labels[:, None]
+  np.save(tmp_path / "x.npy", features)
+  np.save(tmp_path / "y.npy", labels)
+  config = cfg(name="features_npy", path=str(tmp_path / "x.npy"),
+               labels_path=str(tmp_path / "y.npy"), queries_per_class=5,
+               split_seed=0)
+  d = data.load(config)
+  assert len(d.test) == 50 and len(d.train) == 250
+  assert np.bincount(d.test.labels).tolist() == [5] * 10
+  np.testing.assert_allclose(d.train.inputs.mean(0), 0, atol=1e-5)
+  np.testing.assert_allclose(d.train.inputs.std(0), 1, atol=1e-4)
+  np.save(tmp_path / "y.npy", labels[:-1])
+  with pytest.raises(DataError, match="299.*300 feature rows"):
+    data.load(config)
+
+
+def test_synthetic_is_seeded():
+  config = cfg(name="synthetic", num_classes=3, dims=20, train_size=30,
+               validation_size=5, test_size=6, doc_length=10, noise=0.2,
+               split_seed=4)
+  a, b = data.load(config), data.load(config)
+  np.testing.assert_array_equal(a.train.inputs, b.train.inputs)
+  assert a.train.inputs.shape == (30, 20) and len(a.test) == 6
+  check_targets(a.train)
+
+
+def test_unknown_dataset():
+  with pytest.raises(ValueError, match=r"unknown dataset 'mnist'.*digits"):
+    data.load(cfg(name="mnist"))
+
+
+def test_nan_features_are_rejected(tmp_path):
+  x = np.ones((40, 3), np.float32)
+  x[2, 1] = np.nan
+  np.save(tmp_path / "x.npy", x)
+  np.save(tmp_path / "y.npy", np.repeat([0, 1], 20))
+  with pytest.raises(DataError, match="NaN or inf"):
+    data.load(cfg(name="features_npy", path=str(tmp_path / "x.npy"),
+                  labels_path=str(tmp_path / "y.npy"), queries_per_class=2,
+                  split_seed=0))

@@ -1,0 +1,137 @@
+"""Each loss term against a closed form or a plain double loop."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hashvae import losses
+
+rng = np.random.default_rng(0)
+
+
+def np_log_softmax(x):
+  x = x - x.max(-1, keepdims=True)
+  return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def test_softmax_reconstruction_matches_hand_computation():
+  logits = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 2.0, 3.0, 4.0]], np.float32)
+  targets = np.array([[0.25, 0.25, 0.25, 0.25], [0.0, 0.0, 0.5, 0.5]], np.float32)
+  got = losses.softmax_reconstruction(logits, targets)
+  z = math.log(sum(math.exp(v) for v in (1, 2, 3, 4)))
+  np.testing.assert_allclose(got, [math.log(4), z - 3.5], rtol=1e-6)
+
+
+def test_softmax_reconstruction_zero_target_row_is_zero():
+  got = losses.softmax_reconstruction(rng.normal(size=(2, 5)), np.zeros((2, 5)))
+  np.testing.assert_array_equal(got, [0.0, 0.0])
+
+
+def test_gaussian_kl_matches_general_two_gaussian_formula():
+  mu = rng.normal(size=(4, 3))
+  logvar = rng.normal(size=(4, 3))
+  sigma2 = np.exp(logvar)
+  # KL(N(m, s^2) || N(0, 1)) = log(1/s) + (s^2 + m^2)/2 - 1/2 per dimension.
+  expected = (-0.5 * np.log(sigma2) + (sigma2 + mu**2) / 2 - 0.5).sum(-1)
+  np.testing.assert_allclose(losses.gaussian_kl(mu, logvar), expected, rtol=1e-5)
+  np.testing.assert_allclose(losses.gaussian_kl(np.zeros((1, 3)), np.zeros((1, 3))),
+                             [0.0], atol=1e-7)
+
+
+def test_bernoulli_kl_to_uniform_matches_definition_and_stays_finite():
+  logits = rng.normal(size=(5, 6)) * 3
+  q = 1 / (1 + np.exp(-logits))
+  expected = (q * np.log(q / 0.5) + (1 - q) * np.log((1 - q) / 0.5)).sum(-1)
+  np.testing.assert_allclose(losses.bernoulli_kl_uniform(logits), expected,
+                             rtol=1e-5, atol=1e-6)
+  saturated = losses.bernoulli_kl_uniform(np.array([[200.0, -200.0]], np.float32))
+  np.testing.assert_allclose(saturated, [2 * math.log(2)], rtol=1e-6)
+  np.testing.assert_allclose(losses.bernoulli_kl_uniform(np.zeros((1, 4))), [0.0],
+                             atol=1e-7)
+
+
+def test_softmax_cross_entropy_is_zero_for_unlabelled_rows():
+  logits = rng.normal(size=(3, 4))
+  rows = np.array([[0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1]], np.float32)
+  expected = -(rows * np_log_softmax(logits)).sum(-1)
+  np.testing.assert_allclose(losses.softmax_cross_entropy(logits, rows),
+                             expected, rtol=1e-5)
+  assert float(losses.softmax_cross_entropy(logits, rows)[1]) == 0.0
+
+
+def test_sigmoid_cross_entropy_matches_binary_ce_and_masks():
+  logits = rng.normal(size=(3, 4))
+  rows = np.array([[0, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 1]], np.float32)
+  labelled = np.array([1.0, 0.0, 1.0], np.float32)
+  p = 1 / (1 + np.exp(-logits))
+  bce = -(rows * np.log(p) + (1 - rows) * np.log(1 - p)).sum(-1) * labelled
+  np.testing.assert_allclose(losses.sigmoid_cross_entropy(logits, rows, labelled),
+                             bce, rtol=1e-5)
+
+
+def pairwise_double_loop(codes, s, margin, w, reduction):
+  b, k = codes.shape
+  total, weight = 0.0, 0.0
+  for i in range(b):
+    for j in range(b):
+      d = float(((codes[i] - codes[j]) ** 2).sum())
+      term = s[i, j] * d + (1 - s[i, j]) * max(margin - d, 0.0)
+      total += w[i, j] * term
+      weight += w[i, j]
+  if reduction == "mean":
+    total /= weight
+  return total / k
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_pairwise_term_matches_double_loop(reduction):
+  codes = rng.uniform(size=(7, 6)).astype(np.float32)
+  s = rng.uniform(size=(7, 7)).astype(np.float32)
+  w = (rng.uniform(size=(7, 7)) > 0.3).astype(np.float32)
+  got = losses.pairwise_hamming_margin(codes, s, 2.0, w, reduction)
+  np.testing.assert_allclose(got, pairwise_double_loop(codes, s, 2.0, w, reduction),
+                             rtol=1e-5)
+  ones = np.ones((7, 7), np.float32)
+  np.testing.assert_allclose(
+      losses.pairwise_hamming_margin(codes, s, 2.0, reduction=reduction),
+      pairwise_double_loop(codes, s, 2.0, ones, reduction), rtol=1e-5)
+
+
+def test_pairwise_term_is_zero_for_identical_codes_with_full_similarity():
+  codes = np.tile(rng.uniform(size=(1, 5)), (4, 1)).astype(np.float32)
+  assert float(losses.pairwise_hamming_margin(codes, np.ones((4, 4)), 5 / 3)) == 0.0
+
+
+def test_pairwise_hinge_pushes_dissimilar_close_codes_apart():
+  codes = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], np.float32)
+  # S = 0: every pair adds relu(m - D); D(0,1) = 1, D(i,i) = 0; m = 1.5.
+  got = losses.pairwise_hamming_margin(codes, np.zeros((2, 2)), 1.5)
+  np.testing.assert_allclose(got, (1.5 + 1.5 + 0.5 + 0.5) / 3, rtol=1e-6)
+
+
+def test_similarities():
+  y = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 0], [1, 1, 0]], np.float32)
+  np.testing.assert_array_equal(losses.label_similarity(y), y @ y.T)
+  binary = np.asarray(losses.label_similarity(y, binary=True))
+  assert binary.max() == 1.0 and binary[3, 3] == 1.0 and binary[2, 2] == 0.0
+  p = rng.uniform(size=(3, 4))
+  np.testing.assert_allclose(losses.prediction_similarity(p), p @ p.T, rtol=1e-5)
+  cos = np.asarray(losses.prediction_similarity(p, normalise=True))
+  np.testing.assert_allclose(np.diag(cos), 1.0, rtol=1e-5)
+  assert cos.max() <= 1.0 + 1e-6 and cos.min() >= 0.0
+
+
+def test_gaussian_reconstruction_is_half_squared_error():
+  a, b = rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
+  np.testing.assert_allclose(losses.gaussian_reconstruction(a, b),
+                             0.5 * ((a - b) ** 2).sum(-1), rtol=1e-5)
+
+
+def test_distances_never_negative():
+  codes = jnp.asarray(rng.uniform(size=(5, 16)) * 1e3, jnp.float32)
+  assert float(jnp.min(losses.squared_distances(codes))) >= 0.0
+  assert jax.numpy.allclose(jnp.diag(losses.squared_distances(codes)), 0.0,
+                            atol=1e-1)

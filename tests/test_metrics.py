@@ -1,0 +1,99 @@
+"""`evaluate` against a plain numpy brute force and an enumeration of ties."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from hashvae.metrics import evaluate
+
+
+def brute_force(qc, dc, ql, dl, ks):
+  """Per query: stable argsort of the distances, then loops."""
+  out = {f"{m}@{k}": [] for k in ks for m in ("p", "r", "map")}
+  for i in range(len(qc)):
+    dist = (qc[i][None, :] != dc).sum(1)
+    order = np.argsort(dist, kind="stable")
+    if ql.ndim == 1:
+      rel = dl[order] == ql[i]
+    else:
+      rel = (dl[order] * ql[i]).sum(1) > 0
+    for k in ks:
+      top = rel[:k]
+      out[f"p@{k}"].append(top.sum() / k)
+      out[f"r@{k}"].append(top.sum() / max(rel.sum(), 1))
+      precisions = [top[:j + 1].sum() / (j + 1) for j in range(k) if top[j]]
+      out[f"map@{k}"].append(np.mean(precisions) if precisions else 0.0)
+  return {name: float(np.mean(v)) for name, v in out.items()}
+
+
+@pytest.mark.parametrize("bits,classes", [(4, 3), (8, 5), (16, 4)])
+def test_single_label_matches_brute_force(bits, classes):
+  rng = np.random.default_rng(bits)
+  qc, dc = rng.integers(0, 2, (37, bits)), rng.integers(0, 2, (230, bits))
+  ql, dl = rng.integers(0, classes, 37), rng.integers(0, classes, 230)
+  ks = (1, 10, 100, 230)
+  got = evaluate(qc, dc, ql, dl, ks)
+  want = brute_force(qc, dc, ql, dl, ks)
+  for name, value in want.items():
+    assert got[name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_multilabel_matches_brute_force():
+  rng = np.random.default_rng(7)
+  qc, dc = rng.integers(0, 2, (25, 6)), rng.integers(0, 2, (150, 6))
+  ql = (rng.uniform(size=(25, 5)) < 0.3).astype(np.uint8)
+  dl = (rng.uniform(size=(150, 5)) < 0.3).astype(np.uint8)
+  ks = (5, 50)
+  got = evaluate(qc, dc, ql, dl, ks)
+  for name, value in brute_force(qc, dc, ql, dl, ks).items():
+    assert got[name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_query_chunking_does_not_change_results():
+  rng = np.random.default_rng(3)
+  qc, dc = rng.integers(0, 2, (53, 8)), rng.integers(0, 2, (300, 8))
+  ql, dl = rng.integers(0, 4, 53), rng.integers(0, 4, 300)
+  whole = evaluate(qc, dc, ql, dl, (10, 100))
+  chunked = evaluate(qc, dc, ql, dl, (10, 100), memory_budget_bytes=7 * 300 * 24)
+  assert whole == pytest.approx(chunked, abs=1e-7)
+
+
+def tie_orders_expectation(dist, rel, k):
+  """Mean precision@k over every order that sorts by distance."""
+  groups = [list(np.flatnonzero(dist == d)) for d in sorted(set(dist))]
+  values = []
+  for perms in itertools.product(*[itertools.permutations(g) for g in groups]):
+    order = [i for p in perms for i in p]
+    values.append(rel[order[:k]].sum() / k)
+  return np.mean(values)
+
+
+def test_tie_aware_precision_equals_mean_over_all_tie_orders():
+  rng = np.random.default_rng(11)
+  dc = rng.integers(0, 2, (8, 2))  # 2 bits: large tie groups
+  dl = rng.integers(0, 2, 8)
+  qc, ql = rng.integers(0, 2, (3, 2)), rng.integers(0, 2, 3)
+  for k in (1, 3, 5, 8):
+    got = evaluate(qc, dc, ql, dl, (k,))[f"p@{k}_tie_aware"]
+    want = np.mean([tie_orders_expectation((qc[i] != dc).sum(1), dl == ql[i], k)
+                    for i in range(3)])
+    assert got == pytest.approx(want, abs=1e-6), k
+
+
+def test_identical_codes_and_labels_give_perfect_precision():
+  codes = np.repeat(np.eye(4, dtype=np.uint8), 10, axis=0)
+  labels = np.repeat(np.arange(4), 10)
+  got = evaluate(codes, codes, labels, labels, (10,))
+  assert got["p@10"] == 1.0 and got["map@10"] == 1.0 and got["r@10"] == 1.0
+  assert got["p@10_tie_aware"] == 1.0
+
+
+def test_bad_arguments_fail_clearly():
+  c, l = np.zeros((5, 4)), np.zeros(5, int)
+  with pytest.raises(ValueError, match="database size"):
+    evaluate(c, c, l, l, (6,))
+  with pytest.raises(ValueError, match="same bits"):
+    evaluate(np.zeros((5, 3)), c, l, l, (1,))
+  with pytest.raises(ValueError, match="one label"):
+    evaluate(c, c, l[:4], l, (1,))
