@@ -25,8 +25,8 @@ class Grid:
 
   method: str
   seeds: np.ndarray  # [runs] int
-  levels: np.ndarray  # [runs] float32
-  hparams: dict  # name -> [runs] float32
+  levels: np.ndarray  # [runs] float64, as written in the config
+  hparams: dict  # name -> [runs] float64
 
   def __len__(self):
     return len(self.seeds)
@@ -66,7 +66,7 @@ def build_grid(config, method: str) -> Grid:
   table = {k: per_level(w[k], levels, f"weights.{method}.{k}")
            for k in ("alpha", "beta", "gamma")}
   cells = [(seed, i) for i in range(len(levels)) for seed in config.seeds]
-  column = lambda values: np.array(values, np.float32)
+  column = lambda values: np.array(values, np.float64)
   hparams = {k: column([table[k][i] for _, i in cells]) for k in table}
   hparams["learning_rate"] = column([config.learning_rate] * len(cells))
   hparams["temperature"] = column([config.temperature] * len(cells))
@@ -97,8 +97,9 @@ def train_grid(run: Run, grid: Grid, base_seed: int,
                        donate_argnums=1)
   encode = jax.jit(jax.vmap(run.encode, in_axes=(None, 0)))
   arrays = run.arrays
-  state = init(arrays, grid.keys(base_seed), jnp.asarray(grid.levels),
-               {k: jnp.asarray(v) for k, v in grid.hparams.items()})
+  f32 = lambda v: jnp.asarray(v, jnp.float32)
+  state = init(arrays, grid.keys(base_seed), f32(grid.levels),
+               {k: f32(v) for k, v in grid.hparams.items()})
   history = []
   start = time.perf_counter()
   for epoch in range(run.epochs):

@@ -134,4 +134,6 @@ def evaluate(query_codes, db_codes, query_labels, db_labels,
   result = _evaluate(jnp.asarray(query_codes, jnp.uint8),
                      jnp.asarray(db_codes, jnp.uint8),
                      jnp.asarray(query_labels), jnp.asarray(db_labels), ks, chunk)
-  return {name: float(v) for name, v in result.items()}
+  names = [f"{m}@{k}" for k in ks for m in ("p", "r", "map")]
+  names += [f"p@{k}_tie_aware" for k in ks]
+  return {name: float(result[name]) for name in names}
