@@ -94,5 +94,5 @@ def released_weights(dataset, bits, method):
   if sorted(by_level) != list(RELEASED_LEVELS):
     raise ValueError(f"no released grid for dataset={dataset!r}, bits={bits}, "
                      f"method={method!r}")
-  column = lambda k: tuple(float(by_level[l][k]) for l in RELEASED_LEVELS)
+  column = lambda k: tuple(float(by_level[level][k]) for level in RELEASED_LEVELS)
   return weights(column("alpha"), column("beta"), column("gamma"))

@@ -9,7 +9,9 @@ from typing import Optional
 
 import numpy as np
 
-from hashvae import config_check, data as data_lib, grid as grid_lib, metrics
+from hashvae import config_check, metrics
+from hashvae import data as data_lib
+from hashvae import grid as grid_lib
 from hashvae.train import make_run
 
 log = logging.getLogger("hashvae")

@@ -72,9 +72,9 @@ def summarise(rows: list[dict], metric: str = "p@100") -> list[dict]:
   groups = defaultdict(list)
   for row in rows:
     groups[(row["method"], row["level"])].append(float(row[metric]))
-  return [dict(method=m, level=l, runs=len(v), mean=float(np.mean(v)),
+  return [dict(method=method, level=level, runs=len(v), mean=float(np.mean(v)),
                std=float(np.std(v)))
-          for (m, l), v in groups.items()]
+          for (method, level), v in groups.items()]
 
 
 def summary_text(rows: list[dict], metric: str = "p@100") -> str:

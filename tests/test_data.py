@@ -8,9 +8,10 @@ import pytest
 import scipy.io
 import scipy.sparse
 
-from conftest import shared_file
 from hashvae import data
 from hashvae.data import DataError
+
+from conftest import shared_file
 
 
 def cfg(**fields):

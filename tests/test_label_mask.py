@@ -42,7 +42,7 @@ def test_mask_per_segment_and_vmapped():
   keys = jax.random.split(jax.random.key(0), 4)
   levels = jnp.array([0.1, 0.5, 0.7, 1.0])
   masks = np.asarray(jax.vmap(lambda k, p: label_mask(k, p, (90, 10)))(keys, levels))
-  for m, p in zip(masks, [0.1, 0.5, 0.7, 1.0]):
+  for m, p in zip(masks, [0.1, 0.5, 0.7, 1.0], strict=False):
     assert m[:90].sum() == exact_floor(p, 90)
     assert m[90:].sum() == exact_floor(p, 10)
 

@@ -90,10 +90,10 @@ def test_identical_codes_and_labels_give_perfect_precision():
 
 
 def test_bad_arguments_fail_clearly():
-  c, l = np.zeros((5, 4)), np.zeros(5, int)
+  codes, labels = np.zeros((5, 4)), np.zeros(5, int)
   with pytest.raises(ValueError, match="database size"):
-    evaluate(c, c, l, l, (6,))
+    evaluate(codes, codes, labels, labels, (6,))
   with pytest.raises(ValueError, match="same bits"):
-    evaluate(np.zeros((5, 3)), c, l, l, (1,))
+    evaluate(np.zeros((5, 3)), codes, labels, labels, (1,))
   with pytest.raises(ValueError, match="one label"):
-    evaluate(c, c, l[:4], l, (1,))
+    evaluate(codes, codes, labels[:4], labels, (1,))

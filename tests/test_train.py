@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from hashvae import data, grid as grid_lib
+from hashvae import data
+from hashvae import grid as grid_lib
 from hashvae.train import make_run
 
 

@@ -50,7 +50,7 @@ def load_vdsh_mat(config) -> Dataset:
                     f"the same classes, got {[g.shape for g in gnd]}")
   multilabel = any(((g > 0).sum(axis=1) > 1).any() for g in gnd)
   splits = []
-  for x_key, g in zip(("train", "cv", "test"), gnd):
+  for x_key, g in zip(("train", "cv", "test"), gnd, strict=False):
     x = _dense(mat[x_key])
     if x.shape[0] != g.shape[0]:
       raise DataError(f"vdsh_mat: {path}: {x_key} has {x.shape[0]} rows but "

@@ -41,7 +41,7 @@ def load_synthetic(config) -> Dataset:
     labels = rng.integers(0, classes, size=n)
     mix = (1 - config.noise) * topics[labels] + config.noise * background
     lengths = np.maximum(rng.poisson(config.doc_length, size=n), 1)
-    counts = np.stack([rng.multinomial(l, p) for l, p in zip(lengths, mix)])
+    counts = np.stack([rng.multinomial(n, p) for n, p in zip(lengths, mix, strict=True)])
     return make_split(np.log1p(counts), normalise_rows(counts), labels)
 
   return Dataset(name="synthetic", train=corpus(config.train_size),
