@@ -1,0 +1,43 @@
+"""Benchmarks, printed as one JSON line per figure (ratios measured side by side).
+
+    python -m launch.benchmark --sections=eval,train --data_path=../shared/data/snippets
+
+Each section lives in a launch/bench_*.py module exposing
+`run(flags) -> iterable of dicts`; every dict is printed as a JSON line.
+"""
+
+import importlib
+import json
+import platform
+
+import jax
+from absl import app, flags
+
+SECTIONS = {
+    "eval": "launch.bench_eval",
+    "train": "launch.bench_train",
+}
+
+_SECTIONS = flags.DEFINE_list("sections", list(SECTIONS), "Which benchmarks.")
+flags.DEFINE_string("data_path", "../shared/data/snippets",
+                    "Snippets folder (train.txt, test.txt).")
+flags.DEFINE_bool("quick", False, "Smaller sizes, for a smoke run.")
+
+
+def main(argv):
+  del argv
+  unknown = sorted(set(_SECTIONS.value) - set(SECTIONS))
+  if unknown:
+    raise app.UsageError(f"unknown sections {unknown}; known: {sorted(SECTIONS)}")
+  print(json.dumps(dict(figure="machine", backend=jax.default_backend(),
+                        devices=[str(d) for d in jax.devices()],
+                        cpu=platform.processor() or platform.machine())),
+        flush=True)
+  for name in _SECTIONS.value:
+    module = importlib.import_module(SECTIONS[name])
+    for figure in module.run(flags.FLAGS):
+      print(json.dumps(dict(section=name, **figure)), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
