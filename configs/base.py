@@ -58,6 +58,8 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   # Set to reuse one mask for every seed (the released protocol used 20);
   # unset, each (seed, level) run draws its own mask from its key.
   c.shared_mask_seed = ml_collections.config_dict.placeholder(int)
+  c.checkpoint_every = 5  # epochs between checkpoints (also at the end)
+  c.checkpoints_to_keep = 2
   c.model = ml_collections.ConfigDict()
   c.model.hidden = (500, 500)  # encoder widths
   c.model.batch_norm = True  # after each encoder layer

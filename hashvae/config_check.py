@@ -47,6 +47,10 @@ def check(config):
     need(math.isfinite(value) and value > 0, field, "a finite value > 0", value)
   for field in ("epochs", "batch_size", "eval_batch_size"):
     need(config[field] >= 1, field, "an integer >= 1", config[field])
+  need(config.checkpoint_every >= 0, "checkpoint_every",
+       "epochs between checkpoints, >= 0 (0: only at the end)", config.checkpoint_every)
+  need(config.checkpoints_to_keep >= 1, "checkpoints_to_keep", "an integer >= 1",
+       config.checkpoints_to_keep)
   need(all(k >= 1 for k in config.ks) and len(config.ks) > 0, "ks",
        "cut-offs >= 1", tuple(config.ks))
   need(all(w >= 1 for w in config.model.hidden), "model.hidden",

@@ -1,45 +1,122 @@
-"""config -> dataset -> grid -> compiled runs -> codes -> metrics -> rows."""
+"""config -> dataset -> grid -> compiled runs -> codes -> metrics -> rows.
+
+With a workdir, each method's program checkpoints its stacked state under
+`checkpoints/<method>/` and, once trained and evaluated, stores its rows and
+codes in `methods/<method>.npz`; a re-run skips finished methods and resumes
+the others from their latest checkpoint.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import os
 import time
 from typing import Optional
 
 import numpy as np
 
-from hashvae import config_check, metrics
+from hashvae import config_check, metrics, results
 from hashvae import data as data_lib
 from hashvae import grid as grid_lib
+from hashvae.checkpoint import Checkpoints
 from hashvae.train import make_run
 
 log = logging.getLogger("hashvae")
 
 
 @dataclasses.dataclass(frozen=True)
+class MethodResult:
+  rows: list  # one dict per run, in grid order
+  db_codes: np.ndarray  # [runs, items, bits] uint8
+  query_codes: np.ndarray  # [runs, queries, bits] uint8
+  epoch_metrics: dict  # term -> [epochs, runs]
+
+
+@dataclasses.dataclass(frozen=True)
 class SweepResult:
-  rows: list  # one dict per run: dataset, method, bits, seed, level, weights, metrics
+  rows: list  # one dict per run: dataset, method, ..., status, metrics
   db_codes: np.ndarray  # [runs, items, bits] uint8, runs in row order
   query_codes: np.ndarray  # [runs, queries, bits] uint8
   db_labels: np.ndarray  # [items] or [items, classes]
   query_labels: np.ndarray
-  epoch_metrics: list  # per method: {term: [epochs, runs]}
+  epoch_metrics: dict  # method -> {term: [epochs, runs]}
 
 
 def log_epoch(method: str, runs: int):
+  """A progress reporter; the ETA leaves out the first epoch (compilation)."""
+  first = {}
+
   def report(epoch, epochs, terms, elapsed):
     loss = terms["loss"]
     finite = np.isfinite(loss)
     mean = float(loss[finite].mean()) if finite.any() else float("nan")
-    log.info("%s: epoch %d/%d, %d runs, elapsed %.1fs, ETA %.1fs, mean loss %.4f%s",
-             method, epoch + 1, epochs, runs, elapsed,
-             grid_lib.eta(elapsed, epoch + 1, epochs), mean,
+    first.setdefault("epoch", epoch)
+    first.setdefault("elapsed", elapsed)
+    done = epoch - first["epoch"]
+    eta = grid_lib.eta(elapsed - first["elapsed"], done, epochs - first["epoch"] - 1)
+    log.info("%s: epoch %d/%d, %d runs, elapsed %.1fs, ETA %.0fs, mean loss %.4f%s",
+             method, epoch + 1, epochs, runs, elapsed, eta, mean,
              "" if finite.all() else f" ({(~finite).sum()} runs non-finite)")
   return report
 
 
-def run_sweep(config, dataset: Optional[data_lib.Dataset] = None) -> SweepResult:
+def train_method(config, dataset, method: str,
+                 workdir: Optional[str] = None) -> MethodResult:
+  """Trains and evaluates one method's grid (one compiled program)."""
+  grid = grid_lib.build_grid(config, method)
+  checkpoints = None
+  if workdir is not None:
+    checkpoints = Checkpoints(os.path.join(workdir, "checkpoints", method),
+                              every=config.checkpoint_every,
+                              keep=config.checkpoints_to_keep)
+    if checkpoints.latest_epoch() is not None:
+      log.info("%s: resuming from the checkpoint after epoch %d", method,
+               checkpoints.latest_epoch())
+  try:
+    out = grid_lib.train_grid(make_run(config, dataset, method), grid,
+                              config.base_seed, log_epoch(method, len(grid)),
+                              checkpoints)
+  finally:
+    if checkpoints is not None:
+      checkpoints.close()
+  db_labels = dataset.database.labels
+  rows = []
+  for i, row in enumerate(grid.rows()):
+    diverged = int(out.diverged_at[i])
+    if diverged >= 0:
+      log.warning("%s seed %d level %g: loss became non-finite at epoch %d; "
+                  "the run is excluded from the means", method, row["seed"],
+                  row["level"], diverged + 1)
+    scores = metrics.evaluate(out.query_codes[i], out.db_codes[i],
+                              dataset.test.labels, db_labels, tuple(config.ks))
+    rows.append(dict(dataset=config.data.name, method=method, bits=config.bits,
+                     seed=row["seed"], level=row["level"], alpha=row["alpha"],
+                     beta=row["beta"], gamma=row["gamma"],
+                     status="ok" if diverged < 0 else "diverged",
+                     diverged_epoch="" if diverged < 0 else diverged + 1,
+                     **scores))
+  return MethodResult(rows, out.db_codes, out.query_codes, out.epoch_metrics)
+
+
+def save_method(path: str, result: MethodResult):
+  results.write_npz(path, rows=np.array(json.dumps(result.rows)),
+                    db_codes=result.db_codes, query_codes=result.query_codes,
+                    **{f"metric/{k}": v for k, v in result.epoch_metrics.items()})
+
+
+def load_method(path: str) -> MethodResult:
+  with np.load(path, allow_pickle=False) as f:
+    return MethodResult(
+        rows=json.loads(str(f["rows"])), db_codes=f["db_codes"],
+        query_codes=f["query_codes"],
+        epoch_metrics={k.split("/", 1)[1]: f[k] for k in f.files
+                       if k.startswith("metric/")})
+
+
+def run_sweep(config, dataset: Optional[data_lib.Dataset] = None,
+              workdir: Optional[str] = None) -> SweepResult:
   """Trains and evaluates every (method, seed, level) run of `config`."""
   config_check.check(config)
   if dataset is None:
@@ -49,29 +126,21 @@ def run_sweep(config, dataset: Optional[data_lib.Dataset] = None) -> SweepResult
              "%d classes in %.1fs", dataset.name, len(dataset.train),
              len(dataset.validation), len(dataset.test), dataset.dims,
              dataset.num_classes, time.perf_counter() - start)
-  db = dataset.database
-  rows, db_codes, query_codes, history = [], [], [], []
+  per_method = []
   for method in config.methods:
-    grid = grid_lib.build_grid(config, method)
-    run = make_run(config, dataset, method)
-    out = grid_lib.train_grid(run, grid, config.base_seed,
-                              log_epoch(method, len(grid)))
-    diverged = grid_lib.first_nonfinite_epoch(out.epoch_metrics["loss"])
-    for i, row in enumerate(grid.rows()):
-      if diverged[i] >= 0:
-        log.warning("%s seed %d level %.2f: loss became non-finite at epoch "
-                    "%d", method, row["seed"], row["level"], diverged[i] + 1)
-      scores = metrics.evaluate(out.query_codes[i], out.db_codes[i],
-                                dataset.test.labels, db.labels, tuple(config.ks))
-      rows.append(dict(dataset=config.data.name, method=method,
-                       bits=config.bits, seed=row["seed"], level=row["level"],
-                       alpha=row["alpha"], beta=row["beta"], gamma=row["gamma"],
-                       **scores))
-    db_codes.append(out.db_codes)
-    query_codes.append(out.query_codes)
-    history.append(out.epoch_metrics)
-  return SweepResult(rows=rows, db_codes=np.concatenate(db_codes),
-                     query_codes=np.concatenate(query_codes),
-                     db_labels=db.labels, query_labels=dataset.test.labels,
-                     epoch_metrics=history)
-
+    done = workdir and os.path.join(workdir, "methods", f"{method}.npz")
+    if done and os.path.exists(done):
+      log.info("%s: already finished (%s), skipping", method, done)
+      per_method.append(load_method(done))
+      continue
+    result = train_method(config, dataset, method, workdir)
+    if done:
+      save_method(done, result)
+    per_method.append(result)
+  return SweepResult(
+      rows=[row for r in per_method for row in r.rows],
+      db_codes=np.concatenate([r.db_codes for r in per_method]),
+      query_codes=np.concatenate([r.query_codes for r in per_method]),
+      db_labels=dataset.database.labels, query_labels=dataset.test.labels,
+      epoch_metrics={m: r.epoch_metrics for m, r in zip(config.methods, per_method,
+                                                         strict=True)})

@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hashvae.train import Run
+from hashvae.checkpoint import Checkpoints, history_from_json, history_to_json
+from hashvae.train import Run, TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,50 +76,79 @@ def build_grid(config, method: str) -> Grid:
               levels=column([levels[i] for _, i in cells]), hparams=hparams)
 
 
+class GridState(NamedTuple):
+  """The stacked state of every run of a grid: what a checkpoint holds."""
+
+  train: TrainState  # leaves [runs, ...]
+  diverged_at: jax.Array  # [runs] int32: first epoch with a non-finite loss, or -1
+
+
 @dataclasses.dataclass(frozen=True)
 class GridOutput:
   db_codes: np.ndarray  # [runs, items, bits] uint8
   query_codes: np.ndarray  # [runs, queries, bits] uint8
   epoch_metrics: dict  # term -> [epochs, runs]
+  diverged_at: np.ndarray  # [runs] int: 0-based epoch the loss became non-finite, -1 if never
 
 
 EpochCallback = Callable[[int, int, dict, float], None]
 
 
+def grid_epoch_fn(run: Run):
+  """(arrays, GridState, epoch) -> (GridState, {term: [runs]}), vmapped over runs.
+
+  A run whose loss turns NaN/inf is marked here, inside the program; the
+  other runs are untouched (vmap keeps them independent).
+  """
+  def step(arrays, carry: GridState, epoch):
+    train, terms = jax.vmap(run.train_epoch, in_axes=(None, 0))(arrays, carry.train)
+    newly = (carry.diverged_at < 0) & ~jnp.isfinite(terms["loss"])
+    return GridState(train, jnp.where(newly, epoch, carry.diverged_at)), terms
+  return step
+
+
 def train_grid(run: Run, grid: Grid, base_seed: int,
-               on_epoch: Optional[EpochCallback] = None) -> GridOutput:
+               on_epoch: Optional[EpochCallback] = None,
+               checkpoints: Optional[Checkpoints] = None) -> GridOutput:
   """Trains every run of `grid` as one vmapped program.
 
   `on_epoch(epoch, epochs, metrics, elapsed)` is called after each epoch
-  with the per-run metrics ({term: [runs]} numpy arrays).
+  with the per-run metrics ({term: [runs]} numpy arrays). With
+  `checkpoints`, the stacked state is saved when due and training resumes
+  from the latest checkpoint found there.
   """
   init = jax.jit(jax.vmap(run.init, in_axes=(None, 0, 0, 0)))
-  epoch_step = jax.jit(jax.vmap(run.train_epoch, in_axes=(None, 0)),
-                       donate_argnums=1)
+  epoch_step = jax.jit(grid_epoch_fn(run), donate_argnums=1)
   encode = jax.jit(jax.vmap(run.encode, in_axes=(None, 0)))
   arrays = run.arrays
   f32 = lambda v: jnp.asarray(v, jnp.float32)
-  state = init(arrays, grid.keys(base_seed), f32(grid.levels),
-               {k: f32(v) for k, v in grid.hparams.items()})
-  history = []
+  carry = GridState(
+      init(arrays, grid.keys(base_seed), f32(grid.levels),
+           {k: f32(v) for k, v in grid.hparams.items()}),
+      jnp.full((len(grid),), -1, jnp.int32))
+  history, first = [], 0
+  if checkpoints is not None and checkpoints.latest_epoch() is not None:
+    first = checkpoints.latest_epoch()
+    carry, saved = checkpoints.restore(first, carry)
+    history = [history_from_json(h) for h in saved]
   start = time.perf_counter()
-  for epoch in range(run.epochs):
-    state, metrics = epoch_step(arrays, state)
+  for epoch in range(first, run.epochs):
+    carry, metrics = epoch_step(arrays, carry, jnp.int32(epoch))
     metrics = jax.device_get(metrics)
     history.append(metrics)
     if on_epoch is not None:
       on_epoch(epoch, run.epochs, metrics, time.perf_counter() - start)
-  codes = jax.device_get(encode(arrays, state))
+    if checkpoints is not None and checkpoints.due(epoch + 1, run.epochs):
+      checkpoints.save(epoch + 1, carry, [history_to_json(h) for h in history])
+  codes = jax.device_get(encode(arrays, carry.train))
   stacked = {k: np.stack([h[k] for h in history]) for k in history[0]}
   return GridOutput(db_codes=codes["db_codes"], query_codes=codes["query_codes"],
-                    epoch_metrics=stacked)
-
-
-def first_nonfinite_epoch(losses: np.ndarray) -> np.ndarray:
-  """[epochs, runs] -> [runs] index of the first non-finite epoch, -1 if none."""
-  bad = ~np.isfinite(losses)
-  return np.where(bad.any(axis=0), bad.argmax(axis=0), -1)
+                    epoch_metrics=stacked,
+                    diverged_at=np.asarray(jax.device_get(carry.diverged_at)))
 
 
 def eta(elapsed: float, done: int, total: int) -> float:
-  return math.inf if done == 0 else elapsed / done * (total - done)
+  """Seconds left when `done` of `total` steps took `elapsed` (0 when finished)."""
+  if done >= total:
+    return 0.0
+  return math.nan if done == 0 else elapsed / done * (total - done)

@@ -68,19 +68,28 @@ def write_npz(path: str, **arrays):
 
 
 def summarise(rows: list[dict], metric: str = "p@100") -> list[dict]:
-  """Mean and std over seeds of `metric` per (method, level), in row order."""
-  groups = defaultdict(list)
+  """Mean and std over seeds of `metric` per (method, level), in row order.
+
+  Diverged runs (status != "ok") are left out of the mean and counted.
+  """
+  groups = defaultdict(lambda: ([], [0]))
   for row in rows:
-    groups[(row["method"], row["level"])].append(float(row[metric]))
-  return [dict(method=method, level=level, runs=len(v), mean=float(np.mean(v)),
-               std=float(np.std(v)))
-          for (method, level), v in groups.items()]
+    values, diverged = groups[(row["method"], row["level"])]
+    if row.get("status", "ok") == "ok":
+      values.append(float(row[metric]))
+    else:
+      diverged[0] += 1
+  return [dict(method=method, level=level, runs=len(v), diverged=d[0],
+               mean=float(np.mean(v)) if v else float("nan"),
+               std=float(np.std(v)) if v else float("nan"))
+          for (method, level), (v, d) in groups.items()]
 
 
 def summary_text(rows: list[dict], metric: str = "p@100") -> str:
   """A plain table: one line per (method, level), mean +- std over seeds."""
   lines = [f"{'method':<16}{'level':>7}{'runs':>6}  {metric} (mean +- std)"]
   for s in summarise(rows, metric):
+    note = f"  ({s['diverged']} diverged, not counted)" if s["diverged"] else ""
     lines.append(f"{s['method']:<16}{s['level']:>7.2f}{s['runs']:>6}  "
-                 f"{s['mean']:.4f} +- {s['std']:.4f}")
+                 f"{s['mean']:.4f} +- {s['std']:.4f}{note}")
   return "\n".join(lines)

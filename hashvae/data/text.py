@@ -8,6 +8,7 @@ raw term frequency. Input log(1 + tf); target tf normalised per row.
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -15,6 +16,8 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.model_selection import train_test_split
 
 from hashvae.data.dataset import DataError, Dataset, make_split, normalise_rows
+
+log = logging.getLogger("hashvae")
 
 # A token starts with a letter (not a digit) and has at least three characters.
 TOKEN_PATTERN = r"(?u)\b[^\W\d]\w\w+\b"
@@ -47,8 +50,15 @@ def make_vectoriser(max_features: int) -> CountVectorizer:
                          dtype=np.float32)
 
 
-def text_split(vectoriser: CountVectorizer, docs, label_ids):
+def text_split(vectoriser: CountVectorizer, docs, label_ids, where: str):
+  """Vectorised split. Documents left with no vocabulary term are kept, as
+  released: their input and target rows are zero (no reconstruction loss);
+  they are counted in the log."""
   counts = vectoriser.transform(docs).toarray()
+  empty = int((counts.sum(axis=1) == 0).sum())
+  if empty:
+    log.info("%s: %d of %d documents have no vocabulary term (kept, zero rows)",
+             where, empty, len(docs))
   return make_split(np.log1p(counts), normalise_rows(counts), label_ids)
 
 
@@ -82,10 +92,11 @@ def vectorise_corpus(name, train_docs, train_names, test_docs, test_names, *,
   pick = lambda docs, idx: [docs[i] for i in idx]
   return Dataset(
       name=name,
-      train=text_split(vectoriser, pick(train_docs, fit_idx), train_ids[fit_idx]),
+      train=text_split(vectoriser, pick(train_docs, fit_idx), train_ids[fit_idx],
+                       f"{name}/train"),
       validation=text_split(vectoriser, pick(train_docs, val_idx),
-                            train_ids[val_idx]),
-      test=text_split(vectoriser, test_docs, test_ids),
+                            train_ids[val_idx], f"{name}/validation"),
+      test=text_split(vectoriser, test_docs, test_ids, f"{name}/test"),
       num_classes=len(classes),
       class_names=classes)
 

@@ -1,0 +1,130 @@
+"""A table of bad inputs, configs and data files: each fails with its type and
+a message naming the problem."""
+
+import ml_collections
+import numpy as np
+import pytest
+import scipy.io
+
+from configs import digits, synthetic
+from hashvae import config_check, data, experiment, workdir
+from hashvae.config_check import ConfigError
+from hashvae.data import DataError
+
+
+def config_with(**fields):
+  config = synthetic.get_config()
+  with config.unlocked():
+    for dotted, value in fields.items():
+      node = config
+      *parents, leaf = dotted.split("__")
+      for p in parents:
+        node = node[p]
+      node[leaf] = value
+  return config
+
+
+def check(**fields):
+  return lambda tmp: config_check.check(config_with(**fields))
+
+
+def write(tmp, name, text):
+  path = tmp / name
+  path.write_text(text)
+  return path
+
+
+def snippets(train, test):
+  def load(tmp):
+    write(tmp, "train.txt", train)
+    write(tmp, "test.txt", test)
+    return data.load(ml_collections.ConfigDict(dict(
+        name="snippets", path=str(tmp), max_features=100,
+        validation_fraction=0.0, split_seed=0)))
+  return load
+
+
+def mat(drop=(), rows_off=0):
+  def load(tmp):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for key, n in (("train", 20), ("cv", 5), ("test", 5)):
+      arrays[key] = rng.uniform(size=(n + (rows_off if key == "cv" else 0), 8))
+      arrays["gnd_" + key] = np.eye(3)[rng.integers(0, 3, n)]
+    for key in drop:
+      del arrays[key]
+    scipy.io.savemat(tmp / "x.mat", arrays)
+    return data.load(ml_collections.ConfigDict(dict(name="vdsh_mat",
+                                                    path=str(tmp / "x.mat"))))
+  return load
+
+
+def features(x, y):
+  def load(tmp):
+    np.save(tmp / "x.npy", x)
+    np.save(tmp / "y.npy", y)
+    return data.load(ml_collections.ConfigDict(dict(
+        name="features_npy", path=str(tmp / "x.npy"), labels_path=str(tmp / "y.npy"),
+        queries_per_class=2, split_seed=0)))
+  return load
+
+
+def sweep(**fields):
+  return lambda tmp: experiment.run_sweep(config_with(**fields))
+
+
+def drifted_workdir(tmp):
+  workdir.prepare(str(tmp), synthetic.get_config().to_dict())
+  workdir.prepare(str(tmp), config_with(bits=12).to_dict())
+
+
+nan_features = np.ones((20, 3))
+nan_features[4, 2] = np.inf
+
+CASES = [
+    ("unknown method", check(methods=("vdsh_x",)), ConfigError, r"unknown method 'vdsh_x'"),
+    ("unknown dataset", check(data__name="cifar100"), ConfigError, r"data.name.*unknown dataset"),
+    ("bits below 1", check(bits=0), ConfigError, r"config.bits=0"),
+    ("level above 1", check(levels=(0.5, 1.2)), ConfigError, r"levels.*\[0, 1\]"),
+    ("negative weight", check(weights__phs_gs__beta=(-1.0,)), ConfigError,
+     r"weights.phs_gs.beta.*>= 0"),
+    ("infinite weight", check(weights__vdsh_s__alpha=(float("inf"),)), ConfigError,
+     r"weights.vdsh_s.alpha.*finite"),
+    ("zero learning rate", check(learning_rate=0.0), ConfigError, r"learning_rate"),
+    ("zero epochs", check(epochs=0), ConfigError, r"config.epochs"),
+    ("unknown multilabel mode", check(loss__multilabel="max"), ConfigError, r"loss.multilabel"),
+    ("batch larger than the training set", sweep(batch_size=10_000), ValueError,
+     r"batch_size=10000 must lie in \[1, 200\]"),
+    ("unknown config argument key", lambda tmp: digits.get_config("bit=16"), ValueError,
+     r"'bit=16'"),
+    ("missing data folder", (lambda tmp: data.load(
+        ml_collections.ConfigDict(dict(name="snippets", path=str(tmp / "no"),
+                                       max_features=5, validation_fraction=0.1,
+                                       split_seed=0)))), DataError, r"folder not found"),
+    ("malformed line", snippets("aaa bbb sports\nxyz\n", "aaa sports\n"), DataError,
+     r"train.txt:2: malformed line"),
+    ("unknown label in the test split", snippets("aaa bbb sports\nccc ddd arts\n",
+                                                 "aaa cooking\n"), DataError,
+     r"\['cooking'\] do not occur"),
+    ("empty corpus", snippets("\n\n", "aaa sports\n"), DataError, r"empty corpus"),
+    ("no vocabulary", snippets("an of sports\nto be arts\n", "an sports\n"), DataError,
+     r"cannot build a vocabulary"),
+    (".mat without gnd_test", mat(drop=("gnd_test",)), DataError, r"lacks keys \['gnd_test'\]"),
+    (".mat rows do not match labels", mat(rows_off=2), DataError,
+     r"cv has 7 rows but gnd_cv has 5"),
+    ("missing .mat file", lambda tmp: data.load(ml_collections.ConfigDict(
+        dict(name="vdsh_mat", path=str(tmp / "none.mat")))), DataError, r"file not found"),
+    (".npy rows do not match labels", features(np.ones((20, 3)), np.zeros(19, int)),
+     DataError, r"19.*20 feature rows"),
+    ("inf in the features", features(nan_features, np.repeat([0, 1], 10)), DataError,
+     r"1 rows hold NaN or inf \(first: row 4\)"),
+    ("non-integer labels", features(np.ones((20, 3)), np.linspace(0, 1, 20)), DataError,
+     r"labels must be non-negative integers"),
+    ("config changed in a workdir", drifted_workdir, workdir.WorkdirError, r"bits \(8 -> 12\)"),
+]
+
+
+@pytest.mark.parametrize("name,trigger,error,message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_fails_clearly(tmp_path, name, trigger, error, message):
+  with pytest.raises(error, match=message):
+    trigger(tmp_path)
