@@ -56,8 +56,10 @@ class Checkpoints:
 
   def restore(self, epoch: int, like: Any) -> tuple[Any, list]:
     """The state at `epoch`, shaped like the pytree `like`, and its history."""
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
-                            _unkey(like))
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                       sharding=getattr(x, "sharding", None)),
+        _unkey(like))
     restored = self.manager.restore(epoch, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()))
     return _rekey(restored.state, like), restored.history

@@ -47,6 +47,7 @@ def check(config):
     need(math.isfinite(value) and value > 0, field, "a finite value > 0", value)
   for field in ("epochs", "batch_size", "eval_batch_size"):
     need(config[field] >= 1, field, "an integer >= 1", config[field])
+  need(config.devices >= 0, "devices", "a device count >= 0 (0: all)", config.devices)
   need(config.checkpoint_every >= 0, "checkpoint_every",
        "epochs between checkpoints, >= 0 (0: only at the end)", config.checkpoint_every)
   need(config.checkpoints_to_keep >= 1, "checkpoints_to_keep", "an integer >= 1",
@@ -62,3 +63,11 @@ def check(config):
   need(config.loss.reconstruction in ("softmax", "gaussian"),
        "loss.reconstruction", "'softmax' or 'gaussian'",
        config.loss.reconstruction)
+  need(config.model.sparse_input in ("auto", "sparse", "dense"),
+       "model.sparse_input", "'auto', 'sparse' or 'dense'",
+       config.model.sparse_input)
+  need(config.optimizer in ("exact", "fast"), "optimizer",
+       "'exact' or 'fast'", config.optimizer)
+  need(config.optimizer != "fast" or config.model.sparse_input != "dense",
+       "optimizer", "'fast' needs the sparse input path (model.sparse_input "
+       "'auto' or 'sparse')", config.optimizer)

@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from hashvae import config_check, metrics, results
+from hashvae import config_check, metrics, results, sharding
 from hashvae import data as data_lib
 from hashvae import grid as grid_lib
 from hashvae.checkpoint import Checkpoints
@@ -77,7 +77,7 @@ def train_method(config, dataset, method: str,
   try:
     out = grid_lib.train_grid(make_run(config, dataset, method), grid,
                               config.base_seed, log_epoch(method, len(grid)),
-                              checkpoints)
+                              checkpoints, sharding.run_mesh(config.devices))
   finally:
     if checkpoints is not None:
       checkpoints.close()
@@ -134,8 +134,9 @@ def run_sweep(config, dataset: Optional[data_lib.Dataset] = None,
       per_method.append(load_method(done))
       continue
     result = train_method(config, dataset, method, workdir)
-    if done:
+    if done and sharding.is_primary():
       save_method(done, result)
+      log.info("process 0 wrote %s", done)
     per_method.append(result)
   return SweepResult(
       rows=[row for r in per_method for row in r.rows],

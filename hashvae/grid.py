@@ -16,8 +16,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hashvae import sharding
 from hashvae.checkpoint import Checkpoints, history_from_json, history_to_json
 from hashvae.train import Run, TrainState
+
+
+def run_key(base_seed: int, seed):
+  """fold_in(key(base_seed), seed): seed s is the same run in every sweep."""
+  return jax.random.fold_in(jax.random.key(base_seed), seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,11 +39,8 @@ class Grid:
     return len(self.seeds)
 
   def keys(self, base_seed: int):
-    """[runs] keys: fold_in(key(base_seed), seed), so seed s is the same run
-    in every sweep."""
-    base = jax.random.key(base_seed)
-    return jax.vmap(lambda s: jax.random.fold_in(base, s))(
-        jnp.asarray(self.seeds, jnp.uint32))
+    """[runs] keys of the runs (see `run_key`)."""
+    return jax.vmap(lambda s: run_key(base_seed, s))(jnp.asarray(self.seeds, jnp.uint32))
 
   def rows(self):
     """One dict per run: method, seed, level, alpha, beta, gamma."""
@@ -109,23 +112,35 @@ def grid_epoch_fn(run: Run):
 
 def train_grid(run: Run, grid: Grid, base_seed: int,
                on_epoch: Optional[EpochCallback] = None,
-               checkpoints: Optional[Checkpoints] = None) -> GridOutput:
-  """Trains every run of `grid` as one vmapped program.
+               checkpoints: Optional[Checkpoints] = None,
+               mesh: Optional[jax.sharding.Mesh] = None) -> GridOutput:
+  """Trains every run of `grid` as one vmapped program, split over `mesh`.
 
   `on_epoch(epoch, epochs, metrics, elapsed)` is called after each epoch
   with the per-run metrics ({term: [runs]} numpy arrays). With
   `checkpoints`, the stacked state is saved when due and training resumes
-  from the latest checkpoint found there.
+  from the latest checkpoint found there. `mesh` defaults to every device.
   """
-  init = jax.jit(jax.vmap(run.init, in_axes=(None, 0, 0, 0)))
-  epoch_step = jax.jit(grid_epoch_fn(run), donate_argnums=1)
-  encode = jax.jit(jax.vmap(run.encode, in_axes=(None, 0)))
-  arrays = run.arrays
-  f32 = lambda v: jnp.asarray(v, jnp.float32)
-  carry = GridState(
-      init(arrays, grid.keys(base_seed), f32(grid.levels),
-           {k: f32(v) for k, v in grid.hparams.items()}),
-      jnp.full((len(grid),), -1, jnp.int32))
+  mesh = sharding.run_mesh() if mesh is None else mesh
+  runs = len(grid)
+  total = sharding.padded_size(runs, mesh)
+  by_run = sharding.split_runs(mesh)
+  per_run = lambda x, dtype: sharding.place(
+      sharding.pad_runs(np.asarray(x, dtype), total), by_run)
+  arrays = jax.tree.map(lambda a: sharding.place(a, sharding.replicated(mesh)),
+                        run.arrays)
+
+  def init(arrays, seeds, levels, hparams):
+    keys = jax.vmap(lambda s: run_key(base_seed, s))(seeds)
+    train = jax.vmap(run.init, in_axes=(None, 0, 0, 0))(arrays, keys, levels, hparams)
+    return GridState(train, jnp.full(seeds.shape, -1, jnp.int32))
+
+  init = jax.jit(init, out_shardings=by_run)
+  epoch_step = jax.jit(grid_epoch_fn(run), donate_argnums=1,
+                       out_shardings=(by_run, by_run))
+  encode = jax.jit(jax.vmap(run.encode, in_axes=(None, 0)), out_shardings=by_run)
+  carry = init(arrays, per_run(grid.seeds, np.uint32), per_run(grid.levels, np.float32),
+               {k: per_run(v, np.float32) for k, v in grid.hparams.items()})
   history, first = [], 0
   if checkpoints is not None and checkpoints.latest_epoch() is not None:
     first = checkpoints.latest_epoch()
@@ -134,17 +149,18 @@ def train_grid(run: Run, grid: Grid, base_seed: int,
   start = time.perf_counter()
   for epoch in range(first, run.epochs):
     carry, metrics = epoch_step(arrays, carry, jnp.int32(epoch))
-    metrics = jax.device_get(metrics)
+    metrics = {k: v[:runs] for k, v in sharding.to_host(metrics).items()}
     history.append(metrics)
     if on_epoch is not None:
       on_epoch(epoch, run.epochs, metrics, time.perf_counter() - start)
     if checkpoints is not None and checkpoints.due(epoch + 1, run.epochs):
       checkpoints.save(epoch + 1, carry, [history_to_json(h) for h in history])
-  codes = jax.device_get(encode(arrays, carry.train))
+  codes = sharding.to_host(encode(arrays, carry.train))
   stacked = {k: np.stack([h[k] for h in history]) for k in history[0]}
-  return GridOutput(db_codes=codes["db_codes"], query_codes=codes["query_codes"],
+  return GridOutput(db_codes=codes["db_codes"][:runs],
+                    query_codes=codes["query_codes"][:runs],
                     epoch_metrics=stacked,
-                    diverged_at=np.asarray(jax.device_get(carry.diverged_at)))
+                    diverged_at=np.asarray(sharding.to_host(carry.diverged_at))[:runs])
 
 
 def eta(elapsed: float, done: int, total: int) -> float:

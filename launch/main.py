@@ -5,44 +5,79 @@
         --config.data.path=../shared/data/snippets --workdir=runs/snip32
 
 Re-running the same command with the same workdir resumes the sweep from its
-checkpoints (finished methods are not trained again).
+checkpoints (finished methods are not trained again). The run axis is split
+over every visible device; with --num_processes > 1 (or --distributed for
+auto-detection on Slurm / TPU / GPU clusters), several processes join one
+program through jax.distributed and process 0 writes the files.
 """
 
 import os
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hashvae import experiment, results, workdir
+from hashvae import experiment, results, sharding, workdir
 from hashvae.config_check import ConfigError
 from hashvae.data import DataError
-
-# Mistakes in the config, the data or the workdir end with one clear line.
-USER_ERRORS = (ConfigError, DataError, workdir.WorkdirError)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the outputs.")
 _RESTART = flags.DEFINE_bool("restart", False, "Discard a previous sweep in the "
                              "workdir instead of resuming it.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join a multi-process "
+                                 "run, detecting the cluster (Slurm, TPU, ...).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0, for several processes.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_CPU_COLLECTIVES = flags.DEFINE_string("cpu_collectives", "gloo", "Collectives "
+                                       "between CPU processes (gloo or mpi).")
 flags.mark_flags_as_required(["config", "workdir"])
+
+# Mistakes in the config, the data or the workdir end with one clear line.
+USER_ERRORS = (ConfigError, DataError, workdir.WorkdirError)
+
+
+def initialize_processes():
+  """jax.distributed.initialize, before any computation, only when asked."""
+  explicit = _NUM_PROCESSES.value is not None and _NUM_PROCESSES.value > 1
+  if not (explicit or _DISTRIBUTED.value):
+    return
+  jax.config.update("jax_cpu_collectives_implementation", _CPU_COLLECTIVES.value)
+  jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                             num_processes=_NUM_PROCESSES.value,
+                             process_id=_PROCESS_ID.value)
+  logging.info("process %d of %d, %d local / %d global devices",
+               jax.process_index(), jax.process_count(), jax.local_device_count(),
+               jax.device_count())
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # orbax logs every save at INFO; keep the log to the sweep's own progress.
+  logging.get_absl_handler().addFilter(lambda r: "/orbax/" not in r.pathname)
+  initialize_processes()
   config, folder = _CONFIG.value, _WORKDIR.value
   try:
-    workdir.prepare(folder, config.to_dict(), restart=_RESTART.value)
+    if sharding.is_primary():
+      workdir.prepare(folder, config.to_dict(), restart=_RESTART.value)
+    sharding.barrier("workdir prepared")
     sweep = experiment.run_sweep(config, workdir=folder)
   except USER_ERRORS as e:
     sys.exit(f"error: {type(e).__name__}: {e}")
+  if not sharding.is_primary():
+    logging.info("process %d: done; process 0 writes the results",
+                 jax.process_index())
+    return
   results.write_csv(os.path.join(folder, "results.csv"), sweep.rows)
   results.write_npz(os.path.join(folder, "codes.npz"),
                     query_codes=sweep.query_codes, db_codes=sweep.db_codes,
                     query_labels=sweep.query_labels, db_labels=sweep.db_labels)
-  logging.info("wrote %s/{config.json,results.csv,codes.npz}", folder)
+  logging.info("process 0 wrote %s/{config.json,results.csv,codes.npz}", folder)
   print(results.summary_text(sweep.rows, metric=f"p@{config.ks[0]}"))
 
 

@@ -1,0 +1,73 @@
+"""The run axis over devices (and hosts): a one-axis mesh named "runs".
+
+Per-run arrays are split along it, the dataset is replicated, and the run
+count is padded to a multiple of the device count (padding rows repeat the
+last run and are dropped from every output). With several processes
+(`jax.distributed`), the mesh spans every process's devices and outputs are
+gathered with `process_allgather` before they reach the host.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+
+def run_mesh(max_devices: int = 0) -> jax.sharding.Mesh:
+  """A mesh over the first `max_devices` devices of every process (0 = all)."""
+  devices = jax.devices()
+  count = len(devices) if max_devices <= 0 else min(max_devices, len(devices))
+  if jax.process_count() > 1 and count != len(devices):
+    raise ValueError("with several processes every device takes part: leave "
+                     f"config.devices at 0 (got {max_devices})")
+  return jax.make_mesh((count,), ("runs",), axis_types=(AxisType.Auto,),
+                       devices=devices[:count])
+
+
+def padded_size(runs: int, mesh) -> int:
+  size = mesh.devices.size
+  return -(-runs // size) * size
+
+
+def pad_runs(x: np.ndarray, total: int) -> np.ndarray:
+  """[runs, ...] -> [total, ...], repeating the last run."""
+  x = np.asarray(x)
+  extra = total - x.shape[0]
+  return x if extra == 0 else np.concatenate([x, np.repeat(x[-1:], extra, axis=0)])
+
+
+def split_runs(mesh) -> NamedSharding:
+  return NamedSharding(mesh, P("runs"))
+
+
+def replicated(mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def place(x, sharding: NamedSharding) -> jax.Array:
+  """A global array from a host value that every process holds in full."""
+  if jax.process_count() == 1:
+    return jax.device_put(x, sharding)
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def to_host(tree):
+  """Device pytree -> numpy pytree holding the global arrays, on every process."""
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  return jax.tree.map(lambda x: np.asarray(
+      multihost_utils.process_allgather(x, tiled=True)), tree)
+
+
+def is_primary() -> bool:
+  """Whether this process writes the sweep's files (process 0)."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str):
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
