@@ -150,3 +150,35 @@ def test_nan_features_are_rejected(tmp_path):
     data.load(cfg(name="features_npy", path=str(tmp_path / "x.npy"),
                   labels_path=str(tmp_path / "y.npy"), queries_per_class=2,
                   split_seed=0))
+
+
+def test_newsgroups_from_the_raw_posts():
+  path = shared_file("20news-bydate.tar.gz")
+  d = data.load(cfg(name="newsgroups", path=path, max_features=10000,
+                    validation_fraction=0.1, split_seed=0))
+  assert d.num_classes == 20 and d.dims == 10000
+  # bydate: 11,314 training and 7,532 test posts, a few dropped as empty
+  assert 11_200 < len(d.train) + len(d.validation) <= 11_314
+  assert 7_450 < len(d.test) <= 7_532
+  assert abs(len(d.validation) - 0.1 * (len(d.train) + len(d.validation))) < 10
+  for split in (d.train, d.validation, d.test):
+    assert (split.targets.sum(1) > 0).all()  # empty posts are dropped
+    check_targets(split)
+    np.testing.assert_allclose(np.linalg.norm(split.inputs, axis=1), 1, rtol=1e-4)
+  assert "Newsgroups:" not in d.train.texts[0]  # headers (which name the label) removed
+  assert len(d.train.texts) == len(d.train)
+
+
+def test_newsgroups_from_a_folder(tmp_path):
+  for split, cls, i, text in [("train", "sci.space", 1, "orbit launch rocket fuel"),
+                              ("train", "rec.autos", 2, "engine brakes wheel"),
+                              ("train", "sci.space", 3, "rocket orbit moon"),
+                              ("test", "rec.autos", 4, "wheel engine oil")]:
+    folder = tmp_path / "20ng" / f"20news-bydate-{split}" / cls
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / str(i)).write_text(f"From: someone\nNewsgroups: {cls}\n\n{text}\n")
+  d = data.load(cfg(name="newsgroups", path=str(tmp_path), max_features=50,
+                    validation_fraction=0.0, split_seed=0))
+  assert d.class_names == ("rec.autos", "sci.space")
+  assert len(d.train) == 3 and d.test.labels.tolist() == [0]
+  assert "newsgroups" not in d.vectoriser.counter.vocabulary_  # header words unseen

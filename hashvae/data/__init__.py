@@ -2,12 +2,14 @@
 
 from hashvae.data.arrays import load_features_npy, load_vdsh_mat
 from hashvae.data.dataset import DataError, Dataset, Split
+from hashvae.data.newsgroups import load_newsgroups
 from hashvae.data.small import load_digits, load_synthetic
 from hashvae.data.text import load_snippets
 
 LOADERS = {
     "digits": load_digits,
     "snippets": load_snippets,
+    "newsgroups": load_newsgroups,
     "vdsh_mat": load_vdsh_mat,
     "features_npy": load_features_npy,
     "synthetic": load_synthetic,

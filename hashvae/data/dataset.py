@@ -8,6 +8,7 @@ the retrieval database); `test` holds the queries.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -25,11 +26,13 @@ class Split:
     targets: [items, dims] float32, what the decoder reconstructs (for text,
       term counts normalised to sum 1 per row; an all-zero row stays zero).
     labels: [items] int32 class indices, or [items, classes] uint8 multi-hot.
+    texts: the raw documents, for text data (empty otherwise).
   """
 
   inputs: np.ndarray
   targets: np.ndarray
   labels: np.ndarray
+  texts: tuple = ()
 
   def __len__(self) -> int:
     return self.inputs.shape[0]
@@ -45,6 +48,7 @@ class Dataset:
   test: Split
   num_classes: int
   class_names: tuple[str, ...] = ()
+  vectoriser: Any = None  # text data: the fitted data.text.TextVectoriser
 
   @property
   def multilabel(self) -> bool:
@@ -76,7 +80,7 @@ class Dataset:
 def concat(a: Split, b: Split) -> Split:
   return Split(np.concatenate([a.inputs, b.inputs]),
                np.concatenate([a.targets, b.targets]),
-               np.concatenate([a.labels, b.labels]))
+               np.concatenate([a.labels, b.labels]), a.texts + b.texts)
 
 
 def normalise_rows(counts: np.ndarray) -> np.ndarray:
@@ -103,6 +107,8 @@ def check_split(dataset: str, name: str, split: Split, num_classes: int):
   if split.targets.shape != split.inputs.shape:
     raise DataError(f"{where}: targets {split.targets.shape} do not match "
                     f"inputs {split.inputs.shape}")
+  if split.texts and len(split.texts) != n:
+    raise DataError(f"{where}: {len(split.texts)} texts for {n} items")
   if split.labels.shape[0] != n:
     raise DataError(f"{where}: {split.labels.shape[0]} labels for {n} items")
   if split.labels.ndim == 1:

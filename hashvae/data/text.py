@@ -8,14 +8,16 @@ raw term frequency. Input log(1 + tf); target tf normalised per row.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+from typing import Optional
 
 import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.model_selection import train_test_split
 
-from hashvae.data.dataset import DataError, Dataset, make_split, normalise_rows
+from hashvae.data.dataset import DataError, Dataset, Split, make_split, normalise_rows
 
 log = logging.getLogger("hashvae")
 
@@ -43,23 +45,62 @@ def read_labelled_lines(path: str) -> tuple[list[str], list[str]]:
   return docs, labels
 
 
-def make_vectoriser(max_features: int) -> CountVectorizer:
-  return CountVectorizer(lowercase=True, token_pattern=TOKEN_PATTERN,
-                         stop_words="english", ngram_range=(1, 3), min_df=1,
-                         max_df=0.8, max_features=max_features,
-                         dtype=np.float32)
+@dataclasses.dataclass(frozen=True)
+class TextVectoriser:
+  """A fitted vocabulary and the rule that turns documents into rows.
+
+  Input: log(1 + tf) (`idf` None, the released Snippets protocol) or tf-idf
+  (tf * idf, rows L2-normalised). Target: tf normalised to sum 1.
+  """
+
+  counter: CountVectorizer
+  idf: Optional[np.ndarray] = None  # [terms]
+
+  @classmethod
+  def fit(cls, docs, max_features: int, tfidf: bool, name: str) -> "TextVectoriser":
+    counter = CountVectorizer(lowercase=True, token_pattern=TOKEN_PATTERN,
+                              stop_words="english", ngram_range=(1, 3), min_df=1,
+                              max_df=0.8, max_features=max_features,
+                              dtype=np.float32)
+    try:
+      counts = counter.fit_transform(docs)
+    except ValueError as e:  # sklearn: "empty vocabulary; ..."
+      raise DataError(f"{name}: cannot build a vocabulary: {e}") from e
+    idf = None
+    if tfidf:  # smooth idf, as scikit-learn computes it
+      df = np.bincount(counts.indices, minlength=counts.shape[1])
+      idf = (np.log((1 + counts.shape[0]) / (1 + df)) + 1).astype(np.float32)
+    return cls(counter, idf)
+
+  def counts(self, docs) -> np.ndarray:
+    return self.counter.transform(docs).toarray()
+
+  def rows(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[docs, terms] counts -> (inputs, targets)."""
+    if self.idf is None:
+      inputs = np.log1p(counts)
+    else:
+      inputs = counts * self.idf
+      norms = np.linalg.norm(inputs, axis=1, keepdims=True)
+      inputs = inputs / np.where(norms > 0, norms, 1.0)
+    return inputs, normalise_rows(counts)
 
 
-def text_split(vectoriser: CountVectorizer, docs, label_ids, where: str):
-  """Vectorised split. Documents left with no vocabulary term are kept, as
-  released: their input and target rows are zero (no reconstruction loss);
-  they are counted in the log."""
-  counts = vectoriser.transform(docs).toarray()
-  empty = int((counts.sum(axis=1) == 0).sum())
-  if empty:
-    log.info("%s: %d of %d documents have no vocabulary term (kept, zero rows)",
-             where, empty, len(docs))
-  return make_split(np.log1p(counts), normalise_rows(counts), label_ids)
+def text_split(vectoriser: TextVectoriser, docs, label_ids, where: str,
+               drop_empty: bool) -> Split:
+  """Vectorised split. Documents left with no vocabulary term are dropped
+  (`drop_empty`) or kept with zero rows (no reconstruction loss); either
+  way they are counted in the log."""
+  counts = vectoriser.counts(docs)
+  empty = counts.sum(axis=1) == 0
+  if empty.any():
+    log.info("%s: %d of %d documents have no vocabulary term (%s)", where,
+             int(empty.sum()), len(docs), "dropped" if drop_empty else "kept, zero rows")
+  keep = ~empty if drop_empty else np.ones(len(docs), bool)
+  inputs, targets = vectoriser.rows(counts[keep])
+  split = make_split(inputs, targets, np.asarray(label_ids)[keep])
+  return dataclasses.replace(split, texts=tuple(d for d, k in zip(docs, keep, strict=True)
+                                                if k))
 
 
 def label_indices(names, classes: tuple[str, ...], where: str) -> np.ndarray:
@@ -73,16 +114,12 @@ def label_indices(names, classes: tuple[str, ...], where: str) -> np.ndarray:
 
 def vectorise_corpus(name, train_docs, train_names, test_docs, test_names, *,
                      max_features, validation_fraction, split_seed,
-                     where_test) -> Dataset:
+                     where_test, tfidf=False, drop_empty=False) -> Dataset:
   """Fits the vocabulary on all training documents, then splits off validation."""
   classes = tuple(sorted(set(train_names)))
   train_ids = label_indices(train_names, classes, f"{name} training labels")
   test_ids = label_indices(test_names, classes, where_test)
-  vectoriser = make_vectoriser(max_features)
-  try:
-    vectoriser.fit(train_docs)
-  except ValueError as e:  # sklearn: "empty vocabulary; ..."
-    raise DataError(f"{name}: cannot build a vocabulary: {e}") from e
+  vectoriser = TextVectoriser.fit(train_docs, max_features, tfidf, name)
   order = np.arange(len(train_docs))
   if validation_fraction > 0:
     fit_idx, val_idx = train_test_split(order, test_size=validation_fraction,
@@ -90,15 +127,14 @@ def vectorise_corpus(name, train_docs, train_names, test_docs, test_names, *,
   else:
     fit_idx, val_idx = order, order[:0]
   pick = lambda docs, idx: [docs[i] for i in idx]
+  split = lambda docs, ids, part: text_split(vectoriser, docs, ids, f"{name}/{part}",
+                                             drop_empty)
   return Dataset(
       name=name,
-      train=text_split(vectoriser, pick(train_docs, fit_idx), train_ids[fit_idx],
-                       f"{name}/train"),
-      validation=text_split(vectoriser, pick(train_docs, val_idx),
-                            train_ids[val_idx], f"{name}/validation"),
-      test=text_split(vectoriser, test_docs, test_ids, f"{name}/test"),
-      num_classes=len(classes),
-      class_names=classes)
+      train=split(pick(train_docs, fit_idx), train_ids[fit_idx], "train"),
+      validation=split(pick(train_docs, val_idx), train_ids[val_idx], "validation"),
+      test=split(test_docs, test_ids, "test"),
+      num_classes=len(classes), class_names=classes, vectoriser=vectoriser)
 
 
 def load_snippets(config) -> Dataset:
