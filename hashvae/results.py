@@ -41,8 +41,9 @@ def write_json(path: str, value):
 def write_csv(path: str, rows: list[dict]):
   if not rows:
     raise ValueError(f"no rows to write to {path}")
+  fields = list(dict.fromkeys(k for row in rows for k in row))  # union, in order
   buffer = io.StringIO()
-  writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+  writer = csv.DictWriter(buffer, fieldnames=fields, restval="", lineterminator="\n")
   writer.writeheader()
   writer.writerows(rows)
   write_text(path, buffer.getvalue())

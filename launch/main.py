@@ -18,7 +18,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hashvae import experiment, results, sharding, workdir
+from hashvae import experiment, reports, results, sharding, workdir
 from hashvae.config_check import ConfigError
 from hashvae.data import DataError
 
@@ -77,7 +77,9 @@ def main(argv):
   results.write_npz(os.path.join(folder, "codes.npz"),
                     query_codes=sweep.query_codes, db_codes=sweep.db_codes,
                     query_labels=sweep.query_labels, db_labels=sweep.db_labels)
-  logging.info("process 0 wrote %s/{config.json,results.csv,codes.npz}", folder)
+  written = reports.write_reports(sweep.rows, folder)
+  logging.info("process 0 wrote %s/{config.json,results.csv,codes.npz} and %s", folder,
+               ", ".join(os.path.basename(p) for p in written))
   print(results.summary_text(sweep.rows, metric=f"p@{config.ks[0]}"))
 
 

@@ -1,0 +1,128 @@
+"""Tables and figures from results rows: summary.md, summary.tex, p_at_100.png.
+
+Rows are results.csv rows (dicts); tables give mean +- std over seeds for each
+metric, one row per method and one column per level, one table per
+(dataset, bits) and metric. Diverged runs are left out and counted.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import defaultdict
+
+import numpy as np
+
+from hashvae import results
+
+# Metrics shown in the tables, in this order, when present in the rows.
+METRICS = ("p@100", "r@100", "p@1000", "p@5000", "map@100", "map@1000", "map@5000",
+           "p@100_tie_aware")
+METHOD_NAMES = {"vdsh_s": "VDSH-S", "phs_gs": "PHS-GS", "ssb_vae": "SSB-VAE",
+                "vdsh": "VDSH", "bernoulli_vae": "Bernoulli VAE"}
+
+
+def cells(rows: list[dict]):
+  """{(dataset, bits): {metric: {(method, level): (mean, std, n, diverged)}}}."""
+  groups = defaultdict(list)
+  for row in rows:
+    groups[(row["dataset"], int(row["bits"]))].append(row)
+  out = {}
+  for key, group in sorted(groups.items()):
+    measured = [k for k, v in group[0].items() if "@" in k and v != ""]
+    metrics = [m for m in METRICS if m in measured] or measured[:1]
+    out[key] = {m: {(s["method"], float(s["level"])): (s["mean"], s["std"], s["runs"],
+                                                        s["diverged"])
+                    for s in results.summarise(group, m)} for m in metrics}
+  return out
+
+
+def _methods_levels(table):
+  methods = list(dict.fromkeys(m for m, _ in table))
+  levels = sorted({lv for _, lv in table})
+  return methods, levels
+
+
+def _cell(value, markdown=True):
+  mean, std, n, diverged = value
+  if n == 0:
+    return "diverged" if markdown else "--"
+  pm = "±" if markdown else r"$\pm$"
+  text = f"{mean:.3f} {pm} {std:.3f}"
+  if diverged:
+    text += f" ({diverged} div.)"
+  return text
+
+
+def markdown(rows: list[dict]) -> str:
+  out = io.StringIO()
+  out.write("# Results\n\nMean ± std over seeds; columns are labelled fractions.\n")
+  for (dataset, bits), tables in cells(rows).items():
+    out.write(f"\n## {dataset}, {bits} bits\n")
+    for metric, table in tables.items():
+      methods, levels = _methods_levels(table)
+      runs = max(v[2] + v[3] for v in table.values())
+      out.write(f"\n### {metric} ({runs} seeds)\n\n")
+      out.write("| method | " + " | ".join(f"{lv:g}" for lv in levels) + " |\n")
+      out.write("|---|" + "---|" * len(levels) + "\n")
+      for m in methods:
+        values = [_cell(table[(m, lv)]) if (m, lv) in table else "" for lv in levels]
+        out.write(f"| {METHOD_NAMES.get(m, m)} | " + " | ".join(values) + " |\n")
+  return out.getvalue()
+
+
+def latex(rows: list[dict]) -> str:
+  out = io.StringIO()
+  out.write("% mean $\\pm$ std over seeds; columns are labelled fractions\n")
+  for (dataset, bits), tables in cells(rows).items():
+    for metric, table in tables.items():
+      methods, levels = _methods_levels(table)
+      out.write("\\begin{table}[ht]\n\\centering\\small\n")
+      out.write(f"\\caption{{{dataset}, {bits} bits: {metric.replace('_', ' ')}}}\n")
+      out.write("\\begin{tabular}{l" + "c" * len(levels) + "}\n\\hline\n")
+      out.write("method & " + " & ".join(f"{lv:g}" for lv in levels) + " \\\\\n\\hline\n")
+      for m in methods:
+        values = [_cell(table[(m, lv)], False) if (m, lv) in table else "" for lv in levels]
+        out.write(METHOD_NAMES.get(m, m).replace("_", "\\_") + " & "
+                  + " & ".join(values) + " \\\\\n")
+      out.write("\\hline\n\\end{tabular}\n\\end{table}\n\n")
+  return out.getvalue()
+
+
+def precision_figure(rows: list[dict], path: str, metric: str = "p@100"):
+  """`metric` against the labelled fraction: one panel per (dataset, bits),
+  one line per method with a +-1 std band."""
+  import matplotlib
+  matplotlib.use("Agg")  # headless
+  import matplotlib.pyplot as plt
+
+  panels = {k: v[metric] for k, v in cells(rows).items() if metric in v}
+  if not panels:
+    raise ValueError(f"no {metric} in the rows")
+  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+  for ax, ((dataset, bits), table) in zip(axes[0], panels.items(), strict=True):
+    methods, levels = _methods_levels(table)
+    for m in methods:
+      pts = [(lv, *table[(m, lv)][:2]) for lv in levels
+             if (m, lv) in table and table[(m, lv)][2] > 0]
+      x, mean, std = (np.array(v) for v in zip(*pts, strict=True))
+      ax.plot(x, mean, marker="o", label=METHOD_NAMES.get(m, m))
+      ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    ax.set(title=f"{dataset}, {bits} bits", xlabel="labelled fraction", ylabel=metric)
+    ax.grid(alpha=0.3)
+    ax.legend()
+  fig.tight_layout()
+  with results.atomic_path(path) as tmp:
+    fig.savefig(tmp, format="png", dpi=120)
+  plt.close(fig)
+
+
+def write_reports(rows: list[dict], folder: str) -> list[str]:
+  """Writes summary.md, summary.tex and p_at_100.png (when p@100 was measured)."""
+  paths = [os.path.join(folder, "summary.md"), os.path.join(folder, "summary.tex")]
+  results.write_text(paths[0], markdown(rows))
+  results.write_text(paths[1], latex(rows))
+  if any(row.get("p@100", "") != "" for row in rows):
+    paths.append(os.path.join(folder, "p_at_100.png"))
+    precision_figure(rows, paths[-1])
+  return paths

@@ -1,0 +1,31 @@
+"""Rebuilds summary.md, summary.tex and p_at_100.png from results.csv files.
+
+    python -m launch.report --results=runs/s16/results.csv,runs/s32/results.csv \
+        --out=runs/snippets
+
+Several files are merged (e.g. 16 and 32 bits of one dataset): each
+(dataset, bits) gets its own tables and figure panel.
+"""
+
+from absl import app, flags, logging
+
+from hashvae import reports, results
+
+_RESULTS = flags.DEFINE_list("results", None, "results.csv files to merge.")
+_OUT = flags.DEFINE_string("out", None, "Folder for the reports.")
+flags.mark_flags_as_required(["results", "out"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  rows = [row for path in _RESULTS.value for row in results.read_csv(path)]
+  if not rows:
+    raise app.UsageError(f"no rows in {_RESULTS.value}")
+  for path in reports.write_reports(rows, _OUT.value):
+    logging.info("wrote %s", path)
+  print(reports.markdown(rows))
+
+
+if __name__ == "__main__":
+  app.run(main)
