@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from conftest import ROOT
-from hashvae import data, experiment, grid as grid_lib, results, workdir
+from hashvae import data, experiment, results, workdir
+from hashvae import grid as grid_lib
 from hashvae.train import make_run
+
+from conftest import ROOT
 
 SLOW_SWEEP = ["--config=configs/synthetic.py:method=ssb_vae", "--config.epochs=30",
               "--config.checkpoint_every=2", "--config.data.train_size=3000",

@@ -5,8 +5,9 @@ import sys
 
 import numpy as np
 
-from conftest import ROOT
 from hashvae import reports, results
+
+from conftest import ROOT
 
 HEADER = "dataset,method,bits,seed,level,alpha,beta,gamma,status,diverged_epoch,p@100,map@100\n"
 ROWS = """snip,ssb_vae,16,0,0.1,1,1,1,ok,,0.60,0.70

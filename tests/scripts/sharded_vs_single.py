@@ -10,7 +10,8 @@ import numpy as np
 sys.path.insert(0, sys.argv[1])
 
 from configs import synthetic  # noqa: E402
-from hashvae import data, grid as grid_lib, sharding  # noqa: E402
+from hashvae import data, sharding  # noqa: E402
+from hashvae import grid as grid_lib
 from hashvae.train import make_run  # noqa: E402
 
 config = synthetic.get_config("method=ssb_vae")
