@@ -21,6 +21,7 @@ from hashvae import config_check, metrics, results, sharding
 from hashvae import data as data_lib
 from hashvae import grid as grid_lib
 from hashvae.checkpoint import Checkpoints
+from hashvae.metrics_log import MetricsLog
 from hashvae.train import make_run
 
 log = logging.getLogger("hashvae")
@@ -66,7 +67,8 @@ def train_method(config, dataset, method: str,
                  workdir: Optional[str] = None) -> MethodResult:
   """Trains and evaluates one method's grid (one compiled program)."""
   grid = grid_lib.build_grid(config, method)
-  checkpoints = None
+  progress = log_epoch(method, len(grid))
+  checkpoints = metrics_log = None
   if workdir is not None:
     checkpoints = Checkpoints(os.path.join(workdir, "checkpoints", method),
                               every=config.checkpoint_every,
@@ -74,13 +76,23 @@ def train_method(config, dataset, method: str,
     if checkpoints.latest_epoch() is not None:
       log.info("%s: resuming from the checkpoint after epoch %d", method,
                checkpoints.latest_epoch())
+    if sharding.is_primary():
+      metrics_log = MetricsLog(workdir, method)
+
+  def on_epoch(epoch, epochs, terms, elapsed):
+    progress(epoch, epochs, terms, elapsed)
+    if metrics_log is not None:
+      metrics_log.epoch(epoch, terms)
+
   try:
     out = grid_lib.train_grid(make_run(config, dataset, method), grid,
-                              config.base_seed, log_epoch(method, len(grid)),
-                              checkpoints, sharding.run_mesh(config.devices))
+                              config.base_seed, on_epoch, checkpoints,
+                              sharding.run_mesh(config.devices))
   finally:
     if checkpoints is not None:
       checkpoints.close()
+  if metrics_log is not None:
+    metrics_log.finish(out.epoch_metrics)
   db_labels = dataset.database.labels
   rows = []
   for i, row in enumerate(grid.rows()):

@@ -126,3 +126,32 @@ def write_reports(rows: list[dict], folder: str) -> list[str]:
     paths.append(os.path.join(folder, "p_at_100.png"))
     precision_figure(rows, paths[-1])
   return paths
+
+
+def training_curves(records: list[dict], path: str):
+  """metrics.jsonl records -> one panel per loss term, the grid mean per
+  method against the epoch."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  terms = list(dict.fromkeys(k for r in records for k, v in r.items() if isinstance(v, dict)))
+  if not terms:
+    raise ValueError("no loss terms in the metrics records")
+  methods = list(dict.fromkeys(r["method"] for r in records))
+  colours = {m: f"C{i}" for i, m in enumerate(methods)}  # the same in every panel
+  fig, axes = plt.subplots(1, len(terms), figsize=(4 * len(terms), 3.2), squeeze=False)
+  for ax, term in zip(axes[0], terms, strict=True):
+    for method in methods:
+      pts = [(r["epoch"], r[term]["mean"]) for r in records
+             if r["method"] == method and term in r and r[term]["mean"] is not None]
+      if pts:
+        ax.plot(*zip(*pts, strict=True), color=colours[method],
+                label=METHOD_NAMES.get(method, method))
+    ax.set(title=term, xlabel="epoch")
+    ax.grid(alpha=0.3)
+  fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper right")
+  fig.tight_layout()
+  with results.atomic_path(path) as tmp:
+    fig.savefig(tmp, format="png", dpi=110)
+  plt.close(fig)
