@@ -44,8 +44,13 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   c.seeds = (0, 1, 2)  # run key = fold_in(key(base_seed), seed)
   c.base_seed = 0
   c.levels = (0.1, 0.5, 1.0)  # labelled fractions p in [0, 1]
-  # Per method, (alpha, beta, gamma) for each level (or one value for all).
+  # Per method, (alpha, beta, gamma) for each level (or one value for all);
+  # a method with no entry of its own uses `default`.
   c.weights = ml_collections.ConfigDict()
+  c.weights.default = weights(alpha=(1.0,), beta=(1.0,), gamma=(1.0,))
+  # Comma-separated modules imported before the config is checked, e.g. one
+  # that registers a method with hashvae.methods.register.
+  c.extra_modules = ""
   c.learning_rate = 1e-3  # Adam, as released
   # "exact": Adam updates every weight at every step (as released). "fast":
   # lazy Adam on the first kernel: only the rows of the features present in

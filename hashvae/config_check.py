@@ -5,6 +5,7 @@ Each failure names the field and what is allowed.
 
 from __future__ import annotations
 
+import importlib
 import math
 
 from hashvae import data, methods
@@ -12,6 +13,15 @@ from hashvae import data, methods
 
 class ConfigError(ValueError):
   """A config field holds a value that is not allowed."""
+
+
+def import_extra_modules(config):
+  """Imports config.extra_modules (comma-separated), e.g. to register methods."""
+  for name in filter(None, (n.strip() for n in config.extra_modules.split(","))):
+    try:
+      importlib.import_module(name)
+    except ImportError as e:
+      raise ConfigError(f"config.extra_modules: cannot import {name!r}: {e}") from e
 
 
 def check(config):
@@ -24,8 +34,6 @@ def check(config):
   for m in config.methods:
     need(m in methods.METHODS, "methods", f"unknown method {m!r}; known: "
          f"{sorted(methods.METHODS)}", tuple(config.methods))
-    need(m in config.weights, "weights", f"no loss weights for method {m!r}",
-         sorted(config.weights))
   need(config.data.name in data.LOADERS, "data.name",
        f"unknown dataset; known: {sorted(data.LOADERS)}", config.data.name)
   need(isinstance(config.bits, int) and config.bits >= 1, "bits",
@@ -35,7 +43,7 @@ def check(config):
   for level in config.levels:
     need(0.0 <= level <= 1.0, "levels", "every level must lie in [0, 1]",
          tuple(config.levels))
-  for m in config.methods:
+  for m in sorted(config.weights):
     for k in ("alpha", "beta", "gamma"):
       values = tuple(config.weights[m][k])
       need(len(values) in (1, len(config.levels)), f"weights.{m}.{k}",

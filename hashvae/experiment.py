@@ -130,6 +130,7 @@ def load_method(path: str) -> MethodResult:
 def run_sweep(config, dataset: Optional[data_lib.Dataset] = None,
               workdir: Optional[str] = None) -> SweepResult:
   """Trains and evaluates every (method, seed, level) run of `config`."""
+  config_check.import_extra_modules(config)
   config_check.check(config)
   if dataset is None:
     start = time.perf_counter()

@@ -61,11 +61,9 @@ def per_level(values, levels, what: str):
 
 
 def build_grid(config, method: str) -> Grid:
-  """Seeds x levels (level-major), each level with its own loss weights."""
-  if method not in config.weights:
-    raise ValueError(f"config.weights has no entry for method {method!r} "
-                     f"(has: {sorted(config.weights)})")
-  w = config.weights[method]
+  """Seeds x levels (level-major), each level with its own loss weights
+  (config.weights[method], or config.weights.default)."""
+  w = config.weights[method] if method in config.weights else config.weights.default
   levels = tuple(config.levels)
   table = {k: per_level(w[k], levels, f"weights.{method}.{k}")
            for k in ("alpha", "beta", "gamma")}
