@@ -31,10 +31,12 @@ def method_tuple(text, all_methods):
   return tuple(all_methods) if text == "all" else tuple(text.split("+"))
 
 
-def weights(alpha, beta, gamma):
-  """Per-level loss weights: one value for every level, or one per level."""
+def weights(alpha, beta, gamma, levels=()):
+  """Loss weights: one value for every level, or one per entry of `levels`
+  (then a sweep over any subset of those levels finds its own), or, with
+  `levels` empty, one per level of config.levels in order."""
   return ml_collections.ConfigDict(dict(alpha=tuple(alpha), beta=tuple(beta),
-                                        gamma=tuple(gamma)))
+                                        gamma=tuple(gamma), levels=tuple(levels)))
 
 
 def base_config(methods, bits) -> ml_collections.ConfigDict:
@@ -97,6 +99,13 @@ RELEASED_CSV = os.path.join(os.path.dirname(__file__),
 RELEASED_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
+def require_released(grid):
+  """The `grid=` argument: only the study's released per-level weights exist."""
+  if grid != "released":
+    raise ValueError(f"grid={grid!r}: the known grid is 'released' (override "
+                     "single weights with --config.weights.<method>.alpha=...)")
+
+
 def released_bits(bits):
   """The released sweeps exist for 16 and 32 bits; other lengths borrow the
   nearer one's weights (ties go to 32)."""
@@ -114,4 +123,4 @@ def released_weights(dataset, bits, method):
     raise ValueError(f"no released grid for dataset={dataset!r}, bits={bits}, "
                      f"method={method!r}")
   column = lambda k: tuple(float(by_level[level][k]) for level in RELEASED_LEVELS)
-  return weights(column("alpha"), column("beta"), column("gamma"))
+  return weights(column("alpha"), column("beta"), column("gamma"), RELEASED_LEVELS)

@@ -12,11 +12,12 @@ from configs import base
 
 
 def get_config(arg=None):
-  args = base.parse_arg(arg, method="ssb_vae", bits=16, source="raw")
+  args = base.parse_arg(arg, method="ssb_vae", bits=16, grid="released", source="raw")
   c = base.base_config(base.method_tuple(args["method"], base.STUDY_METHODS),
                        args["bits"])
   c.seeds = (0, 1, 2, 3, 4)
   c.levels = base.RELEASED_LEVELS
+  base.require_released(args["grid"])
   for m in base.STUDY_METHODS:
     c.weights[m] = base.released_weights("20news", base.released_bits(c.bits), m)
   if args["source"] == "raw":

@@ -24,6 +24,39 @@ def import_extra_modules(config):
       raise ConfigError(f"config.extra_modules: cannot import {name!r}: {e}") from e
 
 
+def level_values(block, key: str, levels, where: str) -> tuple:
+  """The `key` weight (alpha, beta or gamma) of a weights block for each level.
+
+  A block holds one value (every level), one per entry of its own `levels`
+  (looked up by level), or, with `levels` empty, one per config level.
+  """
+  values, own = tuple(block[key]), tuple(block.get("levels", ()))
+  if len(values) == 1:
+    return values * len(levels)
+  if own:
+    if len(values) != len(own):
+      raise ConfigError(f"config.{where}.{key}: {len(values)} values for "
+                        f"{len(own)} entries of {where}.levels")
+    out = []
+    for level in levels:
+      match = [v for lv, v in zip(own, values, strict=True) if abs(lv - level) < 1e-9]
+      if not match:
+        raise ConfigError(f"config.{where}.{key}: no weight for level {level:g} "
+                          f"(has levels {own})")
+      out.append(match[0])
+    return tuple(out)
+  if len(values) != len(levels):
+    raise ConfigError(f"config.{where}.{key}={values!r}: one value, or one per level "
+                      f"({len(levels)})")
+  return values
+
+
+def weights_block(config, method: str):
+  """(block, its name): config.weights[method], or config.weights.default."""
+  name = method if method in config.weights else "default"
+  return config.weights[name], f"weights.{name}"
+
+
 def check(config):
   def need(ok, field, allowed, value):
     if not ok:
@@ -43,13 +76,12 @@ def check(config):
   for level in config.levels:
     need(0.0 <= level <= 1.0, "levels", "every level must lie in [0, 1]",
          tuple(config.levels))
-  for m in sorted(config.weights):
+  for m in config.methods:
+    block, where = weights_block(config, m)
     for k in ("alpha", "beta", "gamma"):
-      values = tuple(config.weights[m][k])
-      need(len(values) in (1, len(config.levels)), f"weights.{m}.{k}",
-           f"one value, or one per level ({len(config.levels)})", values)
+      values = level_values(block, k, tuple(config.levels), where)
       need(all(math.isfinite(v) and v >= 0 for v in values),
-           f"weights.{m}.{k}", "finite values >= 0", values)
+           f"{where}.{k}", "finite values >= 0", tuple(block[k]))
   for field in ("learning_rate", "temperature"):
     value = config[field]
     need(math.isfinite(value) and value > 0, field, "a finite value > 0", value)

@@ -12,10 +12,12 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import time
 from typing import Optional
 
 import numpy as np
+from flax import traverse_util
 
 from hashvae import config_check, metrics, results, sharding
 from hashvae import data as data_lib
@@ -33,6 +35,7 @@ class MethodResult:
   db_codes: np.ndarray  # [runs, items, bits] uint8
   query_codes: np.ndarray  # [runs, queries, bits] uint8
   epoch_metrics: dict  # term -> [epochs, runs]
+  variables: Optional[dict] = None  # trained {"params", "batch_stats"} [runs, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +60,9 @@ def log_epoch(method: str, runs: int):
     first.setdefault("elapsed", elapsed)
     done = epoch - first["epoch"]
     eta = grid_lib.eta(elapsed - first["elapsed"], done, epochs - first["epoch"] - 1)
-    log.info("%s: epoch %d/%d, %d runs, elapsed %.1fs, ETA %.0fs, mean loss %.4f%s",
-             method, epoch + 1, epochs, runs, elapsed, eta, mean,
+    log.info("%s: epoch %d/%d, %d runs, elapsed %.1fs, ETA %s, mean loss %.4f%s",
+             method, epoch + 1, epochs, runs, elapsed,
+             "?" if np.isnan(eta) else f"{eta:.0f}s", mean,
              "" if finite.all() else f" ({(~finite).sum()} runs non-finite)")
   return report
 
@@ -109,13 +113,33 @@ def train_method(config, dataset, method: str,
                      status="ok" if diverged < 0 else "diverged",
                      diverged_epoch="" if diverged < 0 else diverged + 1,
                      **scores))
-  return MethodResult(rows, out.db_codes, out.query_codes, out.epoch_metrics)
+  return MethodResult(rows, out.db_codes, out.query_codes, out.epoch_metrics,
+                      out.variables)
 
 
-def save_method(path: str, result: MethodResult):
-  results.write_npz(path, rows=np.array(json.dumps(result.rows)),
+def variables_folder(workdir: str, method: str) -> str:
+  return os.path.join(workdir, "methods", f"{method}.variables")
+
+
+def save_method(workdir: str, method: str, result: MethodResult):
+  """The method's trained variables ([runs, ...] .npy files, memory-mappable),
+  then its rows, codes and curves: the npz marks the method finished. Its
+  training checkpoints are no longer needed and are removed."""
+  results.write_array_folder(variables_folder(workdir, method),
+                             traverse_util.flatten_dict(result.variables, sep="/"))
+  results.write_npz(os.path.join(workdir, "methods", f"{method}.npz"),
+                    rows=np.array(json.dumps(result.rows)),
                     db_codes=result.db_codes, query_codes=result.query_codes,
                     **{f"metric/{k}": v for k, v in result.epoch_metrics.items()})
+  shutil.rmtree(os.path.join(workdir, "checkpoints", method), ignore_errors=True)
+
+
+def load_variables(workdir: str, method: str, run: int) -> dict:
+  """The trained {"params", "batch_stats"} of one run (row index within the
+  method) from a finished sweep."""
+  flat = results.read_array_folder(variables_folder(workdir, method))
+  return traverse_util.unflatten_dict({tuple(k.split("/")): np.array(v[run])
+                                       for k, v in flat.items()})
 
 
 def load_method(path: str) -> MethodResult:
@@ -148,7 +172,7 @@ def run_sweep(config, dataset: Optional[data_lib.Dataset] = None,
       continue
     result = train_method(config, dataset, method, workdir)
     if done and sharding.is_primary():
-      save_method(done, result)
+      save_method(workdir, method, result)
       log.info("process 0 wrote %s", done)
     per_method.append(result)
   return SweepResult(

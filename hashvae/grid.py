@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hashvae import sharding
+from hashvae import config_check, sharding
 from hashvae.checkpoint import Checkpoints, history_from_json, history_to_json
 from hashvae.train import Run, TrainState
 
@@ -50,22 +50,12 @@ class Grid:
             for i in range(len(self))]
 
 
-def per_level(values, levels, what: str):
-  values = tuple(values)
-  if len(values) == 1:
-    return values * len(levels)
-  if len(values) != len(levels):
-    raise ValueError(f"{what}: give one value or one per level "
-                     f"({len(levels)}), got {len(values)}")
-  return values
-
-
 def build_grid(config, method: str) -> Grid:
   """Seeds x levels (level-major), each level with its own loss weights
   (config.weights[method], or config.weights.default)."""
-  w = config.weights[method] if method in config.weights else config.weights.default
+  block, where = config_check.weights_block(config, method)
   levels = tuple(config.levels)
-  table = {k: per_level(w[k], levels, f"weights.{method}.{k}")
+  table = {k: config_check.level_values(block, k, levels, where)
            for k in ("alpha", "beta", "gamma")}
   cells = [(seed, i) for i in range(len(levels)) for seed in config.seeds]
   column = lambda values: np.array(values, np.float64)
@@ -90,6 +80,7 @@ class GridOutput:
   query_codes: np.ndarray  # [runs, queries, bits] uint8
   epoch_metrics: dict  # term -> [epochs, runs]
   diverged_at: np.ndarray  # [runs] int: 0-based epoch the loss became non-finite, -1 if never
+  variables: dict  # the trained {"params", "batch_stats"}, leaves [runs, ...]
 
 
 EpochCallback = Callable[[int, int, dict, float], None]
@@ -155,10 +146,13 @@ def train_grid(run: Run, grid: Grid, base_seed: int,
       checkpoints.save(epoch + 1, carry, [history_to_json(h) for h in history])
   codes = sharding.to_host(encode(arrays, carry.train))
   stacked = {k: np.stack([h[k] for h in history]) for k in history[0]}
+  variables = sharding.to_host(dict(params=carry.train.params,
+                                    batch_stats=carry.train.batch_stats))
   return GridOutput(db_codes=codes["db_codes"][:runs],
                     query_codes=codes["query_codes"][:runs],
                     epoch_metrics=stacked,
-                    diverged_at=np.asarray(sharding.to_host(carry.diverged_at))[:runs])
+                    diverged_at=np.asarray(sharding.to_host(carry.diverged_at))[:runs],
+                    variables=jax.tree.map(lambda x: np.asarray(x)[:runs], variables))
 
 
 def eta(elapsed: float, done: int, total: int) -> float:

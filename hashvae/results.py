@@ -7,10 +7,17 @@ import csv
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections import defaultdict
 
 import numpy as np
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
 
 
 @contextlib.contextmanager
@@ -23,6 +30,7 @@ def atomic_path(path: str):
   os.close(fd)
   try:
     yield tmp
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
@@ -66,6 +74,30 @@ def write_npz(path: str, **arrays):
   with atomic_path(path) as tmp:
     with open(tmp, "wb") as f:
       np.savez_compressed(f, **arrays)
+
+
+def write_array_folder(path: str, arrays: dict):
+  """{name: array} -> a folder of .npy files (one per name, '/' -> '.'),
+  written beside `path` and renamed into place, so that it is complete or
+  absent. Read back with `read_array_folder`, memory-mapped."""
+  parent = os.path.dirname(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
+  try:
+    for name, value in arrays.items():
+      np.save(os.path.join(tmp, name.replace("/", ".") + ".npy"), np.asarray(value))
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+    os.replace(tmp, path)
+  finally:
+    if os.path.isdir(tmp):
+      shutil.rmtree(tmp)
+
+
+def read_array_folder(path: str) -> dict:
+  """The folder written by `write_array_folder`; arrays memory-mapped."""
+  return {name[:-4].replace(".", "/"): np.load(os.path.join(path, name), mmap_mode="r")
+          for name in sorted(os.listdir(path)) if name.endswith(".npy")}
 
 
 def summarise(rows: list[dict], metric: str = "p@100") -> list[dict]:

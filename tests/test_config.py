@@ -33,6 +33,9 @@ def changed(**fields):
     (dict(weights__ssb_vae__alpha=(float("nan"),)), r"weights.ssb_vae.alpha.*finite"),
     (dict(weights__ssb_vae__gamma=(1.0, 2.0, 3.0)), r"weights.ssb_vae.gamma.*one per level"),
     (dict(loss__pair_reduction="max"), r"loss.pair_reduction.*'sum' or 'mean'"),
+    (dict(model__sparse_input="yes"), r"model.sparse_input.*'auto', 'sparse' or 'dense'"),
+    (dict(optimizer="lazy"), r"config.optimizer.*'exact' or 'fast'"),
+    (dict(optimizer="fast", model__sparse_input="dense"), r"config.optimizer.*sparse input"),
 ])
 def test_bad_fields_are_named(fields, message):
   with pytest.raises(ConfigError, match=message):
@@ -65,3 +68,21 @@ def test_released_weights_table():
   assert w.alpha[-1] == 1e4 and w.gamma[-1] == 1e3
   with pytest.raises(ValueError, match="no released grid"):
     base.released_weights("mnist", 16, "ssb_vae")
+
+
+def test_a_subset_of_released_levels_finds_its_own_weights():
+  from hashvae import grid as grid_lib
+  config = snippets.get_config("method=ssb_vae,bits=16,grid=released")
+  with config.unlocked():
+    config.levels = (1.0, 0.1)
+    config.seeds = (0,)
+  config_check.check(config)
+  grid = grid_lib.build_grid(config, "ssb_vae")
+  assert grid.hparams["alpha"].tolist() == [1e4, 1e-4]  # released: 1.0 -> 1e4, 0.1 -> 1e-4
+  assert grid.hparams["gamma"].tolist() == [1e3, 1e4]
+  with config.unlocked():
+    config.levels = (0.15,)
+  with pytest.raises(ConfigError, match=r"no weight for level 0.15"):
+    config_check.check(config)
+  with pytest.raises(ValueError, match="grid='mine'"):
+    snippets.get_config("grid=mine")

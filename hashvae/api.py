@@ -1,0 +1,158 @@
+"""A few functions for notebooks: run a config, read a finished sweep, use its
+codes and its trained encoders.
+
+    from hashvae import api
+    df = api.run("configs/digits.py:method=ssb_vae", workdir="runs/d", seeds=(0, 1))
+    sweep = api.Sweep("runs/d")
+    query_codes, db_codes = sweep.codes(0)        # run = row of results.csv
+    codes = sweep.encoder(0).encode(new_inputs)   # [items, dims] -> [items, bits]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from typing import Optional, Union
+
+import jax
+import ml_collections
+import numpy as np
+import pandas as pd
+
+from hashvae import data as data_lib
+from hashvae import experiment, methods, results, workdir
+from hashvae.models import HashModel
+
+
+def load_config(spec: str, **overrides) -> ml_collections.ConfigDict:
+  """'configs/x.py:arg' -> its config, with dotted-name overrides applied."""
+  path, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("hashvae_user_config", path)
+  if module_spec is None or not os.path.isfile(path):
+    raise FileNotFoundError(f"config file not found: {path}")
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config(arg or None)
+  config.update_from_flattened_dict(overrides)
+  config.lock()
+  return config
+
+
+def run(config: Union[str, ml_collections.ConfigDict], workdir_path: Optional[str] = None,
+        **overrides) -> pd.DataFrame:
+  """Runs a sweep as `launch.main` does; returns results.csv as a DataFrame.
+
+  `config`: a ConfigDict or 'configs/x.py:arg'; `overrides`: dotted names
+  (e.g. `**{"data.path": ...}` or `seeds=(0, 1)`). With `workdir_path`, the
+  files are written and an interrupted sweep resumes.
+  """
+  if isinstance(config, str):
+    config = load_config(config, **overrides)
+  elif overrides:
+    config = config.copy_and_resolve_references()
+    config.update_from_flattened_dict(overrides)
+  if workdir_path is not None:
+    workdir.prepare(workdir_path, config.to_dict())
+  sweep = experiment.run_sweep(config, workdir=workdir_path)
+  if workdir_path is not None:
+    results.write_csv(os.path.join(workdir_path, "results.csv"), sweep.rows)
+    results.write_npz(os.path.join(workdir_path, "codes.npz"), query_codes=sweep.query_codes,
+                      db_codes=sweep.db_codes, query_labels=sweep.query_labels,
+                      db_labels=sweep.db_labels)
+  return pd.DataFrame(sweep.rows)
+
+
+def hash_model(config, dims: int, num_classes: int, method: str) -> HashModel:
+  m = methods.get(method)
+  return HashModel(dims=dims, bits=config.bits, num_classes=num_classes, latent=m.latent,
+                   classifier_on=m.classifier_on, hidden=tuple(config.model.hidden),
+                   batch_norm=config.model.batch_norm)
+
+
+class Encoder:
+  """A trained run's encoder: inputs (or texts) -> codes, in inference mode."""
+
+  def __init__(self, model: HashModel, variables: dict, vectoriser=None):
+    self.model, self.variables, self.vectoriser = model, variables, vectoriser
+    self._scores = jax.jit(lambda v, x: model.apply(v, x, method=HashModel.code_scores))
+
+  @property
+  def bits(self) -> int:
+    return self.model.bits
+
+  def encode(self, inputs, batch_size: int = 1000) -> np.ndarray:
+    """[items, dims] -> [items, bits] uint8 in {0, 1}."""
+    inputs = np.asarray(inputs, np.float32)
+    if inputs.ndim != 2 or inputs.shape[1] != self.model.dims:
+      raise ValueError(f"inputs must be [items, {self.model.dims}], got {inputs.shape}")
+    parts = [np.asarray(self._scores(self.variables, inputs[i:i + batch_size])) > 0
+             for i in range(0, len(inputs), batch_size)]
+    return np.concatenate(parts).astype(np.uint8) if parts else np.zeros(
+        (0, self.bits), np.uint8)
+
+  def encode_texts(self, texts) -> np.ndarray:
+    """Documents -> codes, vectorised as the training data was."""
+    if self.vectoriser is None:
+      raise ValueError("this run was not trained on text: use encode(inputs)")
+    inputs, _ = self.vectoriser.rows(self.vectoriser.counts(list(texts)))
+    return self.encode(inputs)
+
+
+class Sweep:
+  """A finished workdir: its config, results, codes and trained encoders."""
+
+  def __init__(self, path: str):
+    self.path = path
+    for name in ("config.json", "results.csv"):
+      if not os.path.exists(os.path.join(path, name)):
+        raise FileNotFoundError(f"{path} holds no finished sweep ({name} is missing)")
+    with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
+      self.config = ml_collections.ConfigDict(json.load(f))
+    self.rows = results.read_csv(os.path.join(path, "results.csv"))
+    self._dataset = None
+
+  @property
+  def results(self) -> pd.DataFrame:
+    return pd.DataFrame(self.rows)
+
+  @property
+  def dataset(self) -> data_lib.Dataset:
+    """The sweep's dataset, loaded once (needed for texts and the vectoriser)."""
+    if self._dataset is None:
+      self._dataset = data_lib.load(self.config.data)
+    return self._dataset
+
+  def row(self, run: int) -> dict:
+    if not 0 <= run < len(self.rows):
+      raise IndexError(f"run {run} is not a row of results.csv (0..{len(self.rows) - 1})")
+    return self.rows[run]
+
+  def best_run(self, level: float, metric: str = "p@100",
+               method: Optional[str] = None) -> int:
+    """The row with the best `metric` among finished runs at `level` (of
+    `method`, when given)."""
+    candidates = [i for i, r in enumerate(self.rows)
+                  if abs(float(r["level"]) - level) < 1e-9 and r.get("status", "ok") == "ok"
+                  and method in (None, r["method"])]
+    if not candidates:
+      raise ValueError(f"no finished run at level {level}"
+                       + (f" of method {method!r}" if method else ""))
+    if metric not in self.rows[candidates[0]]:
+      raise ValueError(f"results.csv has no {metric!r} column")
+    return max(candidates, key=lambda i: float(self.rows[i][metric]))
+
+  def codes(self, run: int) -> tuple[np.ndarray, np.ndarray]:
+    """(query_codes [queries, bits], db_codes [items, bits]) of one run."""
+    self.row(run)
+    with np.load(os.path.join(self.path, "codes.npz"), allow_pickle=False) as f:
+      return f["query_codes"][run], f["db_codes"][run]
+
+  def encoder(self, run: int) -> Encoder:
+    row = self.row(run)
+    method = row["method"]
+    within = sum(1 for r in self.rows[:run] if r["method"] == method)
+    data = self.dataset
+    variables = experiment.load_variables(self.path, method, within)
+    return Encoder(hash_model(self.config, data.dims, data.num_classes, method),
+                   variables, data.vectoriser)

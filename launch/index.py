@@ -1,0 +1,41 @@
+"""Writes a searchable index of one trained run of a finished sweep.
+
+    python -m launch.index --workdir=runs/snippets16 --run=best --level=1.0 \
+        --out=runs/snippets16/index.npz
+    python -m launch.index --workdir=runs/digits --run=7
+
+--run is a row of WORKDIR/results.csv, or `best` (highest --metric at --level).
+"""
+
+import os
+
+from absl import app, flags
+
+from hashvae import api, index
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A finished sweep's folder.")
+_RUN = flags.DEFINE_string("run", "best", "Row of results.csv, or 'best'.")
+_LEVEL = flags.DEFINE_float("level", 1.0, "With --run=best: the labelled fraction.")
+_METHOD = flags.DEFINE_string("method", None, "With --run=best: only this method.")
+_METRIC = flags.DEFINE_string("metric", "p@100", "With --run=best: the metric.")
+_OUT = flags.DEFINE_string("out", None, "Index file (default WORKDIR/index_RUN.npz).")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  sweep = api.Sweep(_WORKDIR.value)
+  if _RUN.value == "best":
+    run = sweep.best_run(_LEVEL.value, _METRIC.value, _METHOD.value)
+  else:
+    run = int(_RUN.value)
+  out = _OUT.value or os.path.join(_WORKDIR.value, f"index_{run}.npz")
+  index.build(sweep, run, out)
+  row = sweep.row(run)
+  print(f"wrote {out}: run {run} ({row['method']}, seed {row['seed']}, level "
+        f"{row['level']}, p@100 {row.get('p@100', '?')}), {len(sweep.dataset.database)} items")
+
+
+if __name__ == "__main__":
+  app.run(main)

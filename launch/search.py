@@ -1,0 +1,63 @@
+"""Searches an index by Hamming distance and prints the top K items.
+
+    python -m launch.search --index=runs/snippets16/index.npz --text "football match"
+    python -m launch.search --index=INDEX --query-file=queries.txt --k=5
+    python -m launch.search --index=INDEX --query-id=12      # an item's own code
+
+Each result line: rank, item id, Hamming distance, label, text.
+"""
+
+import sys
+import time
+
+from absl import app, flags
+
+from hashvae import index as index_lib
+
+_INDEX = flags.DEFINE_string("index", None, "Index file from launch.index.")
+_TEXT = flags.DEFINE_string("text", None, "A query document.")
+_QUERY_FILE = flags.DEFINE_string("query-file", None, "One query document per line.")
+_QUERY_ID = flags.DEFINE_integer("query-id", None, "Query with an indexed item's code.")
+_K = flags.DEFINE_integer("k", 10, "Results per query.")
+flags.mark_flags_as_required(["index"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  given = [f for f in (_TEXT.value, _QUERY_FILE.value, _QUERY_ID.value) if f is not None]
+  if len(given) != 1:
+    raise app.UsageError("give exactly one of --text, --query-file, --query-id")
+  try:
+    index = index_lib.load(_INDEX.value)
+  except (index_lib.IndexFormatError, FileNotFoundError) as e:
+    sys.exit(f"error: {e}")
+  start = time.perf_counter()
+  if _QUERY_ID.value is not None:
+    if not 0 <= _QUERY_ID.value < len(index.db_codes):
+      sys.exit(f"error: --query-id must lie in [0, {len(index.db_codes)})")
+    queries, codes = [f"item {_QUERY_ID.value}"], index.db_codes[[_QUERY_ID.value]]
+  else:
+    if _TEXT.value is not None:
+      queries = [_TEXT.value]
+    else:
+      with open(_QUERY_FILE.value, encoding="utf-8") as f:
+        queries = [line.strip() for line in f if line.strip()]
+    try:
+      codes = index.encoder.encode_texts(queries)
+    except ValueError as e:
+      sys.exit(f"error: {e} (use --query-id)")
+  positions, distances = index.search(codes, _K.value)
+  elapsed = time.perf_counter() - start
+  for query, code, pos, dist in zip(queries, codes, positions, distances, strict=True):
+    print(f"query: {query[:100]}  code: {''.join(map(str, code))}")
+    for rank, (p, d) in enumerate(zip(pos, dist, strict=True), start=1):
+      text = index.db_texts[p][:90].replace("\n", " ") if index.db_texts else ""
+      print(f"{rank:3d}  id {int(index.db_ids[p]):6d}  distance {int(d):2d}  "
+            f"{index.label_name(index.db_labels[p]):<28} {text}")
+  print(f"({len(queries)} queries answered in {elapsed * 1000:.0f} ms after loading)",
+        file=sys.stderr)
+
+
+if __name__ == "__main__":
+  app.run(main)
