@@ -99,20 +99,23 @@ def grid_epoch_fn(run: Run):
   return step
 
 
-def train_grid(run: Run, grid: Grid, base_seed: int,
-               on_epoch: Optional[EpochCallback] = None,
-               checkpoints: Optional[Checkpoints] = None,
-               mesh: Optional[jax.sharding.Mesh] = None) -> GridOutput:
-  """Trains every run of `grid` as one vmapped program, split over `mesh`.
+@dataclasses.dataclass(frozen=True)
+class GridProgram:
+  """A grid's jitted pieces on a mesh, and its placed data and first state."""
 
-  `on_epoch(epoch, epochs, metrics, elapsed)` is called after each epoch
-  with the per-run metrics ({term: [runs]} numpy arrays). With
-  `checkpoints`, the stacked state is saved when due and training resumes
-  from the latest checkpoint found there. `mesh` defaults to every device.
-  """
+  epoch_step: Callable  # (arrays, GridState, epoch) -> (GridState, {term: [runs]})
+  encode: Callable  # (arrays, TrainState) -> {"db_codes", "query_codes"} [runs, ...]
+  arrays: dict  # the data, replicated over the mesh
+  state: GridState  # initial, [padded runs, ...] split over the mesh
+  runs: int  # real runs; the rest is padding
+
+
+def grid_program(run: Run, grid: Grid, base_seed: int,
+                 mesh: Optional[jax.sharding.Mesh] = None) -> GridProgram:
+  """Places the data and the per-run settings on `mesh` (default: every
+  device) and initialises every run."""
   mesh = sharding.run_mesh() if mesh is None else mesh
-  runs = len(grid)
-  total = sharding.padded_size(runs, mesh)
+  total = sharding.padded_size(len(grid), mesh)
   by_run = sharding.split_runs(mesh)
   per_run = lambda x, dtype: sharding.place(
       sharding.pad_runs(np.asarray(x, dtype), total), by_run)
@@ -124,12 +127,29 @@ def train_grid(run: Run, grid: Grid, base_seed: int,
     train = jax.vmap(run.init, in_axes=(None, 0, 0, 0))(arrays, keys, levels, hparams)
     return GridState(train, jnp.full(seeds.shape, -1, jnp.int32))
 
-  init = jax.jit(init, out_shardings=by_run)
-  epoch_step = jax.jit(grid_epoch_fn(run), donate_argnums=1,
-                       out_shardings=(by_run, by_run))
-  encode = jax.jit(jax.vmap(run.encode, in_axes=(None, 0)), out_shardings=by_run)
-  carry = init(arrays, per_run(grid.seeds, np.uint32), per_run(grid.levels, np.float32),
-               {k: per_run(v, np.float32) for k, v in grid.hparams.items()})
+  state = jax.jit(init, out_shardings=by_run)(
+      arrays, per_run(grid.seeds, np.uint32), per_run(grid.levels, np.float32),
+      {k: per_run(v, np.float32) for k, v in grid.hparams.items()})
+  return GridProgram(
+      epoch_step=jax.jit(grid_epoch_fn(run), donate_argnums=1,
+                         out_shardings=(by_run, by_run)),
+      encode=jax.jit(jax.vmap(run.encode, in_axes=(None, 0)), out_shardings=by_run),
+      arrays=arrays, state=state, runs=len(grid))
+
+
+def train_grid(run: Run, grid: Grid, base_seed: int,
+               on_epoch: Optional[EpochCallback] = None,
+               checkpoints: Optional[Checkpoints] = None,
+               mesh: Optional[jax.sharding.Mesh] = None) -> GridOutput:
+  """Trains every run of `grid` as one vmapped program, split over `mesh`.
+
+  `on_epoch(epoch, epochs, metrics, elapsed)` is called after each epoch
+  with the per-run metrics ({term: [runs]} numpy arrays). With
+  `checkpoints`, the stacked state is saved when due and training resumes
+  from the latest checkpoint found there. `mesh` defaults to every device.
+  """
+  program = grid_program(run, grid, base_seed, mesh)
+  arrays, carry, runs = program.arrays, program.state, program.runs
   history, first = [], 0
   if checkpoints is not None and checkpoints.latest_epoch() is not None:
     first = checkpoints.latest_epoch()
@@ -137,14 +157,14 @@ def train_grid(run: Run, grid: Grid, base_seed: int,
     history = [history_from_json(h) for h in saved]
   start = time.perf_counter()
   for epoch in range(first, run.epochs):
-    carry, metrics = epoch_step(arrays, carry, jnp.int32(epoch))
+    carry, metrics = program.epoch_step(arrays, carry, jnp.int32(epoch))
     metrics = {k: v[:runs] for k, v in sharding.to_host(metrics).items()}
     history.append(metrics)
     if on_epoch is not None:
       on_epoch(epoch, run.epochs, metrics, time.perf_counter() - start)
     if checkpoints is not None and checkpoints.due(epoch + 1, run.epochs):
       checkpoints.save(epoch + 1, carry, [history_to_json(h) for h in history])
-  codes = sharding.to_host(encode(arrays, carry.train))
+  codes = sharding.to_host(program.encode(arrays, carry.train))
   stacked = {k: np.stack([h[k] for h in history]) for k in history[0]}
   variables = sharding.to_host(dict(params=carry.train.params,
                                     batch_stats=carry.train.batch_stats))

@@ -16,6 +16,7 @@ from absl import app, flags
 SECTIONS = {
     "eval": "launch.bench_eval",
     "train": "launch.bench_train",
+    "devices": "launch.bench_devices",
 }
 
 _SECTIONS = flags.DEFINE_list("sections", list(SECTIONS), "Which benchmarks.")
