@@ -37,5 +37,10 @@ def main(argv):
         f"{row['level']}, p@100 {row.get('p@100', '?')}), {len(sweep.dataset.database)} items")
 
 
-if __name__ == "__main__":
+def cli():
+  """Console entry point (see pyproject.toml)."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  cli()

@@ -83,5 +83,10 @@ def main(argv):
   print(results.summary_text(sweep.rows, metric=f"p@{config.ks[0]}"))
 
 
-if __name__ == "__main__":
+def cli():
+  """Console entry point (see pyproject.toml)."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  cli()

@@ -40,5 +40,10 @@ def main(argv):
     print(reports.markdown(rows))
 
 
-if __name__ == "__main__":
+def cli():
+  """Console entry point (see pyproject.toml)."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  cli()

@@ -59,5 +59,10 @@ def main(argv):
         file=sys.stderr)
 
 
-if __name__ == "__main__":
+def cli():
+  """Console entry point (see pyproject.toml)."""
   app.run(main)
+
+
+if __name__ == "__main__":
+  cli()
