@@ -44,12 +44,12 @@ def test_main_writes_results_codes_and_config(tmp_path):
 
 def test_main_reports_bad_input_clearly(tmp_path):
   proc = launch("--config=configs/synthetic.py:method=nope",
-                f"--workdir={tmp_path}")
+                f"--workdir={tmp_path / 'a'}")
   assert proc.returncode != 0 and "unknown method 'nope'" in proc.stderr
-  proc = launch("--config=configs/snippets.py", f"--workdir={tmp_path}",
+  proc = launch("--config=configs/snippets.py", f"--workdir={tmp_path / 'b'}",
                 f"--config.data.path={tmp_path}/missing")
   assert proc.returncode != 0 and "data folder not found" in proc.stderr
-  proc = launch("--config=configs/synthetic.py", f"--workdir={tmp_path}",
+  proc = launch("--config=configs/synthetic.py", f"--workdir={tmp_path / 'c'}",
                 "--config.levelz=(0.1,)")
   assert proc.returncode != 0 and "levelz" in proc.stderr
-  assert not os.path.exists(tmp_path / "results.csv")
+  assert not any(os.path.exists(tmp_path / d / "results.csv") for d in "abc")

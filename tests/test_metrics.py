@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from hashvae.metrics import evaluate
+from hashvae.metrics import evaluate, hamming_distances, nearest, pack_codes
 
 
 def brute_force(qc, dc, ql, dl, ks):
@@ -97,3 +97,78 @@ def test_bad_arguments_fail_clearly():
     evaluate(np.zeros((5, 3)), codes, labels, labels, (1,))
   with pytest.raises(ValueError, match="one label"):
     evaluate(codes, codes, labels[:4], labels, (1,))
+
+
+@pytest.mark.parametrize("bits", [1, 7, 16, 32, 33, 64])
+def test_packed_hamming_distances_equal_unpacked(bits):
+  rng = np.random.default_rng(bits)
+  qc, dc = rng.integers(0, 2, (9, bits)), rng.integers(0, 2, (31, bits))
+  got = hamming_distances(pack_codes(qc), pack_codes(dc))
+  assert got.dtype == np.int32 and got.shape == (9, 31)
+  np.testing.assert_array_equal(got, (qc[:, None, :] != dc[None, :, :]).sum(-1))
+
+
+def test_pack_codes_puts_code_bit_32w_plus_j_in_bit_j_of_word_w():
+  codes = np.zeros((3, 40), np.uint8)
+  codes[0, 0] = codes[1, 31] = codes[2, 32] = codes[2, 39] = 1
+  words = np.asarray(pack_codes(codes))
+  assert words.dtype == np.uint32
+  np.testing.assert_array_equal(words, [[1, 0], [2**31, 0], [0, 1 + 2**7]])
+
+
+def test_64_bit_codes_match_brute_force():
+  rng = np.random.default_rng(64)
+  centers = rng.integers(0, 2, (4, 64))  # codes near their class centre
+  ql, dl = rng.integers(0, 4, 30), rng.integers(0, 4, 400)
+  flip = lambda n: rng.uniform(size=(n, 64)) < 0.3
+  qc, dc = centers[ql] ^ flip(30), centers[dl] ^ flip(400)
+  ks = (1, 10, 100, 400)
+  got = evaluate(qc, dc, ql, dl, ks)
+  for name, value in brute_force(qc, dc, ql, dl, ks).items():
+    assert got[name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_one_query_per_chunk_gives_the_same_results():
+  rng = np.random.default_rng(5)
+  qc, dc = rng.integers(0, 2, (6, 12)), rng.integers(0, 2, (80, 12))
+  ql, dl = rng.integers(0, 3, 6), rng.integers(0, 3, 80)
+  whole = evaluate(qc, dc, ql, dl, (5, 40))
+  assert evaluate(qc, dc, ql, dl, (5, 40), memory_budget_bytes=1) == pytest.approx(
+      whole, abs=1e-7)
+  np.testing.assert_array_equal(nearest(qc, dc, 7, memory_budget_bytes=1),
+                                nearest(qc, dc, 7))
+
+
+@pytest.mark.parametrize("bits,k", [(3, 20), (16, 1), (16, 100), (40, 150)])
+def test_nearest_is_the_stable_distance_order(bits, k):
+  rng = np.random.default_rng(bits + k)
+  qc, dc = rng.integers(0, 2, (11, bits)), rng.integers(0, 2, (150, bits))
+  dist = (qc[:, None, :] != dc[None, :, :]).sum(-1)
+  want = np.argsort(dist, axis=1, kind="stable")[:, :k]
+  np.testing.assert_array_equal(nearest(qc, dc, k), want)
+  with pytest.raises(ValueError, match="database size"):
+    nearest(qc, dc, 151)
+
+
+def expected_precision(dist, rel, k):
+  """Tie-aware p@k from the counts at the distance holding rank k."""
+  cut = np.sort(dist)[k - 1]
+  closer, tied = dist < cut, dist == cut
+  return (rel[closer].sum() + (k - closer.sum()) * rel[tied].mean()) / k
+
+
+def test_database_beyond_16_bit_counts_matches_brute_force():
+  # 2^16 items or more do not fit the packed 16-bit count fields: the wide
+  # tables take over.
+  rng = np.random.default_rng(16)
+  n = 2**16 + 37
+  qc, dc = rng.integers(0, 2, (3, 5)), rng.integers(0, 2, (n, 5))
+  ql, dl = rng.integers(0, 2, 3), rng.integers(0, 2, n)
+  ks = (1, 100, 3000)
+  got = evaluate(qc, dc, ql, dl, ks)
+  for name, value in brute_force(qc, dc, ql, dl, ks).items():
+    assert got[name] == pytest.approx(value, abs=1e-6), name
+  for k in ks:
+    want = np.mean([expected_precision((qc[i] != dc).sum(1), dl == ql[i], k)
+                    for i in range(3)])
+    assert got[f"p@{k}_tie_aware"] == pytest.approx(want, abs=1e-6), k

@@ -1,0 +1,152 @@
+"""Evaluation benchmarks: `hashvae.metrics` against the usual alternatives.
+
+    python -m launch.benchmark --sections=eval [--quick]
+
+Figures, each measured side by side in one process on codes shaped like
+Snippets (2,280 queries x 10,060 database items, the Snippets class sizes,
+codes scattered around a random centre per class):
+
+* evaluate_vs_numpy: `metrics.evaluate` (all metrics, K = 100, 1000, 5000)
+  against numpy written the way the released code evaluates: each reported
+  metric (p@100, r@100, p@1000, p@5000, map@100, map@1000, map@5000) on its
+  own, per query Hamming distances, an argsort and Python loops. The
+  baseline's argsort is stable (the released one was not), so both must
+  agree; compilation is timed apart from evaluate's runs.
+* top_k_vs_faiss: the top-100 database indices of every query, from
+  `metrics.nearest` and from faiss `IndexBinaryFlat` (an optional
+  dependency: `pip install faiss-cpu`; skipped with a note without it).
+
+--quick shrinks the sets tenfold, with K = 10, 100, 500 (top-10).
+"""
+
+import time
+
+import numpy as np
+
+from hashvae import metrics
+
+SNIPPETS_DATABASE = (1200, 1200, 1880, 2360, 220, 880, 1200, 1120)
+SNIPPETS_QUERIES = (300, 300, 330, 300, 150, 300, 300, 300)
+FLIP = 0.25  # chance that a code bit differs from its class centre
+REPEATS = 5  # runs of the fast side; the medians give the ratios
+
+
+def snippets_like(bits: int, scale: float, seed: int = 0):
+  """Query / database codes and labels with Snippets' class sizes (x scale).
+
+  Returns (query_codes [q, bits], db_codes [n, bits]) uint8 and
+  (query_labels [q], db_labels [n]) int.
+  """
+  rng = np.random.default_rng(seed)
+  centres = rng.integers(0, 2, (len(SNIPPETS_DATABASE), bits))
+
+  def draw(sizes):
+    labels = np.repeat(np.arange(len(sizes)), [max(1, round(s * scale)) for s in sizes])
+    labels = rng.permutation(labels)
+    flips = rng.uniform(size=(len(labels), bits)) < FLIP
+    return (centres[labels] ^ flips).astype(np.uint8), labels
+
+  query_codes, query_labels = draw(SNIPPETS_QUERIES)
+  db_codes, db_labels = draw(SNIPPETS_DATABASE)
+  return query_codes, db_codes, query_labels, db_labels
+
+
+def numpy_metric(query_codes, db_codes, query_labels, db_labels, kind: str, k: int):
+  """One metric ("p", "r" or "map") at K, the released way."""
+  values = []
+  for q in range(len(query_codes)):
+    dist = np.count_nonzero(query_codes[q] != db_codes, axis=1)
+    order = np.argsort(dist, kind="stable")
+    relevant = db_labels == query_labels[q]
+    hits, precision_sum = 0, 0.0
+    for rank, item in enumerate(order[:k], start=1):
+      if relevant[item]:
+        hits += 1
+        precision_sum += hits / rank
+    if kind == "p":
+      values.append(hits / k)
+    elif kind == "r":
+      values.append(hits / max(relevant.sum(), 1))
+    else:
+      values.append(precision_sum / max(hits, 1))
+  return float(np.mean(values))
+
+
+def reported(ks):
+  """The six reported metrics for cut-offs (small, middle, large)."""
+  small, middle, large = ks
+  return [("p", small), ("r", small), ("p", middle), ("p", large),
+          ("map", small), ("map", middle), ("map", large)]
+
+
+def timed(fn, repeats: int = 1):
+  """(last result, [seconds per call])."""
+  seconds = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    result = fn()
+    seconds.append(time.perf_counter() - start)
+  return result, seconds
+
+
+def evaluate_vs_numpy(bits: int, scale: float, ks):
+  data = snippets_like(bits, scale)
+  run = lambda: metrics.evaluate(*data, ks=ks)
+  _, first = timed(run)  # compiles
+  ours, seconds = timed(run, REPEATS)
+  baseline, numpy_seconds = timed(
+      lambda: {f"{kind}@{k}": numpy_metric(*data, kind, k) for kind, k in reported(ks)})
+  top = f"p@{ks[0]}"
+  assert abs(ours[top] - baseline[top]) <= 1e-6, (ours[top], baseline[top])
+  median = float(np.median(seconds))
+  return dict(
+      figure="evaluate_vs_numpy", bits=bits, queries=len(data[0]), items=len(data[1]),
+      ks=list(ks), numpy_s=round(numpy_seconds[0], 3), evaluate_s=round(median, 4),
+      evaluate_min_s=round(min(seconds), 4),
+      evaluate_compile_s=round(first[0] - median, 3),
+      speedup=round(numpy_seconds[0] / median, 1), **{top: round(ours[top], 6)},
+      max_abs_diff=float(max(abs(ours[name] - v) for name, v in baseline.items())))
+
+
+def top_vs_faiss(bits: int, scale: float, k: int):
+  try:
+    import faiss
+  except ImportError:
+    return dict(figure="top_k_vs_faiss", bits=bits,
+                skipped="faiss is not installed (pip install faiss-cpu)")
+  query_codes, db_codes, _, _ = snippets_like(bits, scale)
+  index = faiss.IndexBinaryFlat(bits)
+  index.add(np.packbits(db_codes, axis=1))
+  packed_queries = np.packbits(query_codes, axis=1)
+  # faiss's OpenMP threads crawl when the cores are busy: its best of one
+  # thread and all of them is the figure.
+  faiss_seconds, threads = {}, faiss.omp_get_max_threads()
+  for n in sorted({1, threads}):
+    faiss.omp_set_num_threads(n)
+    (distances, _), faiss_seconds[n] = timed(lambda: index.search(packed_queries, k),
+                                             REPEATS)
+  faiss.omp_set_num_threads(threads)
+  best = min(faiss_seconds, key=lambda n: np.median(faiss_seconds[n]))
+  run = lambda: metrics.nearest(query_codes, db_codes, k)
+  _, first = timed(run)
+  ids, seconds = timed(run, REPEATS)
+  # Tie orders may differ; the distances down the list may not.
+  ours = np.count_nonzero(query_codes[:, None, :] != db_codes[ids], axis=-1)
+  assert np.array_equal(ours, distances)
+  faiss_s, ours_s = float(np.median(faiss_seconds[best])), float(np.median(seconds))
+  one_thread_s = float(np.median(faiss_seconds[1]))
+  return dict(
+      figure="top_k_vs_faiss", bits=bits, queries=len(query_codes), items=len(db_codes),
+      k=k, faiss_s=round(faiss_s, 4), faiss_threads=best,
+      faiss_s_by_threads={n: round(float(np.median(s)), 4) for n, s in faiss_seconds.items()},
+      nearest_s=round(ours_s, 4), nearest_compile_s=round(first[0] - ours_s, 3),
+      speedup=round(faiss_s / ours_s, 2), speedup_vs_1_thread=round(one_thread_s / ours_s, 2),
+      note="nearest runs on one core (XLA:CPU runs the scan serially)")
+
+
+def run(flags):
+  scale, ks = (0.1, (10, 100, 500)) if flags.quick else (1.0, (100, 1000, 5000))
+  for bits in (16, 32):
+    yield evaluate_vs_numpy(bits, scale, ks)
+  for bits in (16, 32):
+    yield top_vs_faiss(bits, scale, ks[0])
