@@ -2,11 +2,15 @@
 
 Initialisers follow the released Keras code: Glorot-uniform kernels, zero
 biases, batch norm with momentum 0.99 and epsilon 1e-3.
+
+The encoder reads either a dense [batch, dims] array or a padded sparse batch
+(`SparseRows`); both give the same parameters (names, shapes, initial values)
+and, up to float rounding, the same outputs.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -16,16 +20,83 @@ Dense = lambda features, name=None: nn.Dense(
     features, kernel_init=nn.initializers.glorot_uniform(), name=name)
 
 
+class SparseRows(NamedTuple):
+  """A padded bag of words: item i holds values[i, j] at column indices[i, j].
+
+  Padding entries have index = the table's row count (out of range: read as
+  a zero row, their gradient dropped) and value 0.
+
+  Attributes:
+    indices: [items, width] int32, a row's nonzero columns, then padding.
+    values: [items, width] float32, their values, then zeros.
+    rows: None (the indices are columns of the input, i.e. rows of the first
+      kernel) or [rows, features] kernel rows the indices point into instead;
+      the training step passes the rows a batch reads, so that the gradient
+      is taken with respect to those rows only.
+  """
+
+  indices: jax.Array
+  values: jax.Array
+  rows: Optional[jax.Array] = None
+
+
+def gather_rows(table, indices):
+  """table[indices] with out-of-range indices read as zero rows.
+
+  [rows, features], [...] int -> [..., features]. The gradient with respect
+  to `table` drops the out-of-range (padding) entries.
+  """
+  return jnp.take(table, indices, axis=0, mode="fill", fill_value=0)
+
+
+class SparseDense(nn.Module):
+  """nn.Dense applied to a `SparseRows` batch: a gather, not a matmul.
+
+  h = sum_j values[..., j] * kernel[indices[..., j]] + bias, [..., width] ->
+  [..., features]; it reads batch * width kernel rows instead of
+  multiplying by all `in_features` of them.
+  """
+
+  features: int
+  in_features: int
+
+  @nn.compact
+  def __call__(self, x: SparseRows):
+    # Declared as nn.Dense declares them (kernel, then bias, same shapes and
+    # initialisers), so the same key gives the same values on either path.
+    kernel = self.param("kernel", nn.initializers.glorot_uniform(),
+                        (self.in_features, self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    table = kernel if x.rows is None else x.rows
+    picked = gather_rows(table, x.indices)  # [..., width, features]
+    return jnp.einsum("...j,...jf->...f", x.values, picked) + bias
+
+
 class Encoder(nn.Module):
-  """[batch, dims] -> [batch, hidden[-1]]: Dense + ReLU (+ batch norm) layers."""
+  """[batch, dims] (or SparseRows) -> [batch, hidden[-1]]: Dense + ReLU
+  (+ batch norm) layers.
+
+  `input_dims` (the input width) is needed only for a sparse input, whose
+  shape does not carry it.
+  """
 
   hidden: Sequence[int] = (500, 500)
   batch_norm: bool = True
+  input_dims: Optional[int] = None
 
   @nn.compact
   def __call__(self, x, train: bool):
-    for width in self.hidden:
-      x = nn.relu(Dense(width)(x))
+    if isinstance(x, SparseRows) and (not self.hidden or self.input_dims is None):
+      raise ValueError("a sparse input needs at least one hidden layer and "
+                       "input_dims")
+    for i, width in enumerate(self.hidden):
+      # Explicit names: the sparse first layer must own the same parameters
+      # ("Dense_0") as the dense one.
+      if i == 0 and isinstance(x, SparseRows):
+        x = SparseDense(width, self.input_dims, name="Dense_0")(x)
+      else:
+        x = Dense(width, name=f"Dense_{i}")(x)
+      x = nn.relu(x)
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=0.99,
                          epsilon=1e-3)(x)
@@ -57,7 +128,7 @@ class HashModel(nn.Module):
   batch_norm: bool = True
 
   def setup(self):
-    self.encoder = Encoder(self.hidden, self.batch_norm)
+    self.encoder = Encoder(self.hidden, self.batch_norm, input_dims=self.dims)
     if self.latent == "gaussian":
       self.mu_head, self.logvar_head = Dense(self.bits), Dense(self.bits)
     elif self.latent == "bernoulli":
@@ -69,12 +140,15 @@ class HashModel(nn.Module):
     self.decoder = Dense(self.dims)
 
   def code_scores(self, x, train: bool = False):
-    """[batch, dims] -> [batch, bits] real scores whose sign is the code."""
+    """[batch, dims] (or SparseRows) -> [batch, bits] real scores whose sign
+    is the code."""
     h = self.encoder(x, train)
     return self.mu_head(h) if self.latent == "gaussian" else self.logits_head(h)
 
   def __call__(self, x, temperature, train: bool = True):
     """One stochastic forward pass; draws noise from the 'sample' rng stream.
+
+    `x` is [batch, dims] or a SparseRows batch.
 
     Returns a dict of [batch, ...] arrays: hidden, sample (what the decoder
     reads), recon_logits [batch, dims], class_logits [batch, classes], and

@@ -12,6 +12,21 @@ The run is also exposed in pieces (`init`, `train_epoch`, `encode`), each a
 pure function of (arrays, ...). They take the device arrays as an argument:
 a jitted function that closed over the data would embed it in the program
 as a constant (slow to compile, and copied).
+
+Two switches for bag-of-words data (Snippets: ~14 of 10,000 words a row):
+- `config.model.sparse_input`: the encoder reads each item as a padded list
+  of its nonzero (column, value) pairs (models.SparseRows) instead of the
+  dense row, so the first layer gathers ~width kernel rows per item instead
+  of multiplying by all `dims` of them, and its gradient comes as the rows
+  a batch read (the [dims, hidden] gradient is never formed). Same
+  parameters, same losses, gradients and Adam updates up to float rounding.
+- `config.optimizer`: "exact" is Adam on every weight at every step (as
+  released); "fast" is lazy Adam for the first kernel: only the rows of the
+  features present in the batch (and their moments) are read and updated,
+  with the bias correction of the global step count (as the lazy/sparse Adam
+  of other frameworks does). It changes the optimiser (absent rows' moments
+  neither decay nor move them), so it is not the released behaviour; it
+  needs the sparse input path.
 """
 
 from __future__ import annotations
@@ -27,9 +42,17 @@ import optax
 from hashvae import methods
 from hashvae.data import Dataset
 from hashvae.label_mask import label_mask
-from hashvae.models import HashModel
+from hashvae.models import HashModel, SparseRows, gather_rows
 
 HPARAM_NAMES = ("alpha", "beta", "gamma", "learning_rate", "temperature")
+INPUT_MODES = ("auto", "sparse", "dense")  # config.model.sparse_input
+OPTIMIZERS = ("exact", "fast")  # config.optimizer
+# "auto" picks the sparse path when the padded width (the most nonzeros in
+# any row) is under this fraction of the input width: the gather then reads
+# at most a tenth of the kernel rows the dense matmul multiplies by.
+AUTO_SPARSE_WIDTH = 0.1
+ADAM = dict(b1=0.9, b2=0.999, eps=1e-7)  # the released Keras settings
+FIRST_KERNEL = ("encoder", "Dense_0", "kernel")  # the [dims, hidden] kernel
 
 
 class TrainState(NamedTuple):
@@ -44,15 +67,178 @@ class TrainState(NamedTuple):
   hparams: dict
 
 
-def device_arrays(data: Dataset) -> dict:
-  """The dataset as device arrays: training set (train + validation) and queries."""
+def row_widths(x: np.ndarray) -> np.ndarray:
+  """[items, dims] -> [items] number of nonzeros per row."""
+  return np.count_nonzero(x, axis=1)
+
+
+def padded_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """[items, dims] -> (indices, values), both [items, width] (host side).
+
+  Row i lists its nonzero columns in increasing order, then padding (index
+  dims, value 0); width is the most nonzeros in any row (at least 1).
+  """
+  items, dims = x.shape
+  row, col = np.nonzero(x)  # row-major: grouped by row, columns ascending
+  counts = np.bincount(row, minlength=items)
+  width = max(int(counts.max(initial=0)), 1)
+  slot = np.arange(len(row)) - (np.cumsum(counts) - counts)[row]
+  indices = np.full((items, width), dims, np.int32)
+  values = np.zeros((items, width), np.float32)
+  indices[row, slot] = col
+  values[row, slot] = x[row, col]
+  return indices, values
+
+
+def split_widths(data: Dataset, splits=("train", "validation", "test")):
+  """[items] nonzeros per row of the named splits' inputs, concatenated."""
+  return np.concatenate([row_widths(getattr(data, s).inputs) for s in splits])
+
+
+def use_sparse_input(mode: str, data: Dataset) -> bool:
+  """Resolves config.model.sparse_input ("auto", "sparse", "dense")."""
+  if mode not in INPUT_MODES:
+    raise ValueError(f"model.sparse_input={mode!r}: one of {INPUT_MODES}")
+  if mode != "auto":
+    return mode == "sparse"
+  return split_widths(data).max(initial=0) < AUTO_SPARSE_WIDTH * data.dims
+
+
+def device_arrays(data: Dataset, sparse: bool = False) -> dict:
+  """The dataset as device arrays: training set (train + validation) and queries.
+
+  With `sparse`, inputs and query_inputs are SparseRows (padded on the host
+  once) instead of dense [items, dims] arrays; targets stay dense (the
+  reconstruction loss reads them whole).
+  """
   db = data.database
   labels = db.labels
   rows = (labels.astype(np.float32) if data.multilabel
           else np.eye(data.num_classes, dtype=np.float32)[labels])
-  return dict(inputs=jnp.asarray(db.inputs), targets=jnp.asarray(db.targets),
+  if sparse:
+    as_input = lambda x: SparseRows(*map(jnp.asarray, padded_rows(x)))
+  else:
+    as_input = jnp.asarray
+  return dict(inputs=as_input(db.inputs), targets=jnp.asarray(db.targets),
               label_rows=jnp.asarray(rows),
-              query_inputs=jnp.asarray(data.test.inputs))
+              query_inputs=as_input(data.test.inputs))
+
+
+def take_items(x, idx):
+  """Rows `idx` of a dense [items, ...] array or of a SparseRows batch."""
+  return jax.tree.map(lambda a: a[idx], x)
+
+
+def batch_rows(indices, dims: int, size: int):
+  """The distinct kernel rows a sparse batch reads, in a fixed-size list.
+
+  indices [batch, width] in [0, dims] (dims = padding) -> (rows [size]
+  ascending, padded with dims; local [batch, width]: each entry's position
+  in `rows`, padding -> size). `size` must bound the distinct count.
+  """
+  seen = jnp.zeros(dims + 1, bool).at[indices].set(True)[:dims]
+  rows = jnp.nonzero(seen, size=size, fill_value=dims)[0]
+  position = jnp.cumsum(seen) - 1  # [dims]: the slot of each seen row
+  local = jnp.where(indices < dims,
+                    position[jnp.minimum(indices, dims - 1)], size)
+  return rows, local
+
+
+def max_batch_rows(widths: np.ndarray, batch_size: int, dims: int) -> int:
+  """An upper bound on the distinct columns one batch can touch: the
+  `batch_size` largest row widths, summed (at most dims)."""
+  top = np.sort(widths)[::-1][:batch_size]
+  return int(min(max(top.sum(), 1), dims))
+
+
+def get_path(tree, path):
+  for k in path:
+    tree = tree[k]
+  return tree
+
+
+def replace_path(tree, path, value):
+  """A copy of the nested dict `tree` with tree[path] = value (a missing
+  value removes the entry)."""
+  head, *rest = path
+  out = dict(tree)
+  if rest:
+    out[head] = replace_path(tree[head], rest, value)
+  elif value is None:
+    del out[head]
+  else:
+    out[head] = value
+  return out
+
+
+def dense_adam_rows(kernel, mu, nu, rows, grad_rows, count, learning_rate):
+  """Adam on every row of the kernel, from the gradient's nonzero rows.
+
+  The same update as optax's scale_by_adam given the dense gradient that is
+  `grad_rows` at `rows` and zero elsewhere: a row outside the batch has a
+  zero gradient, so its moments just decay (b * m + (1 - b) * 0 = b * m
+  exactly) and it still moves by its moments. Skips materialising (and
+  reading) the mostly-zero [dims, features] gradient.
+
+  kernel, mu, nu [dims, features]; rows [size] distinct, ascending, padded
+  with dims (dropped); grad_rows [size, features]; count = the step count
+  after this step (1 on the first).
+  """
+  add = lambda a, new: a.at[rows].add(new, mode="drop", indices_are_sorted=True)
+  mu = add(ADAM["b1"] * mu, (1 - ADAM["b1"]) * grad_rows)
+  nu = add(ADAM["b2"] * nu, (1 - ADAM["b2"]) * jnp.square(grad_rows))
+  return adam_step(kernel, mu, nu, count, learning_rate), mu, nu
+
+
+def lazy_adam_rows(kernel, mu, nu, rows, grad_rows, count, learning_rate):
+  """Adam on the kernel rows a batch read; other rows and their moments untouched.
+
+  Arguments as dense_adam_rows. The bias correction uses the global step
+  count, as the lazy Adam of other frameworks does; a batch that reads every
+  row gets exactly the dense update.
+  """
+  take = lambda a: gather_rows(a, rows)
+  m = ADAM["b1"] * take(mu) + (1 - ADAM["b1"]) * grad_rows
+  v = ADAM["b2"] * take(nu) + (1 - ADAM["b2"]) * jnp.square(grad_rows)
+  put = lambda a, new: a.at[rows].set(new, mode="drop", indices_are_sorted=True)
+  return (put(kernel, adam_step(take(kernel), m, v, count, learning_rate)),
+          put(mu, m), put(nu, v))
+
+
+def adam_step(param, mu, nu, count, learning_rate):
+  """param - lr * mu_hat / (sqrt(nu_hat) + eps), optax's arithmetic."""
+  mu_hat = optax.tree.bias_correction(mu, ADAM["b1"], count)
+  nu_hat = optax.tree.bias_correction(nu, ADAM["b2"], count)
+  return param - learning_rate * (mu_hat / (jnp.sqrt(nu_hat) + ADAM["eps"]))
+
+
+def adam(optimiser, grads, opt_state, params, learning_rate):
+  """Dense Adam on every weight (the released optimiser), through optax."""
+  updates, opt_state = optimiser.update(grads, opt_state, params)
+  params = jax.tree.map(lambda p, u: p - learning_rate * u, params, updates)
+  return params, opt_state
+
+
+def adam_with_kernel_rows(update_rows, optimiser, grads, row_grads, rows,
+                          opt_state, params, learning_rate):
+  """Adam through optax on every weight but the first kernel, whose gradient
+  comes as rows; `update_rows` (dense_adam_rows or lazy_adam_rows) updates it.
+
+  The optimiser state keeps the dense layout (optax's ScaleByAdamState over
+  the whole parameter tree), so every mode shares checkpoints and tests.
+  """
+  drop = lambda tree: replace_path(tree, FIRST_KERNEL, None)
+  rest = optax.ScaleByAdamState(count=opt_state.count, mu=drop(opt_state.mu),
+                                nu=drop(opt_state.nu))
+  new_params, rest = adam(optimiser, drop(grads), rest, drop(params),
+                          learning_rate)
+  kernel, mu, nu = update_rows(
+      get_path(params, FIRST_KERNEL), get_path(opt_state.mu, FIRST_KERNEL),
+      get_path(opt_state.nu, FIRST_KERNEL), rows, row_grads, rest.count,
+      learning_rate)
+  put = lambda tree, value: replace_path(tree, FIRST_KERNEL, value)
+  return put(new_params, kernel), optax.ScaleByAdamState(
+      count=rest.count, mu=put(rest.mu, mu), nu=put(rest.nu, nu))
 
 
 def loss_options(config, data: Dataset) -> methods.LossOptions:
@@ -97,6 +283,18 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
     method = config.methods[0]
   method = methods.get(method)
   options = loss_options(config, data)
+  input_mode = config.model.get("sparse_input", "auto")
+  sparse = use_sparse_input(input_mode, data)
+  optimizer = config.get("optimizer", "exact")
+  if optimizer not in OPTIMIZERS:
+    raise ValueError(f"optimizer={optimizer!r}: one of {OPTIMIZERS}")
+  lazy = optimizer == "fast"
+  if lazy and not sparse:
+    raise ValueError("optimizer='fast' updates the first kernel's rows of the "
+                     "features present in a batch, which needs the sparse "
+                     f"input path; model.sparse_input={input_mode!r} resolved "
+                     "to dense for this data (set it to 'sparse', or use "
+                     "optimizer='exact')")
   model = HashModel(dims=data.dims, bits=config.bits,
                     num_classes=data.num_classes, latent=method.latent,
                     classifier_on=method.classifier_on,
@@ -111,15 +309,21 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
   segments = ((len(data.train), len(data.validation)) if config.mask_per_split
               else (n,))
   mask_seed = config.get("shared_mask_seed")
-  optimiser = optax.scale_by_adam(b1=0.9, b2=0.999, eps=1e-7)
+  optimiser = optax.scale_by_adam(**ADAM)
   eval_batch = config.eval_batch_size
+  dims = data.dims
+  # How many distinct kernel rows a batch can read: the fixed length of the
+  # row list the sparse path differentiates and updates.
+  distinct = (max_batch_rows(split_widths(data, ("train", "validation")),
+                             batch_size, dims) if sparse else 0)
 
   def init(arrays, key, level, hparams):
     init_key, mask_key, loop_key = jax.random.split(key, 3)
     if mask_seed is not None:  # the released protocol: one mask for all seeds
       mask_key = jax.random.key(mask_seed)
     variables = model.init({"params": init_key, "sample": init_key},
-                           arrays["inputs"][:1], 1.0, train=False)
+                           take_items(arrays["inputs"], slice(0, 1)), 1.0,
+                           train=False)
     params = variables["params"]
     return TrainState(
         params=params, batch_stats=variables.get("batch_stats", {}),
@@ -135,19 +339,35 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
     noise_key = jax.random.fold_in(jax.random.fold_in(state.loop_key, 1),
                                    state.step)
     hp = state.hparams
+    x = take_items(arrays["inputs"], idx)
 
-    def loss_fn(params):
+    def loss_fn(params, x):
       out, updated = model.apply(
           {"params": params, "batch_stats": state.batch_stats},
-          arrays["inputs"][idx], hp["temperature"], train=True,
+          x, hp["temperature"], train=True,
           rngs={"sample": noise_key}, mutable=["batch_stats"])
       loss, terms = method.objective(out, batch, hp, options)
       return loss, (terms, updated.get("batch_stats", {}))
 
-    grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = optimiser.update(grads, state.opt_state, state.params)
-    params = jax.tree.map(lambda p, u: p - hp["learning_rate"] * u,
-                          state.params, updates)
+    if sparse:
+      # Differentiate with respect to the kernel rows the batch reads rather
+      # than the whole kernel: the gradient comes as [rows, features] and
+      # the [dims, features] one, unused, is compiled away.
+      rows, local = batch_rows(x.indices, dims, distinct)
+      row_loss = lambda params, kernel_rows: loss_fn(
+          params, SparseRows(local, x.values, kernel_rows))
+      (grads, row_grads), (terms, batch_stats) = jax.grad(
+          row_loss, argnums=(0, 1), has_aux=True)(
+              state.params,
+              gather_rows(get_path(state.params, FIRST_KERNEL), rows))
+      params, opt_state = adam_with_kernel_rows(
+          lazy_adam_rows if lazy else dense_adam_rows, optimiser, grads,
+          row_grads, rows, state.opt_state, state.params, hp["learning_rate"])
+    else:
+      grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(
+          state.params, x)
+      params, opt_state = adam(optimiser, grads, state.opt_state,
+                               state.params, hp["learning_rate"])
     return state._replace(params=params, batch_stats=batch_stats,
                           opt_state=opt_state, step=state.step + 1), terms
 
@@ -171,5 +391,5 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
                 query_codes=code(arrays["query_inputs"]))
 
   return Run(init=init, train_epoch=train_epoch, encode=encode,
-             arrays=device_arrays(data), epochs=config.epochs,
+             arrays=device_arrays(data, sparse), epochs=config.epochs,
              steps_per_epoch=steps_per_epoch)

@@ -23,6 +23,8 @@ _SECTIONS = flags.DEFINE_list("sections", list(SECTIONS), "Which benchmarks.")
 flags.DEFINE_string("data_path", "../shared/data/snippets",
                     "Snippets folder (train.txt, test.txt).")
 flags.DEFINE_bool("quick", False, "Smaller sizes, for a smoke run.")
+flags.DEFINE_bool("full", False, "train: also the 30-epoch exact-vs-fast precision "
+                  "comparison on Snippets (minutes).")
 
 
 def main(argv):

@@ -1,0 +1,176 @@
+"""The sparse input path: same parameters, losses, gradients and codes as dense."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import synthetic
+from hashvae import data, methods, train
+from hashvae import grid as grid_lib
+from hashvae.models import HashModel, SparseRows
+
+
+@pytest.fixture(scope="module")
+def dataset():
+  return data.load(synthetic.get_config().data)
+
+
+def config_with(input_mode, optimizer="exact", **fields):
+  config = synthetic.get_config("method=ssb_vae")
+  with config.unlocked():
+    config.model.sparse_input = input_mode
+    config.optimizer = optimizer
+    for k, v in fields.items():
+      config[k] = v
+  return config
+
+
+def densify(indices, values, dims):
+  out = np.zeros((indices.shape[0], dims + 1), np.float32)
+  np.put_along_axis(out, indices, values, axis=1)
+  return out[:, :dims]
+
+
+def test_padded_rows_hold_each_row_and_pad_with_an_out_of_range_index():
+  x = np.zeros((4, 7), np.float32)
+  x[0, [1, 5]] = [0.5, 2.0]
+  x[2, [0, 3, 6]] = [1.0, 3.0, 4.0]  # row 1 and row 3 stay empty
+  indices, values = train.padded_rows(x)
+  assert indices.shape == values.shape == (4, 3)
+  assert indices.dtype == np.int32 and values.dtype == np.float32
+  np.testing.assert_array_equal(indices[0], [1, 5, 7])
+  np.testing.assert_array_equal(indices[1], [7, 7, 7])
+  np.testing.assert_array_equal(values[indices == 7], 0.0)
+  np.testing.assert_array_equal(densify(indices, values, 7), x)
+
+
+def test_auto_picks_sparse_only_for_mostly_zero_rows(dataset):
+  # synthetic: 50 words, up to ~20 distinct per document: dense.
+  assert not train.use_sparse_input("auto", dataset)
+  assert train.use_sparse_input("sparse", dataset)
+  assert not train.use_sparse_input("dense", dataset)
+  config = synthetic.get_config()
+  with config.unlocked():
+    config.data.dims = 2000
+  wide = data.load(config.data)  # ~30 words of 2,000: sparse
+  assert train.use_sparse_input("auto", wide)
+  with pytest.raises(ValueError, match="sparse_input"):
+    train.use_sparse_input("yes", wide)
+
+
+def test_same_key_gives_the_same_parameters_on_both_paths(dataset):
+  hp = dict(alpha=0.1, beta=0.1, gamma=1.0, learning_rate=1e-3,
+            temperature=0.67)
+  params = []
+  for mode in ("dense", "sparse"):
+    run = train.make_run(config_with(mode), dataset)
+    params.append(run.init(run.arrays, jax.random.key(3), 0.5, hp).params)
+  jax.tree.map(np.testing.assert_array_equal, params[0], params[1])
+
+
+def test_same_loss_and_gradients_on_the_same_batch(dataset):
+  db = dataset.database
+  model = HashModel(dims=dataset.dims, bits=8, num_classes=dataset.num_classes,
+                    hidden=(32, 16))
+  x = db.inputs[:24]
+  sparse_x = SparseRows(*map(jnp.asarray, train.padded_rows(x)))
+  variables = model.init({"params": jax.random.key(0),
+                          "sample": jax.random.key(0)}, x[:1], 1.0, train=False)
+  labelled = np.array([1.0, 0.0] * 12, np.float32)
+  batch = dict(targets=db.targets[:24], labelled=labelled,
+               label_rows=np.eye(4, dtype=np.float32)[db.labels[:24]]
+               * labelled[:, None])
+  hp = dict(alpha=jnp.float32(0.1), beta=jnp.float32(0.2),
+            gamma=jnp.float32(10.0))
+  objective = methods.get("ssb_vae").objective
+
+  def loss(params, inputs):
+    out, _ = model.apply({"params": params,
+                          "batch_stats": variables["batch_stats"]},
+                         inputs, 0.67, train=True, mutable=["batch_stats"],
+                         rngs={"sample": jax.random.key(7)})
+    return objective(out, batch, hp, methods.LossOptions())[0]
+
+  value_and_grad = jax.jit(jax.value_and_grad(loss))
+  dense_loss, dense_grads = value_and_grad(variables["params"], x)
+  sparse_loss, sparse_grads = value_and_grad(variables["params"], sparse_x)
+  np.testing.assert_allclose(sparse_loss, dense_loss, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
+                                                       atol=1e-7),
+               sparse_grads, dense_grads)
+  # The kernel gradient is zero outside the batch's columns on both paths.
+  absent = ~(x != 0).any(axis=0)
+  assert absent.any()
+  kernel_grad = dense_grads["encoder"]["Dense_0"]["kernel"]
+  np.testing.assert_array_equal(kernel_grad[absent], 0.0)
+
+
+def test_gradient_by_rows_equals_the_dense_kernel_gradient_rows():
+  rng = np.random.default_rng(0)
+  dims, feats = 30, 5
+  x = np.where(rng.uniform(size=(6, dims)) < 0.2, rng.uniform(size=(6, dims)),
+               0.0).astype(np.float32)
+  indices, values = train.padded_rows(x)
+  kernel = rng.normal(size=(dims, feats)).astype(np.float32)
+  head = rng.normal(size=(feats,)).astype(np.float32)
+  size = train.max_batch_rows(train.row_widths(x), 6, dims)
+  rows, local = train.batch_rows(jnp.asarray(indices), dims, size)
+  dense = jax.grad(lambda k: jnp.sum(jnp.tanh(x @ k) * head))(kernel)
+  by_rows = jax.grad(lambda r: jnp.sum(jnp.tanh(jnp.einsum(
+      "bj,bjf->bf", values, jnp.take(r, local, axis=0, mode="fill",
+                                     fill_value=0))) * head))(
+                                         jnp.take(kernel, rows, axis=0,
+                                                  mode="fill", fill_value=0))
+  present = np.flatnonzero((x != 0).any(axis=0))
+  np.testing.assert_array_equal(rows[:len(present)], present)
+  np.testing.assert_array_equal(rows[len(present):], dims)  # padding
+  np.testing.assert_allclose(by_rows[:len(present)], dense[present], rtol=1e-6)
+
+
+def test_one_epoch_of_exact_adam_matches_on_both_paths(dataset):
+  key = jax.random.key(1)
+  hp = dict(alpha=0.01, beta=0.1, gamma=10.0, learning_rate=1e-3,
+            temperature=0.67)
+  states, terms = [], []
+  for mode in ("dense", "sparse"):
+    run = train.make_run(config_with(mode), dataset)
+    state = run.init(run.arrays, key, 0.5, hp)
+    state, t = jax.jit(run.train_epoch)(run.arrays, state)
+    states.append(state)
+    terms.append(t)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4),
+               terms[0], terms[1])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               (states[0].params, states[0].opt_state),
+               (states[1].params, states[1].opt_state))
+
+
+def test_same_codes_after_a_short_training(dataset):
+  outputs = []
+  for mode in ("dense", "sparse"):
+    config = config_with(mode)
+    grid = grid_lib.build_grid(config, "ssb_vae")
+    outputs.append(grid_lib.train_grid(train.make_run(config, dataset), grid,
+                                       config.base_seed))
+  np.testing.assert_array_equal(outputs[0].db_codes, outputs[1].db_codes)
+  np.testing.assert_array_equal(outputs[0].query_codes,
+                                outputs[1].query_codes)
+  np.testing.assert_allclose(outputs[0].epoch_metrics["loss"],
+                             outputs[1].epoch_metrics["loss"], rtol=1e-4)
+
+
+def test_sparse_arrays_replace_the_dense_inputs(dataset):
+  arrays = train.device_arrays(dataset, sparse=True)
+  assert isinstance(arrays["inputs"], SparseRows)
+  assert isinstance(arrays["query_inputs"], SparseRows)
+  db = dataset.database
+  np.testing.assert_array_equal(
+      densify(np.asarray(arrays["inputs"].indices),
+              np.asarray(arrays["inputs"].values), dataset.dims), db.inputs)
+  np.testing.assert_array_equal(arrays["targets"], db.targets)
+  empty = dataclasses.replace(dataset.test, inputs=np.zeros_like(
+      dataset.test.inputs))
+  assert train.padded_rows(empty.inputs)[0].shape == (len(empty), 1)
