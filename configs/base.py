@@ -71,6 +71,9 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   # unset, each (seed, level) run draws its own mask from its key.
   c.shared_mask_seed = ml_collections.config_dict.placeholder(int)
   c.devices = 0  # devices the run axis is split over (0: every visible one)
+  # Train state (parameters, Adam moments, ...) one device may hold; a grid
+  # whose stacked state is larger runs as consecutive chunks of runs.
+  c.state_memory_budget_mb = 4096.0
   c.checkpoint_every = 5  # epochs between checkpoints (also at the end)
   c.checkpoints_to_keep = 2
   c.model = ml_collections.ConfigDict()

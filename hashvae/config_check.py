@@ -87,6 +87,8 @@ def check(config):
     need(math.isfinite(value) and value > 0, field, "a finite value > 0", value)
   for field in ("epochs", "batch_size", "eval_batch_size"):
     need(config[field] >= 1, field, "an integer >= 1", config[field])
+  need(config.state_memory_budget_mb > 0, "state_memory_budget_mb", "a size in MB > 0",
+       config.state_memory_budget_mb)
   need(config.devices >= 0, "devices", "a device count >= 0 (0: all)", config.devices)
   need(config.checkpoint_every >= 0, "checkpoint_every",
        "epochs between checkpoints, >= 0 (0: only at the end)", config.checkpoint_every)

@@ -69,32 +69,48 @@ def log_epoch(method: str, runs: int):
 
 def train_method(config, dataset, method: str,
                  workdir: Optional[str] = None) -> MethodResult:
-  """Trains and evaluates one method's grid (one compiled program)."""
+  """Trains and evaluates one method's grid: one compiled program, run over
+  consecutive chunks of runs when the stacked state would not fit
+  config.state_memory_budget_mb per device."""
   grid = grid_lib.build_grid(config, method)
-  progress = log_epoch(method, len(grid))
-  checkpoints = metrics_log = None
-  if workdir is not None:
-    checkpoints = Checkpoints(os.path.join(workdir, "checkpoints", method),
-                              every=config.checkpoint_every,
-                              keep=config.checkpoints_to_keep)
-    if checkpoints.latest_epoch() is not None:
-      log.info("%s: resuming from the checkpoint after epoch %d", method,
-               checkpoints.latest_epoch())
-    if sharding.is_primary():
-      metrics_log = MetricsLog(workdir, method)
+  run = make_run(config, dataset, method)
+  mesh = sharding.run_mesh(config.devices)
+  size = grid_lib.runs_per_chunk(len(grid), grid_lib.state_bytes_per_run(run, config.base_seed),
+                                 int(config.state_memory_budget_mb * 2**20),
+                                 mesh.devices.size)
+  starts = range(0, len(grid), size)
+  if len(starts) > 1:
+    log.info("%s: %d runs in %d chunks of up to %d (state budget %d MB per device)",
+             method, len(grid), len(starts), size, config.state_memory_budget_mb)
+  metrics_log = MetricsLog(workdir, method) if workdir and sharding.is_primary() else None
+  parts = []
+  for number, first in enumerate(starts):
+    part = grid.take(slice(first, first + size))
+    name = method if len(starts) == 1 else f"{method} chunk {number + 1}/{len(starts)}"
+    progress = log_epoch(name, len(part))
 
-  def on_epoch(epoch, epochs, terms, elapsed):
-    progress(epoch, epochs, terms, elapsed)
-    if metrics_log is not None:
-      metrics_log.epoch(epoch, terms)
+    def on_epoch(epoch, epochs, terms, elapsed, first=first, progress=progress):
+      progress(epoch, epochs, terms, elapsed)
+      if metrics_log is not None:
+        metrics_log.epoch(epoch, terms, first_run=first)
 
-  try:
-    out = grid_lib.train_grid(make_run(config, dataset, method), grid,
-                              config.base_seed, on_epoch, checkpoints,
-                              sharding.run_mesh(config.devices))
-  finally:
-    if checkpoints is not None:
-      checkpoints.close()
+    checkpoints = None
+    if workdir is not None:
+      folder = os.path.join(workdir, "checkpoints", method)
+      if len(starts) > 1:
+        folder = os.path.join(folder, f"chunk_{number}")
+      checkpoints = Checkpoints(folder, every=config.checkpoint_every,
+                                keep=config.checkpoints_to_keep)
+      if checkpoints.latest_epoch() is not None:
+        log.info("%s: resuming from the checkpoint after epoch %d", name,
+                 checkpoints.latest_epoch())
+    try:
+      parts.append(grid_lib.train_grid(run, part, config.base_seed, on_epoch, checkpoints,
+                                       mesh))
+    finally:
+      if checkpoints is not None:
+        checkpoints.close()
+  out = grid_lib.concat_outputs(parts)
   if metrics_log is not None:
     metrics_log.finish(out.epoch_metrics)
   db_labels = dataset.database.labels

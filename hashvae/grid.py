@@ -18,7 +18,7 @@ import numpy as np
 
 from hashvae import config_check, sharding
 from hashvae.checkpoint import Checkpoints, history_from_json, history_to_json
-from hashvae.train import Run, TrainState
+from hashvae.train import HPARAM_NAMES, Run, TrainState
 
 
 def run_key(base_seed: int, seed):
@@ -41,6 +41,11 @@ class Grid:
   def keys(self, base_seed: int):
     """[runs] keys of the runs (see `run_key`)."""
     return jax.vmap(lambda s: run_key(base_seed, s))(jnp.asarray(self.seeds, jnp.uint32))
+
+  def take(self, rows: slice) -> "Grid":
+    """The runs `rows` of this grid, as a grid."""
+    return Grid(self.method, self.seeds[rows], self.levels[rows],
+                {k: v[rows] for k, v in self.hparams.items()})
 
   def rows(self):
     """One dict per run: method, seed, level, alpha, beta, gamma."""
@@ -84,6 +89,34 @@ class GridOutput:
 
 
 EpochCallback = Callable[[int, int, dict, float], None]
+
+
+def concat_outputs(parts: list[GridOutput]) -> GridOutput:
+  """Outputs of consecutive chunks of one grid -> the grid's output."""
+  cat = lambda *xs, axis=0: np.concatenate(xs, axis=axis)
+  return GridOutput(
+      db_codes=cat(*[p.db_codes for p in parts]),
+      query_codes=cat(*[p.query_codes for p in parts]),
+      epoch_metrics={k: cat(*[p.epoch_metrics[k] for p in parts], axis=1)
+                     for k in parts[0].epoch_metrics},
+      diverged_at=cat(*[p.diverged_at for p in parts]),
+      variables=jax.tree.map(cat, *[p.variables for p in parts]))
+
+
+def state_bytes_per_run(run: Run, base_seed: int) -> int:
+  """Bytes of one run's train state (parameters, Adam moments, batch-norm
+  statistics, mask, ...), from shapes alone."""
+  hp = {k: jnp.float32(1.0) for k in HPARAM_NAMES}
+  shapes = jax.eval_shape(run.init, run.arrays, run_key(base_seed, 0), jnp.float32(1.0), hp)
+  return sum(x.size * getattr(x.dtype, "itemsize", 8) for x in jax.tree.leaves(shapes))
+
+
+def runs_per_chunk(runs: int, bytes_per_run: int, budget_bytes: int, devices: int) -> int:
+  """How many runs one program may stack so that each device holds at most
+  `budget_bytes` of train state (a multiple of `devices`, at least one per
+  device)."""
+  per_device = max(1, budget_bytes // max(bytes_per_run, 1))
+  return min(runs, per_device * devices)
 
 
 def grid_epoch_fn(run: Run):

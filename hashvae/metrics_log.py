@@ -40,18 +40,26 @@ class MetricsLog:
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.method = method
     self.writer = SummaryWriter(os.path.join(workdir, "tensorboard", method))
+    self.chunked = False
 
-  def epoch(self, epoch: int, terms: dict):
+  def epoch(self, epoch: int, terms: dict, first_run: int = 0):
+    """Appends one epoch of runs first_run, first_run + 1, ... (a chunk of
+    the grid when first_run > 0 or the grid is split; then the line says
+    so and the grid mean waits for `finish`)."""
     record = epoch_record(self.method, epoch, terms)
+    chunked = first_run > 0 or self.chunked
+    if chunked:
+      record["first_run"] = first_run
+      self.chunked = True
     with open(self.path, "a", encoding="utf-8") as f:
       f.write(json.dumps(record) + "\n")
     for name, value in record.items():
       if isinstance(value, dict):
-        if value["mean"] is not None:
+        if value["mean"] is not None and not chunked:
           self.writer.add_scalar(f"{name}/mean", value["mean"], epoch + 1)
         for i, v in enumerate(value["runs"]):
           if v is not None:
-            self.writer.add_scalar(f"{name}/run_{i:03d}", v, epoch + 1)
+            self.writer.add_scalar(f"{name}/run_{first_run + i:03d}", v, epoch + 1)
     self.writer.flush()
 
   def finish(self, history: dict):
@@ -61,6 +69,12 @@ class MetricsLog:
       with open(self.path, encoding="utf-8") as f:
         kept = [line for line in f if json.loads(line)["method"] != self.method]
     epochs = len(next(iter(history.values())))
+    if self.chunked:  # the grid means were not written live
+      for e in range(epochs):
+        for name, values in history.items():
+          finite = values[e][np.isfinite(values[e])]
+          if finite.size:
+            self.writer.add_scalar(f"{name}/mean", float(finite.mean()), e + 1)
     mine = [json.dumps(epoch_record(self.method, e, {k: v[e] for k, v in history.items()}))
             + "\n" for e in range(epochs)]
     results.write_text(self.path, "".join(kept + mine))
