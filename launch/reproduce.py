@@ -93,6 +93,8 @@ def run_cell(config, folder: str) -> list[dict]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # orbax logs every save at INFO; keep the log to the sweep's own progress.
+  logging.get_absl_handler().addFilter(lambda r: "/orbax/" not in r.pathname)
   if _DATA_PATH.value and len(_DATASETS.value) > 1:
     raise app.UsageError("--data_path applies to one dataset at a time")
   rows = []
