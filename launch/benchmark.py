@@ -17,12 +17,15 @@ SECTIONS = {
     "eval": "launch.bench_eval",
     "train": "launch.bench_train",
     "devices": "launch.bench_devices",
+    "search": "launch.bench_search",
 }
 
-_SECTIONS = flags.DEFINE_list("sections", list(SECTIONS), "Which benchmarks.")
+_SECTIONS = flags.DEFINE_list("sections", ["eval", "train", "devices"],
+                              f"Which benchmarks, of {sorted(SECTIONS)}.")
 flags.DEFINE_string("data_path", "../shared/data/snippets",
                     "Snippets folder (train.txt, test.txt).")
 flags.DEFINE_bool("quick", False, "Smaller sizes, for a smoke run.")
+flags.DEFINE_string("sweep", None, "search: a finished text sweep's workdir.")
 flags.DEFINE_bool("full", False, "train: also the 30-epoch exact-vs-fast precision "
                   "comparison on Snippets (minutes).")
 
