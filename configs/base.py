@@ -127,3 +127,20 @@ def released_weights(dataset, bits, method):
                      f"method={method!r}")
   column = lambda k: tuple(float(by_level[level][k]) for level in RELEASED_LEVELS)
   return weights(column("alpha"), column("beta"), column("gamma"), RELEASED_LEVELS)
+
+
+def study_config(arg, released_dataset, **extra_args):
+  """The study's sweep for one dataset: the three methods (or those `arg`
+  names), levels 0.1 .. 1.0 each with its released weights, 5 seeds.
+
+  Returns (config, parsed arguments); `extra_args` are further typed
+  arguments with their defaults (e.g. source="raw").
+  """
+  args = parse_arg(arg, method="ssb_vae", bits=16, grid="released", **extra_args)
+  require_released(args["grid"])
+  c = base_config(method_tuple(args["method"], STUDY_METHODS), args["bits"])
+  c.seeds = (0, 1, 2, 3, 4)
+  c.levels = RELEASED_LEVELS
+  for m in STUDY_METHODS:
+    c.weights[m] = released_weights(released_dataset, released_bits(c.bits), m)
+  return c, args

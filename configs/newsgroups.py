@@ -12,14 +12,7 @@ from configs import base
 
 
 def get_config(arg=None):
-  args = base.parse_arg(arg, method="ssb_vae", bits=16, grid="released", source="raw")
-  c = base.base_config(base.method_tuple(args["method"], base.STUDY_METHODS),
-                       args["bits"])
-  c.seeds = (0, 1, 2, 3, 4)
-  c.levels = base.RELEASED_LEVELS
-  base.require_released(args["grid"])
-  for m in base.STUDY_METHODS:
-    c.weights[m] = base.released_weights("20news", base.released_bits(c.bits), m)
+  c, args = base.study_config(arg, "20news", source="raw")
   if args["source"] == "raw":
     c.data.name = "newsgroups"
     c.data.path = "../shared/data/20news-bydate.tar.gz"  # or the extracted folder

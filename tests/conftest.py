@@ -16,6 +16,19 @@ def shared_file(*parts):
   return path
 
 
+def with_fields(config, **fields):
+  """A copy of `config` with fields set; `a__b=v` sets config.a.b = v."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    for dotted, value in fields.items():
+      node = config
+      *parents, leaf = dotted.split("__")
+      for p in parents:
+        node = node[p]
+      node[leaf] = value
+  return config
+
+
 def pytest_addoption(parser):
   parser.addoption("--slow", action="store_true",
                    help="also run tests marked slow (minutes each)")

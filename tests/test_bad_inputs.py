@@ -11,17 +11,11 @@ from hashvae import config_check, data, experiment, workdir
 from hashvae.config_check import ConfigError
 from hashvae.data import DataError
 
+from conftest import with_fields
+
 
 def config_with(**fields):
-  config = synthetic.get_config()
-  with config.unlocked():
-    for dotted, value in fields.items():
-      node = config
-      *parents, leaf = dotted.split("__")
-      for p in parents:
-        node = node[p]
-      node[leaf] = value
-  return config
+  return with_fields(synthetic.get_config(), **fields)
 
 
 def check(**fields):

@@ -6,17 +6,11 @@ from configs import base, digits, snippets, synthetic
 from hashvae import config_check
 from hashvae.config_check import ConfigError
 
+from conftest import with_fields
+
 
 def changed(**fields):
-  config = synthetic.get_config()
-  with config.unlocked():
-    for dotted, value in fields.items():
-      node = config
-      *parents, leaf = dotted.split("__")
-      for p in parents:
-        node = node[p]
-      node[leaf] = value
-  return config
+  return with_fields(synthetic.get_config(), **fields)
 
 
 @pytest.mark.parametrize("fields,message", [
