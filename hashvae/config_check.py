@@ -113,3 +113,13 @@ def check(config):
   need(config.optimizer != "fast" or config.model.sparse_input != "dense",
        "optimizer", "'fast' needs the sparse input path (model.sparse_input "
        "'auto' or 'sparse')", config.optimizer)
+
+
+def check_against_data(config, database_size: int):
+  """What can only be checked once the data is loaded, before compiling."""
+  if any(k > database_size for k in config.ks):
+    raise ConfigError(f"config.ks={tuple(config.ks)!r}: every cut-off must be at most "
+                      f"the database size ({database_size} items)")
+  if config.batch_size > database_size:
+    raise ConfigError(f"config.batch_size={config.batch_size}: at most the training "
+                      f"set size ({database_size} items)")

@@ -179,6 +179,7 @@ def run_sweep(config, dataset: Optional[data_lib.Dataset] = None,
              "%d classes in %.1fs", dataset.name, len(dataset.train),
              len(dataset.validation), len(dataset.test), dataset.dims,
              dataset.num_classes, time.perf_counter() - start)
+  config_check.check_against_data(config, len(dataset.database))
   per_method = []
   for method in config.methods:
     done = workdir and os.path.join(workdir, "methods", f"{method}.npz")

@@ -87,8 +87,10 @@ CASES = [
     ("zero learning rate", check(learning_rate=0.0), ConfigError, r"learning_rate"),
     ("zero epochs", check(epochs=0), ConfigError, r"config.epochs"),
     ("unknown multilabel mode", check(loss__multilabel="max"), ConfigError, r"loss.multilabel"),
-    ("batch larger than the training set", sweep(batch_size=10_000), ValueError,
-     r"batch_size=10000 must lie in \[1, 200\]"),
+    ("batch larger than the training set", sweep(batch_size=10_000), ConfigError,
+     r"batch_size=10000: at most the training set size \(200 items\)"),
+    ("cut-off larger than the database", sweep(ks=(10, 500)), ConfigError,
+     r"ks=\(10, 500\): every cut-off must be at most the database size \(200"),
     ("unknown config argument key", lambda tmp: digits.get_config("bit=16"), ValueError,
      r"'bit=16'"),
     ("missing data folder", (lambda tmp: data.load(
