@@ -3,7 +3,8 @@
 import numpy as np
 
 from configs import synthetic
-from hashvae import data, experiment, grid as grid_lib, metrics_log
+from hashvae import data, experiment, metrics_log
+from hashvae import grid as grid_lib
 from hashvae.train import make_run
 
 
