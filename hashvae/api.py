@@ -56,10 +56,7 @@ def run(config: Union[str, ml_collections.ConfigDict], workdir_path: Optional[st
     workdir.prepare(workdir_path, config.to_dict())
   sweep = experiment.run_sweep(config, workdir=workdir_path)
   if workdir_path is not None:
-    results.write_csv(os.path.join(workdir_path, "results.csv"), sweep.rows)
-    results.write_npz(os.path.join(workdir_path, "codes.npz"), query_codes=sweep.query_codes,
-                      db_codes=sweep.db_codes, query_labels=sweep.query_labels,
-                      db_labels=sweep.db_labels)
+    experiment.write_outputs(workdir_path, sweep)
   return pd.DataFrame(sweep.rows)
 
 

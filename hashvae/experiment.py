@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 from flax import traverse_util
 
-from hashvae import config_check, metrics, results, sharding
+from hashvae import config_check, metrics, reports, results, sharding
 from hashvae import data as data_lib
 from hashvae import grid as grid_lib
 from hashvae.checkpoint import Checkpoints
@@ -199,3 +199,13 @@ def run_sweep(config, dataset: Optional[data_lib.Dataset] = None,
       db_labels=dataset.database.labels, query_labels=dataset.test.labels,
       epoch_metrics={m: r.epoch_metrics for m, r in zip(config.methods, per_method,
                                                          strict=True)})
+
+
+def write_outputs(folder: str, sweep: SweepResult) -> list[str]:
+  """results.csv, codes.npz and the reports of a finished sweep, each written
+  atomically; returns the paths."""
+  paths = [os.path.join(folder, "results.csv"), os.path.join(folder, "codes.npz")]
+  results.write_csv(paths[0], sweep.rows)
+  results.write_npz(paths[1], query_codes=sweep.query_codes, db_codes=sweep.db_codes,
+                    query_labels=sweep.query_labels, db_labels=sweep.db_labels)
+  return paths + reports.write_reports(sweep.rows, folder)

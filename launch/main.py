@@ -18,7 +18,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hashvae import experiment, reports, results, sharding, workdir
+from hashvae import experiment, results, sharding, workdir
 from hashvae.config_check import ConfigError
 from hashvae.data import DataError
 
@@ -73,13 +73,9 @@ def main(argv):
     logging.info("process %d: done; process 0 writes the results",
                  jax.process_index())
     return
-  results.write_csv(os.path.join(folder, "results.csv"), sweep.rows)
-  results.write_npz(os.path.join(folder, "codes.npz"),
-                    query_codes=sweep.query_codes, db_codes=sweep.db_codes,
-                    query_labels=sweep.query_labels, db_labels=sweep.db_labels)
-  written = reports.write_reports(sweep.rows, folder)
-  logging.info("process 0 wrote %s/{config.json,results.csv,codes.npz} and %s", folder,
-               ", ".join(os.path.basename(p) for p in written))
+  written = experiment.write_outputs(folder, sweep)
+  logging.info("process 0 wrote config.json, %s in %s",
+               ", ".join(os.path.basename(p) for p in written), folder)
   print(results.summary_text(sweep.rows, metric=f"p@{config.ks[0]}"))
 
 

@@ -82,11 +82,7 @@ def run_cell(config, folder: str) -> list[dict]:
   logging.info("%s: %d runs in %.0fs", folder, len(sweep.rows),
                time.perf_counter() - start)
   if sharding.is_primary():
-    results.write_csv(done, sweep.rows)
-    results.write_npz(os.path.join(folder, "codes.npz"), query_codes=sweep.query_codes,
-                      db_codes=sweep.db_codes, query_labels=sweep.query_labels,
-                      db_labels=sweep.db_labels)
-    reports.write_reports(sweep.rows, folder)
+    experiment.write_outputs(folder, sweep)
   return sweep.rows
 
 
