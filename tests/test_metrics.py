@@ -27,6 +27,15 @@ def brute_force(qc, dc, ql, dl, ks):
   return {name: float(np.mean(v)) for name, v in out.items()}
 
 
+def assert_matches_brute_force(qc, dc, ql, dl, ks):
+  """evaluate == the per-query brute force on every p/r/map metric; returns
+  evaluate's results."""
+  got = evaluate(qc, dc, ql, dl, ks)
+  for name, value in brute_force(qc, dc, ql, dl, ks).items():
+    assert got[name] == pytest.approx(value, abs=1e-6), name
+  return got
+
+
 @pytest.mark.parametrize("bits,classes", [(4, 3), (8, 5), (16, 4)])
 def test_single_label_matches_brute_force(bits, classes):
   rng = np.random.default_rng(bits)
@@ -45,18 +54,7 @@ def test_multilabel_matches_brute_force():
   ql = (rng.uniform(size=(25, 5)) < 0.3).astype(np.uint8)
   dl = (rng.uniform(size=(150, 5)) < 0.3).astype(np.uint8)
   ks = (5, 50)
-  got = evaluate(qc, dc, ql, dl, ks)
-  for name, value in brute_force(qc, dc, ql, dl, ks).items():
-    assert got[name] == pytest.approx(value, abs=1e-6), name
-
-
-def test_query_chunking_does_not_change_results():
-  rng = np.random.default_rng(3)
-  qc, dc = rng.integers(0, 2, (53, 8)), rng.integers(0, 2, (300, 8))
-  ql, dl = rng.integers(0, 4, 53), rng.integers(0, 4, 300)
-  whole = evaluate(qc, dc, ql, dl, (10, 100))
-  chunked = evaluate(qc, dc, ql, dl, (10, 100), memory_budget_bytes=7 * 300 * 24)
-  assert whole == pytest.approx(chunked, abs=1e-7)
+  assert_matches_brute_force(qc, dc, ql, dl, ks)
 
 
 def tie_orders_expectation(dist, rel, k):
@@ -123,9 +121,7 @@ def test_64_bit_codes_match_brute_force():
   flip = lambda n: rng.uniform(size=(n, 64)) < 0.3
   qc, dc = centers[ql] ^ flip(30), centers[dl] ^ flip(400)
   ks = (1, 10, 100, 400)
-  got = evaluate(qc, dc, ql, dl, ks)
-  for name, value in brute_force(qc, dc, ql, dl, ks).items():
-    assert got[name] == pytest.approx(value, abs=1e-6), name
+  assert_matches_brute_force(qc, dc, ql, dl, ks)
 
 
 def test_one_query_per_chunk_gives_the_same_results():
@@ -165,9 +161,7 @@ def test_database_beyond_16_bit_counts_matches_brute_force():
   qc, dc = rng.integers(0, 2, (3, 5)), rng.integers(0, 2, (n, 5))
   ql, dl = rng.integers(0, 2, 3), rng.integers(0, 2, n)
   ks = (1, 100, 3000)
-  got = evaluate(qc, dc, ql, dl, ks)
-  for name, value in brute_force(qc, dc, ql, dl, ks).items():
-    assert got[name] == pytest.approx(value, abs=1e-6), name
+  got = assert_matches_brute_force(qc, dc, ql, dl, ks)
   for k in ks:
     want = np.mean([expected_precision((qc[i] != dc).sum(1), dl == ql[i], k)
                     for i in range(3)])
