@@ -5,7 +5,8 @@ A method is one pure function
     objective(out, batch, hp, options) -> (loss, terms)
 
 registered with the latent it needs. `out` is HashModel's output dict,
-`batch` holds targets [batch, dims], label_rows [batch, classes] (zero rows
+`batch` holds targets [batch, dims] (or, for the softmax reconstruction, a
+models.SparseRows batch), label_rows [batch, classes] (zero rows
 for unlabelled items) and labelled [batch] in {0, 1}; `hp` holds the traced
 per-run weights (alpha, beta, gamma); `options` the static LossOptions.
 `terms` is a dict of scalars logged per epoch.
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from hashvae import losses
+from hashvae.models import SparseRows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,10 +99,17 @@ def get(name: str) -> Method:
 
 
 def reconstruction(out, batch, options: LossOptions):
-  """[batch] reconstruction loss per item."""
+  """[batch] reconstruction loss per item.
+
+  batch["targets"] is [batch, dims], or (softmax only) a SparseRows batch.
+  """
+  targets = batch["targets"]
   if options.reconstruction == "gaussian":
-    return losses.gaussian_reconstruction(out["recon_logits"], batch["targets"])
-  return losses.softmax_reconstruction(out["recon_logits"], batch["targets"])
+    return losses.gaussian_reconstruction(out["recon_logits"], targets)
+  if isinstance(targets, SparseRows):
+    return losses.sparse_softmax_reconstruction(
+        out["recon_logits"], targets.indices, targets.values)
+  return losses.softmax_reconstruction(out["recon_logits"], targets)
 
 
 def class_probabilities(out, options: LossOptions):

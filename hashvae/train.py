@@ -104,24 +104,26 @@ def use_sparse_input(mode: str, data: Dataset) -> bool:
   return split_widths(data).max(initial=0) < AUTO_SPARSE_WIDTH * data.dims
 
 
-def device_arrays(data: Dataset, sparse: bool = False) -> dict:
+def device_arrays(data: Dataset, sparse: bool = False,
+                  sparse_targets: bool = False) -> dict:
   """The dataset as device arrays: training set (train + validation) and queries.
 
   With `sparse`, inputs and query_inputs are SparseRows (padded on the host
-  once) instead of dense [items, dims] arrays; targets stay dense (the
-  reconstruction loss reads them whole).
+  once) instead of dense [items, dims] arrays; with `sparse_targets`, so are
+  the reconstruction targets (the softmax reconstruction reads only their
+  nonzeros; a step then gathers ~width entries per item, not dims).
   """
   db = data.database
   labels = db.labels
   rows = (labels.astype(np.float32) if data.multilabel
           else np.eye(data.num_classes, dtype=np.float32)[labels])
-  if sparse:
-    as_input = lambda x: SparseRows(*map(jnp.asarray, padded_rows(x)))
-  else:
-    as_input = jnp.asarray
-  return dict(inputs=as_input(db.inputs), targets=jnp.asarray(db.targets),
+  as_rows = lambda x: SparseRows(*map(jnp.asarray, padded_rows(x)))
+  return dict(inputs=as_rows(db.inputs) if sparse else jnp.asarray(db.inputs),
+              targets=(as_rows(db.targets) if sparse_targets
+                       else jnp.asarray(db.targets)),
               label_rows=jnp.asarray(rows),
-              query_inputs=as_input(data.test.inputs))
+              query_inputs=(as_rows(data.test.inputs) if sparse
+                            else jnp.asarray(data.test.inputs)))
 
 
 def take_items(x, idx):
@@ -333,7 +335,7 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
 
   def train_step(arrays, state: TrainState, idx):
     labelled = state.labelled[idx]
-    batch = dict(targets=arrays["targets"][idx],
+    batch = dict(targets=take_items(arrays["targets"], idx),
                  label_rows=arrays["label_rows"][idx] * labelled[:, None],
                  labelled=labelled)
     noise_key = jax.random.fold_in(jax.random.fold_in(state.loop_key, 1),
@@ -391,5 +393,8 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
                 query_codes=code(arrays["query_inputs"]))
 
   return Run(init=init, train_epoch=train_epoch, encode=encode,
-             arrays=device_arrays(data, sparse), epochs=config.epochs,
+             arrays=device_arrays(
+                 data, sparse,
+                 sparse_targets=sparse and options.reconstruction == "softmax"),
+             epochs=config.epochs,
              steps_per_epoch=steps_per_epoch)

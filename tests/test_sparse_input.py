@@ -87,16 +87,23 @@ def test_same_loss_and_gradients_on_the_same_batch(dataset):
             gamma=jnp.float32(10.0))
   objective = methods.get("ssb_vae").objective
 
-  def loss(params, inputs):
+  sparse_targets = SparseRows(*map(jnp.asarray,
+                                   train.padded_rows(db.targets[:24])))
+
+  def loss(params, inputs, sparse):
     out, _ = model.apply({"params": params,
                           "batch_stats": variables["batch_stats"]},
                          inputs, 0.67, train=True, mutable=["batch_stats"],
                          rngs={"sample": jax.random.key(7)})
-    return objective(out, batch, hp, methods.LossOptions())[0]
+    targets = sparse_targets if sparse else batch["targets"]
+    return objective(out, dict(batch, targets=targets), hp,
+                     methods.LossOptions())[0]
 
-  value_and_grad = jax.jit(jax.value_and_grad(loss))
-  dense_loss, dense_grads = value_and_grad(variables["params"], x)
-  sparse_loss, sparse_grads = value_and_grad(variables["params"], sparse_x)
+  value_and_grad = jax.jit(jax.value_and_grad(loss), static_argnums=2)
+  dense_loss, dense_grads = value_and_grad(variables["params"], x, False)
+  # The sparse path reads its reconstruction targets as padded rows, too.
+  sparse_loss, sparse_grads = value_and_grad(variables["params"], sparse_x,
+                                             True)
   np.testing.assert_allclose(sparse_loss, dense_loss, rtol=1e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5,
                                                        atol=1e-7),
@@ -171,6 +178,11 @@ def test_sparse_arrays_replace_the_dense_inputs(dataset):
       densify(np.asarray(arrays["inputs"].indices),
               np.asarray(arrays["inputs"].values), dataset.dims), db.inputs)
   np.testing.assert_array_equal(arrays["targets"], db.targets)
+  with_targets = train.device_arrays(dataset, sparse=True, sparse_targets=True)
+  targets = with_targets["targets"]
+  np.testing.assert_array_equal(
+      densify(np.asarray(targets.indices), np.asarray(targets.values),
+              dataset.dims), db.targets)
   empty = dataclasses.replace(dataset.test, inputs=np.zeros_like(
       dataset.test.inputs))
   assert train.padded_rows(empty.inputs)[0].shape == (len(empty), 1)
