@@ -74,9 +74,6 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   # Train state (parameters, Adam moments, ...) one device may hold; a grid
   # whose stacked state is larger runs as consecutive chunks of runs.
   c.state_memory_budget_mb = 4096.0
-  # Runs one device advances together (one vmap); 0: all of them. A smaller
-  # g walks them g at a time inside the same program (grid.all_runs_epoch).
-  c.vectorised_runs = 0
   c.checkpoint_every = 5  # epochs between checkpoints (also at the end)
   c.checkpoints_to_keep = 2
   c.model = ml_collections.ConfigDict()

@@ -90,8 +90,6 @@ def check(config):
   need(config.state_memory_budget_mb > 0, "state_memory_budget_mb", "a size in MB > 0",
        config.state_memory_budget_mb)
   need(config.devices >= 0, "devices", "a device count >= 0 (0: all)", config.devices)
-  need(config.vectorised_runs >= 0, "vectorised_runs", "a run count >= 0 (0: all)",
-       config.vectorised_runs)
   need(config.checkpoint_every >= 0, "checkpoint_every",
        "epochs between checkpoints, >= 0 (0: only at the end)", config.checkpoint_every)
   need(config.checkpoints_to_keep >= 1, "checkpoints_to_keep", "an integer >= 1",

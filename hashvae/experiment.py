@@ -106,7 +106,7 @@ def train_method(config, dataset, method: str,
                  checkpoints.latest_epoch())
     try:
       parts.append(grid_lib.train_grid(run, part, config.base_seed, on_epoch, checkpoints,
-                                       mesh, config.vectorised_runs))
+                                       mesh))
     finally:
       if checkpoints is not None:
         checkpoints.close()

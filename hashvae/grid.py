@@ -119,45 +119,14 @@ def runs_per_chunk(runs: int, bytes_per_run: int, budget_bytes: int, devices: in
   return min(runs, per_device * devices)
 
 
-def all_runs_epoch(run: Run, devices: int = 1, vectorised_runs: int = 0):
-  """(arrays, TrainState [runs, ...]) -> (TrainState, {term: [runs]}).
-
-  vectorised_runs = 0 advances every run together (one vmap). A positive
-  value g advances each device's runs g at a time, the groups one after
-  another (lax.map inside the same program): the same per-run arithmetic,
-  with g runs' intermediates live at once instead of all of them, which is
-  faster on a CPU whose cache the whole grid's activations overflow. The
-  run axis is viewed as [devices, runs per device] so that the groups never
-  cross a device boundary (the runs are split over the mesh in blocks).
-  """
-  epoch = lambda arrays, state: run.train_epoch(arrays, state)
-  everything = jax.vmap(epoch, in_axes=(None, 0))
-
-  def advance(arrays, train: TrainState):
-    runs = jax.tree.leaves(train)[0].shape[0]
-    per_device = runs // devices
-    if vectorised_runs <= 0 or vectorised_runs >= per_device:
-      return everything(arrays, train)
-    by_device = lambda x: x.reshape(devices, per_device, *x.shape[1:])
-    in_groups = lambda state: jax.lax.map(lambda one: epoch(arrays, one), state,
-                                          batch_size=vectorised_runs)
-    train, terms = jax.vmap(in_groups)(jax.tree.map(by_device, train))
-    flat = lambda x: x.reshape(runs, *x.shape[2:])
-    return jax.tree.map(flat, train), jax.tree.map(flat, terms)
-  return advance
-
-
-def grid_epoch_fn(run: Run, devices: int = 1, vectorised_runs: int = 0):
-  """(arrays, GridState, epoch) -> (GridState, {term: [runs]}), over every run
-  (see `all_runs_epoch`).
+def grid_epoch_fn(run: Run):
+  """(arrays, GridState, epoch) -> (GridState, {term: [runs]}), vmapped over runs.
 
   A run whose loss turns NaN/inf is marked here, inside the program; the
   other runs are untouched (vmap keeps them independent).
   """
-  advance = all_runs_epoch(run, devices, vectorised_runs)
-
   def step(arrays, carry: GridState, epoch):
-    train, terms = advance(arrays, carry.train)
+    train, terms = jax.vmap(run.train_epoch, in_axes=(None, 0))(arrays, carry.train)
     newly = (carry.diverged_at < 0) & ~jnp.isfinite(terms["loss"])
     return GridState(train, jnp.where(newly, epoch, carry.diverged_at)), terms
   return step
@@ -175,10 +144,9 @@ class GridProgram:
 
 
 def grid_program(run: Run, grid: Grid, base_seed: int,
-                 mesh: Optional[jax.sharding.Mesh] = None,
-                 vectorised_runs: int = 0) -> GridProgram:
+                 mesh: Optional[jax.sharding.Mesh] = None) -> GridProgram:
   """Places the data and the per-run settings on `mesh` (default: every
-  device) and initialises every run. `vectorised_runs`: see all_runs_epoch."""
+  device) and initialises every run."""
   mesh = sharding.run_mesh() if mesh is None else mesh
   total = sharding.padded_size(len(grid), mesh)
   by_run = sharding.split_runs(mesh)
@@ -196,8 +164,7 @@ def grid_program(run: Run, grid: Grid, base_seed: int,
       arrays, per_run(grid.seeds, np.uint32), per_run(grid.levels, np.float32),
       {k: per_run(v, np.float32) for k, v in grid.hparams.items()})
   return GridProgram(
-      epoch_step=jax.jit(grid_epoch_fn(run, mesh.size, vectorised_runs),
-                         donate_argnums=1,
+      epoch_step=jax.jit(grid_epoch_fn(run), donate_argnums=1,
                          out_shardings=(by_run, by_run)),
       encode=jax.jit(jax.vmap(run.encode, in_axes=(None, 0)), out_shardings=by_run),
       arrays=arrays, state=state, runs=len(grid))
@@ -206,18 +173,15 @@ def grid_program(run: Run, grid: Grid, base_seed: int,
 def train_grid(run: Run, grid: Grid, base_seed: int,
                on_epoch: Optional[EpochCallback] = None,
                checkpoints: Optional[Checkpoints] = None,
-               mesh: Optional[jax.sharding.Mesh] = None,
-               vectorised_runs: int = 0) -> GridOutput:
+               mesh: Optional[jax.sharding.Mesh] = None) -> GridOutput:
   """Trains every run of `grid` as one vmapped program, split over `mesh`.
 
   `on_epoch(epoch, epochs, metrics, elapsed)` is called after each epoch
   with the per-run metrics ({term: [runs]} numpy arrays). With
   `checkpoints`, the stacked state is saved when due and training resumes
   from the latest checkpoint found there. `mesh` defaults to every device.
-  `vectorised_runs` (0: all) bounds how many runs a device advances at once
-  (see `all_runs_epoch`).
   """
-  program = grid_program(run, grid, base_seed, mesh, vectorised_runs)
+  program = grid_program(run, grid, base_seed, mesh)
   arrays, carry, runs = program.arrays, program.state, program.runs
   history, first = [], 0
   if checkpoints is not None and checkpoints.latest_epoch() is not None:

@@ -25,15 +25,9 @@ def flatten(tree, prefix=""):
   return {prefix[:-1]: tree}
 
 
-# Fields that change how a sweep is executed but neither its results nor its
-# checkpoints' layout: a resumed sweep may change them.
-EXECUTION_ONLY = ("vectorised_runs", "checkpoint_every", "checkpoints_to_keep")
-
-
 def differing_fields(old: dict, new: dict) -> list[str]:
   a, b = flatten(old), flatten(new)
-  return sorted(k for k in set(a) | set(b)
-                if k not in EXECUTION_ONLY and a.get(k, "<absent>") != b.get(k, "<absent>"))
+  return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
 
 
 def prepare(workdir: str, config_dict: dict, restart: bool = False):

@@ -1,8 +1,6 @@
-"""A grid too large for the state budget runs as chunks, and runs advanced in
-groups (vectorised_runs), with the same results as the whole grid at once."""
+"""A grid too large for the state budget runs as chunks, with the same results."""
 
 import numpy as np
-import pytest
 
 from configs import synthetic
 from hashvae import data, experiment, metrics_log
@@ -38,19 +36,3 @@ def test_chunk_size_respects_devices_and_budget():
   assert grid_lib.runs_per_chunk(150, 65 * 2**20, 4096 * 2**20, 1) == 63
   assert grid_lib.runs_per_chunk(150, 65 * 2**20, 4096 * 2**20, 4) == 150
   assert grid_lib.runs_per_chunk(10, 10**12, 1, 2) == 2  # at least one run per device
-
-
-@pytest.mark.parametrize("group", [1, 4])  # 4: groups of 4 and a remainder of 2
-def test_runs_advanced_in_groups_equal_all_at_once(group):
-  config = synthetic.get_config("method=ssb_vae")
-  with config.unlocked():
-    config.seeds = (0, 1, 2)  # x 2 levels = 6 runs
-  dataset = data.load(config.data)
-  run = make_run(config, dataset)
-  grid = grid_lib.build_grid(config, "ssb_vae")
-  together = grid_lib.train_grid(run, grid, 0)
-  grouped = grid_lib.train_grid(run, grid, 0, vectorised_runs=group)
-  np.testing.assert_array_equal(grouped.db_codes, together.db_codes)
-  np.testing.assert_array_equal(grouped.query_codes, together.query_codes)
-  np.testing.assert_allclose(grouped.epoch_metrics["loss"],
-                             together.epoch_metrics["loss"], rtol=1e-5)
