@@ -22,6 +22,9 @@ work on the machine slows both alike. Compilation is timed apart. Figures:
   each input_path step's model FLOPs and optimiser bytes, counted
   analytically (see `step_flops`, `optimizer_bytes`), as achieved rates and
   fractions of those peaks.
+* step_breakdown: the vmapped exact step (R = 10 runs, the Snippets subset)
+  against the same program with SGD in place of Adam, without the
+  reconstruction term, and without both: each part's share of the step.
 * sweep_estimate: the Snippets 16-bit sweep (150 runs x 30 epochs x 100
   steps) from the per-run step times above.
 * exact_vs_fast_precision (only with --full): p@100 of ssb_vae at levels 0.1
@@ -33,9 +36,11 @@ epochs and 2 seeds.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +49,7 @@ import numpy as np
 from configs import digits, snippets
 from hashvae import data as data_lib
 from hashvae import grid as grid_lib
-from hashvae import metrics, train
+from hashvae import methods, metrics, train
 
 METHOD = "ssb_vae"
 SWEEP = dict(runs=150, epochs=30, steps=100)  # Snippets, 16 bits, released
@@ -338,6 +343,57 @@ def input_path(config, dataset, rounds, peaks):
   return ms
 
 
+def without_adam():
+  """Plain SGD in place of Adam (every weight; the first kernel by rows)."""
+  sgd = lambda optimiser, grads, opt_state, params, lr: (
+      jax.tree.map(lambda p, g: p - lr * g, params, grads), opt_state)
+  sgd_rows = lambda kernel, mu, nu, rows, grad_rows, count, lr: (
+      kernel.at[rows].add(-lr * grad_rows, mode="drop"), mu, nu)
+  return [mock.patch.object(train, "adam", sgd),
+          mock.patch.object(train, "dense_adam_rows", sgd_rows)]
+
+
+def without_reconstruction():
+  """A zero reconstruction loss: the decoder and its softmax compile away."""
+  zero = lambda out, batch, options: jnp.zeros(out["recon_logits"].shape[0])
+  return [mock.patch.object(methods, "reconstruction", zero)]
+
+
+def step_breakdown(config, dataset, runs, rounds):
+  """Where a vmapped exact sparse step's time goes: the same program with
+  Adam replaced by SGD, without the reconstruction term, and without both,
+  timed side by side. The differences are each part's share (the parts
+  overlap a little: they share memory traffic)."""
+  variants = dict(full=[], no_adam=without_adam(),
+                  no_reconstruction=without_reconstruction(),
+                  neither=without_adam() + without_reconstruction())
+  cfg = with_modes(config, "sparse", "exact")
+  grid = first_runs(cfg, runs)
+  programs = {}
+  for name, patches in variants.items():
+    with contextlib.ExitStack() as stack:  # patched while tracing only
+      for patch in patches:
+        stack.enter_context(patch)
+      run = train.make_run(cfg, dataset)
+      programs[name] = Program(jax.vmap(run.train_epoch, in_axes=(None, 0)),
+                               run.arrays, init_stacked(run, grid))
+    programs[name]()  # warm-up
+  times = take_turns(programs, rounds)
+  steps = run.steps_per_epoch * runs
+  ms = {k: 1e3 * float(np.median(v)) / steps for k, v in times.items()}
+  share = lambda k: (ms["full"] - ms[k]) / ms["full"]
+  return dict(
+      figure="step_breakdown", dataset="snippets", runs=runs, rounds=rounds,
+      training_items=len(dataset.database), ms_per_run_step=ms,
+      adam_share=share("no_adam"),
+      reconstruction_share=share("no_reconstruction"),
+      rest_share=ms["neither"] / ms["full"],
+      padded_width=int(train.row_widths(dataset.database.inputs).max()),
+      mean_nonzeros=float(train.row_widths(dataset.database.inputs).mean()),
+      how="median ms per run-step of each variant, one vmapped program each; "
+          "share = 1 - variant / full")
+
+
 def sweep_estimate(per_run_step_ms: dict, fast_ratio: float):
   """The 150-run, 30-epoch Snippets sweep from measured per-run step times."""
   steps = SWEEP["runs"] * SWEEP["epochs"] * SWEEP["steps"]
@@ -427,6 +483,7 @@ def run(flags):
     per_run[f"vmapped_{runs}"] = figure["ms_per_run_step_vmapped"]
     per_run[f"sequential_{runs}"] = figure["ms_per_run_step_sequential"]
     yield figure
+  yield step_breakdown(config, subset, run_counts[1], rounds)
   ms = yield from input_path(config, dataset, rounds, peaks)
   yield sweep_estimate(per_run, ms["sparse"] / ms["fast"])
   if full:

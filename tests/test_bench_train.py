@@ -1,0 +1,36 @@
+"""The training benchmark's step-breakdown variants remove what they claim."""
+
+import contextlib
+
+import jax
+import numpy as np
+
+from configs import synthetic
+from hashvae import data, train
+from launch import bench_train
+
+
+def one_epoch(patches):
+  config = bench_train.with_modes(synthetic.get_config("method=ssb_vae"), "sparse")
+  dataset = data.load(config.data)
+  hp = dict(alpha=0.01, beta=0.1, gamma=10.0, learning_rate=1e-3, temperature=0.67)
+  with contextlib.ExitStack() as stack:
+    for patch in patches:
+      stack.enter_context(patch)
+    run = train.make_run(config, dataset)
+    state = run.init(run.arrays, jax.random.key(0), 0.5, hp)
+    return state, *jax.jit(run.train_epoch)(run.arrays, state)
+
+
+def test_without_adam_leaves_the_moments_and_still_trains():
+  before, after, _ = one_epoch(bench_train.without_adam())
+  jax.tree.map(np.testing.assert_array_equal, before.opt_state.mu, after.opt_state.mu)
+  kernel = lambda s: s.params["encoder"]["Dense_0"]["kernel"]
+  assert not np.array_equal(kernel(before), kernel(after))
+
+
+def test_without_reconstruction_zeroes_only_that_term():
+  _, _, terms = one_epoch(bench_train.without_reconstruction())
+  _, _, full = one_epoch([])
+  assert float(terms["reconstruction"]) == 0.0 and float(full["reconstruction"]) > 0.0
+  assert float(terms["pairwise"]) > 0.0
