@@ -73,7 +73,9 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   c.devices = 0  # devices the run axis is split over (0: every visible one)
   # Train state (parameters, Adam moments, ...) one device may hold; a grid
   # whose stacked state is larger runs as consecutive chunks of runs.
-  c.state_memory_budget_mb = 4096.0
+  # 2 GB: a 50-run Snippets grid (64 MB a run) runs as 2 x 25, 7.4 GB peak
+  # resident on a CPU host against 12.9 GB as one program.
+  c.state_memory_budget_mb = 2048.0
   c.checkpoint_every = 5  # epochs between checkpoints (also at the end)
   c.checkpoints_to_keep = 2
   c.model = ml_collections.ConfigDict()

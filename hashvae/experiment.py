@@ -191,7 +191,9 @@ def run_sweep(config, dataset: Optional[data_lib.Dataset] = None,
     if done and sharding.is_primary():
       save_method(workdir, method, result)
       log.info("process 0 wrote %s", done)
-    per_method.append(result)
+    # The sweep's outputs need the codes only; the trained variables (1 GB
+    # for 50 Snippets runs) are on disk by now.
+    per_method.append(dataclasses.replace(result, variables=None))
   return SweepResult(
       rows=[row for r in per_method for row in r.rows],
       db_codes=np.concatenate([r.db_codes for r in per_method]),

@@ -112,11 +112,15 @@ def state_bytes_per_run(run: Run, base_seed: int) -> int:
 
 
 def runs_per_chunk(runs: int, bytes_per_run: int, budget_bytes: int, devices: int) -> int:
-  """How many runs one program may stack so that each device holds at most
+  """How many runs one program stacks so that each device holds at most
   `budget_bytes` of train state (a multiple of `devices`, at least one per
-  device)."""
+  device). The chunks are balanced (50 runs that fit 31 at a time run as
+  2 x 25, not 31 + 19), so that every chunk has one shape: one compile."""
   per_device = max(1, budget_bytes // max(bytes_per_run, 1))
-  return min(runs, per_device * devices)
+  most = min(runs, per_device * devices)
+  chunks = -(-runs // most)
+  balanced = -(-runs // chunks)
+  return min(most, -(-balanced // devices) * devices)
 
 
 def grid_epoch_fn(run: Run):

@@ -33,6 +33,8 @@ def test_chunked_grid_equals_the_whole_grid(tmp_path):
 
 
 def test_chunk_size_respects_devices_and_budget():
-  assert grid_lib.runs_per_chunk(150, 65 * 2**20, 4096 * 2**20, 1) == 63
+  assert grid_lib.runs_per_chunk(150, 65 * 2**20, 4096 * 2**20, 1) == 50  # 3 x 50, not 63+63+24
+  assert grid_lib.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 1) == 25  # 31 fit
+  assert grid_lib.runs_per_chunk(50, 65 * 2**20, 512 * 2**20, 4) == 28  # 28 fit: 2 chunks, 7 a device
   assert grid_lib.runs_per_chunk(150, 65 * 2**20, 4096 * 2**20, 4) == 150
   assert grid_lib.runs_per_chunk(10, 10**12, 1, 2) == 2  # at least one run per device
