@@ -21,7 +21,9 @@ Two switches for bag-of-words data (Snippets: ~14 of 10,000 words a row):
   a batch read (the [dims, hidden] gradient is never formed). Same
   parameters, same losses, gradients and Adam updates up to float rounding.
 - `config.optimizer`: "exact" is Adam on every weight at every step (as
-  released); "fast" is lazy Adam for the first kernel: only the rows of the
+  released; on the sparse path the first kernel's moment decay is deferred
+  for up to DECAY_CHUNK steps, see dense_adam_rows: the same update up to
+  float rounding, half the memory traffic); "fast" is lazy Adam for the first kernel: only the rows of the
   features present in the batch (and their moments) are read and updated,
   with the bias correction of the global step count (as the lazy/sparse Adam
   of other frameworks does). It changes the optimiser (absent rows' moments
@@ -53,6 +55,9 @@ OPTIMIZERS = ("exact", "fast")  # config.optimizer
 AUTO_SPARSE_WIDTH = 0.1
 ADAM = dict(b1=0.9, b2=0.999, eps=1e-7)  # the released Keras settings
 FIRST_KERNEL = ("encoder", "Dense_0", "kernel")  # the [dims, hidden] kernel
+# Most steps dense_adam_rows defers the moments' decay for: 0.9**100 = 2.7e-5,
+# so the stored moments (divided by it) stay far from float32's range limits.
+DECAY_CHUNK = 100
 
 
 class TrainState(NamedTuple):
@@ -173,30 +178,54 @@ def replace_path(tree, path, value):
   return out
 
 
-def dense_adam_rows(kernel, mu, nu, rows, grad_rows, count, learning_rate):
-  """Adam on every row of the kernel, from the gradient's nonzero rows.
+def dense_adam_rows(kernel, mu, nu, rows, grad_rows, count, learning_rate,
+                    deferred):
+  """Adam on every row of the kernel, from the gradient's nonzero rows, with
+  the moments' decay deferred.
 
   The same update as optax's scale_by_adam given the dense gradient that is
   `grad_rows` at `rows` and zero elsewhere: a row outside the batch has a
-  zero gradient, so its moments just decay (b * m + (1 - b) * 0 = b * m
-  exactly) and it still moves by its moments. Skips materialising (and
-  reading) the mostly-zero [dims, features] gradient.
+  zero gradient, so its moments only decay (and it still moves by them).
+  The decay is not written to memory every step: `mu` and `nu` are stored
+  divided by b1**(deferred - 1) and b2**(deferred - 1) (the decays of the
+  steps since the last `apply_decay`), so a step adds the scaled gradient
+  terms to the batch's rows only and reads the true moments in the one pass
+  that updates the kernel (4 array passes instead of 8: the step is bound
+  by memory traffic). `apply_decay(mu, nu, steps)` brings them back to the
+  true moments; keep the steps between calls short enough that b1**steps
+  stays normal (train_epoch uses at most DECAY_CHUNK).
 
   kernel, mu, nu [dims, features]; rows [size] distinct, ascending, padded
   with dims (dropped); grad_rows [size, features]; count = the step count
-  after this step (1 on the first).
+  after this step (1 on the first); deferred = steps since the last
+  apply_decay, this one included.
   """
+  b1, b2 = decays(deferred)
   add = lambda a, new: a.at[rows].add(new, mode="drop", indices_are_sorted=True)
-  mu = add(ADAM["b1"] * mu, (1 - ADAM["b1"]) * grad_rows)
-  nu = add(ADAM["b2"] * nu, (1 - ADAM["b2"]) * jnp.square(grad_rows))
-  return adam_step(kernel, mu, nu, count, learning_rate), mu, nu
+  mu = add(mu, ((1 - ADAM["b1"]) / b1) * grad_rows)
+  nu = add(nu, ((1 - ADAM["b2"]) / b2) * jnp.square(grad_rows))
+  return adam_step(kernel, b1 * mu, b2 * nu, count, learning_rate), mu, nu
 
 
-def lazy_adam_rows(kernel, mu, nu, rows, grad_rows, count, learning_rate):
+def decays(steps):
+  """(b1**steps, b2**steps) as float32 scalars."""
+  steps = jnp.asarray(steps, jnp.float32)
+  return (jnp.power(jnp.float32(ADAM["b1"]), steps),
+          jnp.power(jnp.float32(ADAM["b2"]), steps))
+
+
+def apply_decay(mu, nu, steps):
+  """The true moments from ones stored with `steps` decays deferred."""
+  b1, b2 = decays(steps)
+  return b1 * mu, b2 * nu
+
+
+def lazy_adam_rows(kernel, mu, nu, rows, grad_rows, count, learning_rate,
+                   deferred=None):
   """Adam on the kernel rows a batch read; other rows and their moments untouched.
 
-  Arguments as dense_adam_rows. The bias correction uses the global step
-  count, as the lazy Adam of other frameworks does; a batch that reads every
+  Arguments as dense_adam_rows (nothing is deferred: `deferred` is
+  ignored). The bias correction uses the global step count, as the lazy Adam of other frameworks does; a batch that reads every
   row gets exactly the dense update.
   """
   take = lambda a: gather_rows(a, rows)
@@ -205,6 +234,38 @@ def lazy_adam_rows(kernel, mu, nu, rows, grad_rows, count, learning_rate):
   put = lambda a, new: a.at[rows].set(new, mode="drop", indices_are_sorted=True)
   return (put(kernel, adam_step(take(kernel), m, v, count, learning_rate)),
           put(mu, m), put(nu, v))
+
+
+def scan_deferring_decay(step, state: TrainState, batches):
+  """lax.scan of step(state, (batch, deferred)) over batches [steps, batch]
+  for dense_adam_rows: chunks of at most DECAY_CHUNK steps, the first
+  kernel's deferred moment decay applied after each, so the state between
+  chunks (and so between epochs) holds the true moments.
+
+  Returns (state, per-step terms [steps]).
+  """
+  def chunk(state, chunk_batches):  # [k, batch]
+    k = chunk_batches.shape[0]
+    state, terms = jax.lax.scan(
+        step, state, (chunk_batches, jnp.arange(1, k + 1, dtype=jnp.int32)))
+    opt = state.opt_state
+    mu, nu = apply_decay(get_path(opt.mu, FIRST_KERNEL),
+                         get_path(opt.nu, FIRST_KERNEL), k)
+    opt = opt._replace(mu=replace_path(opt.mu, FIRST_KERNEL, mu),
+                       nu=replace_path(opt.nu, FIRST_KERNEL, nu))
+    return state._replace(opt_state=opt), terms
+
+  steps, batch = batches.shape
+  whole = steps - steps % DECAY_CHUNK
+  parts = []
+  if whole:
+    state, terms = jax.lax.scan(
+        chunk, state, batches[:whole].reshape(-1, DECAY_CHUNK, batch))
+    parts.append(jax.tree.map(lambda a: a.reshape(whole, *a.shape[2:]), terms))
+  if steps > whole:
+    state, terms = chunk(state, batches[whole:])
+    parts.append(terms)
+  return state, jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
 
 
 def adam_step(param, mu, nu, count, learning_rate):
@@ -222,7 +283,7 @@ def adam(optimiser, grads, opt_state, params, learning_rate):
 
 
 def adam_with_kernel_rows(update_rows, optimiser, grads, row_grads, rows,
-                          opt_state, params, learning_rate):
+                          opt_state, params, learning_rate, deferred):
   """Adam through optax on every weight but the first kernel, whose gradient
   comes as rows; `update_rows` (dense_adam_rows or lazy_adam_rows) updates it.
 
@@ -237,7 +298,7 @@ def adam_with_kernel_rows(update_rows, optimiser, grads, row_grads, rows,
   kernel, mu, nu = update_rows(
       get_path(params, FIRST_KERNEL), get_path(opt_state.mu, FIRST_KERNEL),
       get_path(opt_state.nu, FIRST_KERNEL), rows, row_grads, rest.count,
-      learning_rate)
+      learning_rate, deferred)
   put = lambda tree, value: replace_path(tree, FIRST_KERNEL, value)
   return put(new_params, kernel), optax.ScaleByAdamState(
       count=rest.count, mu=put(rest.mu, mu), nu=put(rest.nu, nu))
@@ -333,7 +394,7 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
         loop_key=loop_key, labelled=label_mask(mask_key, level, segments),
         hparams={k: jnp.asarray(hparams[k], jnp.float32) for k in HPARAM_NAMES})
 
-  def train_step(arrays, state: TrainState, idx):
+  def train_step(arrays, state: TrainState, idx, deferred):
     labelled = state.labelled[idx]
     batch = dict(targets=take_items(arrays["targets"], idx),
                  label_rows=arrays["label_rows"][idx] * labelled[:, None],
@@ -364,7 +425,8 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
               gather_rows(get_path(state.params, FIRST_KERNEL), rows))
       params, opt_state = adam_with_kernel_rows(
           lazy_adam_rows if lazy else dense_adam_rows, optimiser, grads,
-          row_grads, rows, state.opt_state, state.params, hp["learning_rate"])
+          row_grads, rows, state.opt_state, state.params, hp["learning_rate"],
+          deferred)
     else:
       grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(
           state.params, x)
@@ -380,8 +442,12 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
     order = jax.random.permutation(shuffle_key, n)
     batches = order[:steps_per_epoch * batch_size].reshape(steps_per_epoch,
                                                            batch_size)
-    state, terms = jax.lax.scan(lambda s, i: train_step(arrays, s, i), state,
-                                batches)
+    step = lambda s, xs: train_step(arrays, s, *xs)
+    if sparse and not lazy:
+      state, terms = scan_deferring_decay(step, state, batches)
+    else:
+      state, terms = jax.lax.scan(
+          step, state, (batches, jnp.ones(steps_per_epoch, jnp.int32)))
     return state, jax.tree.map(jnp.mean, terms)
 
   def encode(arrays, state: TrainState):

@@ -195,13 +195,17 @@ def optimizer_bytes(dims, hidden, bits, classes, mode, row_slots) -> int:
 
   Dense Adam (optax) reads gradient, weight and both moments and writes the
   weight and moments: 7 float32 per weight. The sparse path's exact mode
-  skips the dense first-kernel gradient (6 per weight there, plus its
-  [row_slots, hidden] gradient rows); fast mode moves only the row slots of
-  the first kernel (weight and moments, read and written: 6 per weight).
+  defers the first kernel's moment decay (train.dense_adam_rows): per
+  weight it reads weight and both moments and writes the weight (4), plus
+  the moments' row slots read and written and the [row_slots, hidden]
+  gradient rows read (5 per row-slot weight); the decay itself, 4 per weight
+  once every DECAY_CHUNK steps, is left out. Fast mode moves only the row
+  slots of the first kernel (weight and moments, read and written, and the
+  gradient rows: 7 per row-slot weight).
   """
   first, rest = param_count(dims, hidden, bits, classes)
   row_grads = row_slots * hidden[0]
-  kernel = {"dense": 7 * first, "sparse": 6 * first + row_grads,
+  kernel = {"dense": 7 * first, "sparse": 4 * first + 5 * row_grads,
             "fast": 7 * row_grads}[mode]
   return int((kernel + 7 * rest) * F32)
 
@@ -347,7 +351,7 @@ def without_adam():
   """Plain SGD in place of Adam (every weight; the first kernel by rows)."""
   sgd = lambda optimiser, grads, opt_state, params, lr: (
       jax.tree.map(lambda p, g: p - lr * g, params, grads), opt_state)
-  sgd_rows = lambda kernel, mu, nu, rows, grad_rows, count, lr: (
+  sgd_rows = lambda kernel, mu, nu, rows, grad_rows, count, lr, deferred: (
       kernel.at[rows].add(-lr * grad_rows, mode="drop"), mu, nu)
   return [mock.patch.object(train, "adam", sgd),
           mock.patch.object(train, "dense_adam_rows", sgd_rows)]

@@ -29,13 +29,34 @@ def optax_adam_steps(kernel, dense_grads, learning_rate=1e-3):
 
 
 def row_steps(update_rows, kernel, steps):
-  """`update_rows` applied for each (rows, grad_rows) in `steps`."""
+  """`update_rows` applied for each (rows, grad_rows) in `steps`, the
+  moments' decay deferred over all of them (as one DECAY_CHUNK), then
+  applied."""
   kernel = jnp.asarray(kernel)
   mu, nu = jnp.zeros_like(kernel), jnp.zeros_like(kernel)
   for count, (rows, grad_rows) in enumerate(steps, start=1):
     kernel, mu, nu = update_rows(kernel, mu, nu, jnp.asarray(rows),
-                                 jnp.asarray(grad_rows), count, 1e-3)
+                                 jnp.asarray(grad_rows), count, 1e-3, count)
+  if update_rows is train.dense_adam_rows:
+    mu, nu = train.apply_decay(mu, nu, len(steps))
   return kernel, mu, nu
+
+
+def random_row_steps(dims, feats, size, count):
+  """`count` steps of (padded rows, grad rows) with random row subsets, and
+  the dense gradients they stand for."""
+  steps, dense = [], []
+  for _ in range(count):
+    present = np.sort(rng.choice(dims, rng.integers(1, size + 1),
+                                 replace=False))
+    g = rng.normal(size=(len(present), feats)).astype(np.float32)
+    full = np.zeros((dims, feats), np.float32)
+    full[present] = g
+    dense.append(full)
+    steps.append((padded(present, size, dims),
+                  np.concatenate([g, np.zeros((size - len(present), feats),
+                                              np.float32)])))
+  return steps, dense
 
 
 def padded(rows, size, dims):
@@ -58,6 +79,20 @@ def test_dense_adam_from_rows_is_optax_adam_on_the_dense_gradient():
   want = optax_adam_steps(kernel, dense)
   for a, b in zip(got, want, strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_deferring_the_decay_for_a_whole_chunk_keeps_adam_on_the_dense_gradient():
+  # DECAY_CHUNK steps with the decay deferred: the stored moments reach
+  # 1 / 0.9**100 ~ 4e4 times the true ones, and the kernel must still follow
+  # dense Adam step by step (rows absent for long stretches included).
+  dims, feats = 30, 4
+  kernel = rng.normal(size=(dims, feats)).astype(np.float32)
+  steps, dense = random_row_steps(dims, feats, 6, train.DECAY_CHUNK)
+  got = row_steps(train.dense_adam_rows, kernel, steps)
+  want = optax_adam_steps(kernel, dense)
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
+  for a, b in zip(got[1:], want[1:], strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-9)
 
 
 def test_lazy_adam_is_dense_adam_when_every_row_is_present():

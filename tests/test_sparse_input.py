@@ -155,6 +155,28 @@ def test_one_epoch_of_exact_adam_matches_on_both_paths(dataset):
                (states[1].params, states[1].opt_state))
 
 
+def test_epochs_longer_than_a_decay_chunk_match_the_dense_path(dataset,
+                                                              monkeypatch):
+  # 200 items / batch 32 = 6 steps an epoch: with chunks of 4, one whole
+  # chunk and a remainder of 2, each followed by the deferred decay.
+  monkeypatch.setattr(train, "DECAY_CHUNK", 4)
+  key = jax.random.key(2)
+  hp = dict(alpha=0.01, beta=0.1, gamma=10.0, learning_rate=1e-2,
+            temperature=0.67)
+  states = []
+  for mode in ("dense", "sparse"):
+    run = train.make_run(config_with(mode), dataset)
+    assert run.steps_per_epoch == 6
+    state = run.init(run.arrays, key, 0.5, hp)
+    epoch = jax.jit(run.train_epoch)
+    for _ in range(2):
+      state, _ = epoch(run.arrays, state)
+    states.append(state)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5),
+               (states[0].params, states[0].opt_state),
+               (states[1].params, states[1].opt_state))
+
+
 def test_same_codes_after_a_short_training(dataset):
   outputs = []
   for mode in ("dense", "sparse"):
