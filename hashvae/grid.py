@@ -18,7 +18,7 @@ import numpy as np
 
 from hashvae import config_check, sharding
 from hashvae.checkpoint import Checkpoints, history_from_json, history_to_json
-from hashvae.train import HPARAM_NAMES, Run, TrainState
+from hashvae.train import HPARAM_NAMES, RUNS_AXIS, Run, TrainState
 
 
 def run_key(base_seed: int, seed):
@@ -130,7 +130,8 @@ def grid_epoch_fn(run: Run):
   other runs are untouched (vmap keeps them independent).
   """
   def step(arrays, carry: GridState, epoch):
-    train, terms = jax.vmap(run.train_epoch, in_axes=(None, 0))(arrays, carry.train)
+    train, terms = jax.vmap(run.train_epoch, in_axes=(None, 0),
+                            axis_name=RUNS_AXIS)(arrays, carry.train)
     newly = (carry.diverged_at < 0) & ~jnp.isfinite(terms["loss"])
     return GridState(train, jnp.where(newly, epoch, carry.diverged_at)), terms
   return step

@@ -20,15 +20,24 @@ Two switches for bag-of-words data (Snippets: ~14 of 10,000 words a row):
   of multiplying by all `dims` of them, and its gradient comes as the rows
   a batch read (the [dims, hidden] gradient is never formed). Same
   parameters, same losses, gradients and Adam updates up to float rounding.
+  A training step sizes its row list (and reads the batch as a flat list
+  of entries, models.SparseEntries) for a typical batch (Snippets: 1,536
+  rows and 2,048 entries against a worst case of 3,714 and 100 x 59); a
+  batch that needs more takes the worst-case sizes (`run_if`), so no batch
+  is ever truncated.
 - `config.optimizer`: "exact" is Adam on every weight at every step (as
   released; on the sparse path the first kernel's moment decay is deferred
   for up to DECAY_CHUNK steps, see dense_adam_rows: the same update up to
-  float rounding, half the memory traffic); "fast" is lazy Adam for the first kernel: only the rows of the
-  features present in the batch (and their moments) are read and updated,
-  with the bias correction of the global step count (as the lazy/sparse Adam
-  of other frameworks does). It changes the optimiser (absent rows' moments
-  neither decay nor move them), so it is not the released behaviour; it
-  needs the sparse input path.
+  float rounding, half the memory traffic); "fast" is lazy Adam for the
+  first kernel: only the rows of the features present in the batch (and
+  their moments) are read and updated, with the bias correction of the
+  global step count (as the lazy/sparse Adam of other frameworks does). It
+  changes the optimiser (absent rows' moments neither decay nor move them),
+  so it is not the released behaviour; it needs the sparse input path.
+
+A grid vmaps `train_epoch` with axis_name=RUNS_AXIS so that its runs agree
+on each step's sizes (in_every_run); without it each run picks its own,
+which vmap turns into computing both (correct, slower).
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ import optax
 from hashvae import methods
 from hashvae.data import Dataset
 from hashvae.label_mask import label_mask
-from hashvae.models import HashModel, SparseRows, gather_rows
+from hashvae.models import HashModel, SparseEntries, SparseRows, gather_rows
 
 HPARAM_NAMES = ("alpha", "beta", "gamma", "learning_rate", "temperature")
 INPUT_MODES = ("auto", "sparse", "dense")  # config.model.sparse_input
@@ -139,16 +148,89 @@ def take_items(x, idx):
 def batch_rows(indices, dims: int, size: int):
   """The distinct kernel rows a sparse batch reads, in a fixed-size list.
 
-  indices [batch, width] in [0, dims] (dims = padding) -> (rows [size]
-  ascending, padded with dims; local [batch, width]: each entry's position
-  in `rows`, padding -> size). `size` must bound the distinct count.
+  indices [...] in [0, dims] (dims = padding) -> (rows [size] ascending,
+  padded with dims; local [...]: each entry's position in `rows`, padding
+  -> size). `size` must bound the distinct count (batch_distinct).
   """
-  seen = jnp.zeros(dims + 1, bool).at[indices].set(True)[:dims]
+  seen = columns_seen(indices, dims)
   rows = jnp.nonzero(seen, size=size, fill_value=dims)[0]
   position = jnp.cumsum(seen) - 1  # [dims]: the slot of each seen row
   local = jnp.where(indices < dims,
                     position[jnp.minimum(indices, dims - 1)], size)
   return rows, local
+
+
+def batch_entries(indices, values, dims: int, size: int):
+  """A padded [items, width] sparse batch's entries as a flat list.
+
+  indices, values [items, width] (padding: index dims) -> (indices, values,
+  items), each [size]: the entries in row-major order, then padding (index
+  dims, value 0, item = items). `size` must bound the entry count.
+  """
+  items, width = indices.shape
+  slot = jnp.nonzero((indices < dims).reshape(-1), size=size,
+                     fill_value=items * width)[0]
+  take = lambda a, fill: jnp.take(a.reshape(-1), slot, mode="fill",
+                                  fill_value=fill)
+  return take(indices, dims), take(values, 0), slot // width
+
+
+def typical_batch_sizes(x: np.ndarray, batch_size: int, samples: int = 256,
+                        margin: float = 1.25, multiple: int = 64):
+  """(distinct columns, nonzero entries) a random batch needs, with room.
+
+  The most of each over `samples` random batches of `x` [items, dims] (a
+  fixed seed), times `margin`, rounded up to `multiple`. A step whose batch
+  needs more takes the worst-case sizes instead (exact either way; see
+  make_run), so this only decides how often the cheap sizes serve.
+  """
+  rng = np.random.default_rng(0)
+  distinct = entries = 0
+  for _ in range(samples):
+    nonzero = x[rng.choice(len(x), batch_size, replace=False)] != 0
+    distinct = max(distinct, int(nonzero.any(axis=0).sum()))
+    entries = max(entries, int(nonzero.sum()))
+  room = lambda n: int(-(-max(n, 1) * margin // multiple) * multiple)
+  return room(distinct), room(entries)
+
+
+def run_if(flag, fn, carry):
+  """fn(carry) if flag else carry, as a while loop of 0 or 1 trips.
+
+  Not lax.cond: a conditional's branches get copies of large operands they
+  update (the stacked kernel and its moments, here), while a loop updates
+  its carry in place.
+  """
+  return jax.lax.while_loop(lambda c: c[0], lambda c: (False, fn(c[1])),
+                            (flag, carry))[1]
+
+
+def zeros_like_shape(tree):
+  return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), tree)
+
+
+RUNS_AXIS = "runs"
+
+
+def in_every_run(flag):
+  """`flag` (a bool scalar) reduced with `and` over the runs of a grid
+  vmapped with axis_name=RUNS_AXIS: the result is the same for all runs, so
+  a lax.cond on it stays a branch instead of computing both sides. Outside
+  such a vmap it is `flag` itself (a per-run cond, still correct)."""
+  try:
+    return jax.lax.pmin(flag.astype(jnp.int32), RUNS_AXIS) > 0
+  except NameError:  # not under a vmap with that axis name
+    return flag
+
+
+def columns_seen(indices, dims: int):
+  """[dims] bool: which columns the indices [...] (dims = padding) name."""
+  return jnp.zeros(dims + 1, bool).at[indices].set(True)[:dims]
+
+
+def batch_distinct(indices, dims: int):
+  """How many distinct columns the indices [...] name (a scalar)."""
+  return columns_seen(indices, dims).sum()
 
 
 def max_batch_rows(widths: np.ndarray, batch_size: int, dims: int) -> int:
@@ -376,9 +458,20 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
   eval_batch = config.eval_batch_size
   dims = data.dims
   # How many distinct kernel rows a batch can read: the fixed length of the
-  # row list the sparse path differentiates and updates.
-  distinct = (max_batch_rows(split_widths(data, ("train", "validation")),
-                             batch_size, dims) if sparse else 0)
+  # row list the sparse path differentiates and updates. `typical`: the
+  # (rows, entries) a random batch needs, with room: the cheaper sizes
+  # most steps run with (None when they save nothing).
+  distinct = typical = None
+  if sparse:
+    widths = split_widths(data, ("train", "validation"))
+    distinct = max_batch_rows(widths, batch_size, dims)
+    padded = batch_size * max(int(widths.max(initial=0)), 1)
+    typical = typical_batch_sizes(
+        np.concatenate([data.train.inputs, data.validation.inputs]),
+        batch_size)
+    typical = (min(typical[0], distinct), min(typical[1], padded))
+    if typical == (distinct, padded):
+      typical = None
 
   def init(arrays, key, level, hparams):
     init_key, mask_key, loop_key = jax.random.split(key, 3)
@@ -412,21 +505,47 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
       loss, terms = method.objective(out, batch, hp, options)
       return loss, (terms, updated.get("batch_stats", {}))
 
-    if sparse:
+    def sparse_update(row_slots, entry_slots, params, opt_state):
       # Differentiate with respect to the kernel rows the batch reads rather
       # than the whole kernel: the gradient comes as [rows, features] and
-      # the [dims, features] one, unused, is compiled away.
-      rows, local = batch_rows(x.indices, dims, distinct)
-      row_loss = lambda params, kernel_rows: loss_fn(
-          params, SparseRows(local, x.values, kernel_rows))
+      # the [dims, features] one, unused, is compiled away. entry_slots:
+      # None reads the batch as padded [items, width] rows, else as a flat
+      # list of that many entries.
+      if entry_slots is None:
+        rows, local = batch_rows(x.indices, dims, row_slots)
+        as_input = lambda kernel_rows: SparseRows(local, x.values, kernel_rows)
+      else:
+        cols, values, items = batch_entries(x.indices, x.values, dims,
+                                            entry_slots)
+        rows, local = batch_rows(cols, dims, row_slots)
+        as_input = lambda kernel_rows: SparseEntries(
+            local, values, items, kernel_rows, batch_size)
       (grads, row_grads), (terms, batch_stats) = jax.grad(
-          row_loss, argnums=(0, 1), has_aux=True)(
-              state.params,
-              gather_rows(get_path(state.params, FIRST_KERNEL), rows))
+          lambda p, kernel_rows: loss_fn(p, as_input(kernel_rows)),
+          argnums=(0, 1), has_aux=True)(
+              params, gather_rows(get_path(params, FIRST_KERNEL), rows))
       params, opt_state = adam_with_kernel_rows(
           lazy_adam_rows if lazy else dense_adam_rows, optimiser, grads,
-          row_grads, rows, state.opt_state, state.params, hp["learning_rate"],
-          deferred)
+          row_grads, rows, opt_state, params, hp["learning_rate"], deferred)
+      return params, opt_state, batch_stats, terms
+
+    if sparse and typical is None:
+      params, opt_state, batch_stats, terms = sparse_update(
+          distinct, None, state.params, state.opt_state)
+    elif sparse:
+      # Most batches fit the typical sizes; the rare one that does not (in
+      # any run: the runs take one branch together) takes the worst-case
+      # sizes, so every batch is computed exactly.
+      fits = in_every_run(jnp.logical_and(
+          batch_distinct(x.indices, dims) <= typical[0],
+          (x.indices < dims).sum() <= typical[1]))
+      sized = lambda sizes: lambda c: sparse_update(*sizes, c[0], c[1])
+      carry = (state.params, state.opt_state)
+      carry += (state.batch_stats,
+                zeros_like_shape(jax.eval_shape(sized(typical), carry)[3]))
+      carry = run_if(fits, sized(typical), carry)
+      params, opt_state, batch_stats, terms = run_if(
+          jnp.logical_not(fits), sized((distinct, None)), carry)
     else:
       grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(
           state.params, x)

@@ -239,7 +239,8 @@ def machine_peaks(rounds: int) -> dict:
 def vmap_vs_sequential(name, config, dataset, runs, epochs, rounds):
   run = train.make_run(config, dataset)
   grid = first_runs(config, runs)
-  vmapped = Program(jax.vmap(run.train_epoch, in_axes=(None, 0)), run.arrays,
+  vmapped = Program(jax.vmap(run.train_epoch, in_axes=(None, 0),
+                              axis_name=train.RUNS_AXIS), run.arrays,
                     init_stacked(run, grid))
   vmapped()  # warm-up
 
@@ -379,7 +380,8 @@ def step_breakdown(config, dataset, runs, rounds):
       for patch in patches:
         stack.enter_context(patch)
       run = train.make_run(cfg, dataset)
-      programs[name] = Program(jax.vmap(run.train_epoch, in_axes=(None, 0)),
+      programs[name] = Program(jax.vmap(run.train_epoch, in_axes=(None, 0),
+                              axis_name=train.RUNS_AXIS),
                                run.arrays, init_stacked(run, grid))
     programs[name]()  # warm-up
   times = take_turns(programs, rounds)

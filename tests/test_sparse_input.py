@@ -161,7 +161,7 @@ def test_epochs_longer_than_a_decay_chunk_match_the_dense_path(dataset,
   # chunk and a remainder of 2, each followed by the deferred decay.
   monkeypatch.setattr(train, "DECAY_CHUNK", 4)
   key = jax.random.key(2)
-  hp = dict(alpha=0.01, beta=0.1, gamma=10.0, learning_rate=1e-2,
+  hp = dict(alpha=0.01, beta=0.1, gamma=10.0, learning_rate=1e-3,
             temperature=0.67)
   states = []
   for mode in ("dense", "sparse"):
@@ -175,6 +175,86 @@ def test_epochs_longer_than_a_decay_chunk_match_the_dense_path(dataset,
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=2e-5),
                (states[0].params, states[0].opt_state),
                (states[1].params, states[1].opt_state))
+
+
+def test_batch_entries_list_each_nonzero_once_in_row_major_order():
+  x = np.zeros((3, 9), np.float32)
+  x[0, [2, 7]] = [1.0, 2.0]
+  x[2, [0, 4, 8]] = [3.0, 4.0, 5.0]  # row 1 empty
+  indices, values = train.padded_rows(x)
+  cols, vals, items = map(np.asarray, train.batch_entries(
+      jnp.asarray(indices), jnp.asarray(values), 9, size=7))
+  np.testing.assert_array_equal(cols, [2, 7, 0, 4, 8, 9, 9])
+  np.testing.assert_array_equal(vals, [1, 2, 3, 4, 5, 0, 0])
+  np.testing.assert_array_equal(items, [0, 0, 2, 2, 2, 3, 3])  # 3: padding
+  assert int(train.batch_distinct(jnp.asarray(indices), 9)) == 5
+
+
+def test_typical_sizes_bound_random_batches_but_not_the_worst_case():
+  x = (rng_uniform((400, 300)) < 0.05).astype(np.float32)
+  rows, entries = train.typical_batch_sizes(x, 20)
+  assert rows % 64 == 0 and entries % 64 == 0
+  gen = np.random.default_rng(5)
+  for _ in range(50):
+    nz = x[gen.choice(400, 20, replace=False)] != 0
+    assert nz.any(axis=0).sum() <= rows and nz.sum() <= entries
+
+
+def without_pre_norm_bias(tree):
+  """`tree` with the first layer's bias, its Adam moments and the first
+  batch norm's running mean zeroed: batch norm cancels that bias, so its
+  exact gradient is zero and Adam normalises the float noise left in it
+  (summed in another order on each path) into steps of ~learning_rate."""
+  def zero(path, a):
+    keys = jax.tree_util.keystr(path)
+    noise = (("Dense_0']['bias']" in keys) or
+             ("BatchNorm_0']['mean']" in keys))
+    return jnp.zeros_like(a) if noise else a
+  return jax.tree_util.tree_map_with_path(zero, tree)
+
+
+def rng_uniform(shape):
+  return np.random.default_rng(3).uniform(size=shape)
+
+
+def train_two_epochs(mode, dataset, vmapped=False):
+  """Two epochs of a 3-run grid's exact step on the given input path."""
+  run = train.make_run(config_with(mode), dataset)
+  keys = jax.random.split(jax.random.key(4), 3)
+  hp = dict(alpha=0.01, beta=0.1, gamma=10.0, learning_rate=1e-3,
+            temperature=0.67)
+  hps = {k: jnp.full(3, v, jnp.float32) for k, v in hp.items()}
+  levels = jnp.asarray([0.1, 0.5, 1.0], jnp.float32)
+  state = jax.vmap(run.init, in_axes=(None, 0, 0, 0))(run.arrays, keys, levels,
+                                                       hps)
+  epoch = jax.jit(jax.vmap(run.train_epoch, in_axes=(None, 0),
+                           axis_name=train.RUNS_AXIS if vmapped else None))
+  for _ in range(2):
+    state, terms = epoch(run.arrays, state)
+  return state, terms
+
+
+@pytest.mark.parametrize("sizes", ["worst case", "typical", "mixed"])
+def test_every_batch_size_path_matches_the_dense_path(dataset, monkeypatch,
+                                                      sizes):
+  # synthetic: 32 items a batch, ~390 entries (at most 640 slots), 50 words.
+  # "worst case": the typical sizes fit no batch, every step takes the
+  # padded worst-case path; "typical": every batch fits the flat entry list;
+  # "mixed": about half the batches fit, and the runs (one vmap with
+  # axis_name) agree on each step's path.
+  # (403 entries: 80% of batches fit, all three runs' about half the steps.)
+  typical = {"worst case": (1, 1), "typical": (50, 600),
+             "mixed": (50, 403)}[sizes]
+  monkeypatch.setattr(train, "typical_batch_sizes", lambda *a: typical)
+  dense, dense_terms = train_two_epochs("dense", dataset)
+  sparse, sparse_terms = train_two_epochs("sparse", dataset,
+                                          vmapped=sizes == "mixed")
+  state = lambda s: without_pre_norm_bias((s.params, s.opt_state,
+                                           s.batch_stats))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               state(dense), state(sparse))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4),
+               dense_terms, sparse_terms)
 
 
 def test_same_codes_after_a_short_training(dataset):
