@@ -98,6 +98,26 @@ class SparseDense(nn.Module):
     return jnp.einsum("...j,...jf->...f", x.values, picked) + bias
 
 
+class WideDense(nn.Module):
+  """nn.Dense (same parameters, names and initial values) for a narrow
+  input and a wide output, such as the decoder's [batch, bits] ->
+  [batch, dims]: the bias rides in the matmul as an extra input row of
+  ones, so the wide output is written once (and the bias gradient comes
+  out of the kernel's matmul) instead of taking a separate pass each way.
+  """
+
+  features: int
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", nn.initializers.glorot_uniform(),
+                        (x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
+    return (jnp.concatenate([x, ones], axis=-1)
+            @ jnp.concatenate([kernel, bias[None]], axis=0))
+
+
 class Encoder(nn.Module):
   """[batch, dims] (or SparseRows) -> [batch, hidden[-1]]: Dense + ReLU
   (+ batch norm) layers.
@@ -164,7 +184,7 @@ class HashModel(nn.Module):
       raise ValueError(f"unknown latent {self.latent!r}; known: "
                        "'gaussian', 'bernoulli'")
     self.classifier = Dense(self.num_classes)
-    self.decoder = Dense(self.dims)
+    self.decoder = WideDense(self.dims, name="decoder")
 
   def code_scores(self, x, train: bool = False):
     """[batch, dims] (or SparseRows) -> [batch, bits] real scores whose sign
