@@ -21,8 +21,8 @@ Two switches for bag-of-words data (Snippets: ~14 of 10,000 words a row):
   a batch read (the [dims, hidden] gradient is never formed). Same
   parameters, same losses, gradients and Adam updates up to float rounding.
   A training step sizes its row list (and reads the batch as a flat list
-  of entries, models.SparseEntries) for a typical batch (Snippets: 1,536
-  rows and 2,048 entries against a worst case of 3,714 and 100 x 59); a
+  of entries, models.SparseEntries) for a typical batch (Snippets: 1,344
+  rows and 1,792 entries against a worst case of 3,714 and 100 x 59); a
   batch that needs more takes the worst-case sizes (`run_if`), so no batch
   is ever truncated.
 - `config.optimizer`: "exact" is Adam on every weight at every step (as
@@ -176,7 +176,7 @@ def batch_entries(indices, values, dims: int, size: int):
 
 
 def typical_batch_sizes(x: np.ndarray, batch_size: int, samples: int = 256,
-                        margin: float = 1.25, multiple: int = 64):
+                        margin: float = 1.1, multiple: int = 64):
   """(distinct columns, nonzero entries) a random batch needs, with room.
 
   The most of each over `samples` random batches of `x` [items, dims] (a
