@@ -53,7 +53,8 @@ class SparseEntries(NamedTuple):
     values: [entries] float32.
     items: [entries] int32, the item each entry belongs to.
     rows: [rows, features], the kernel rows the batch reads.
-    num_items: the batch size (static).
+    num_items: the batch size, a Python int (the output's shape): build a
+      SparseEntries inside the traced function, not as a jit argument.
   """
 
   indices: jax.Array
@@ -73,7 +74,8 @@ def gather_rows(table, indices):
 
 
 class SparseDense(nn.Module):
-  """nn.Dense applied to a `SparseRows` batch: a gather, not a matmul.
+  """nn.Dense applied to a `SparseRows` or `SparseEntries` batch: a gather,
+  not a matmul.
 
   h = sum_j values[..., j] * kernel[indices[..., j]] + bias, [..., width] ->
   [..., features]; it reads batch * width kernel rows instead of
@@ -114,12 +116,17 @@ class WideDense(nn.Module):
                         (x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
     ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
-    return (jnp.concatenate([x, ones], axis=-1)
-            @ jnp.concatenate([kernel, bias[None]], axis=0))
+    # HIGHEST: where float32 matmuls default to a lower precision (TF32 on
+    # recent GPUs) the bias would be rounded with them; the matmul is
+    # narrow (bits + 1), so full precision costs little.
+    return jnp.matmul(jnp.concatenate([x, ones], axis=-1),
+                      jnp.concatenate([kernel, bias[None]], axis=0),
+                      precision=jax.lax.Precision.HIGHEST)
 
 
 class Encoder(nn.Module):
-  """[batch, dims] (or SparseRows) -> [batch, hidden[-1]]: Dense + ReLU
+  """[batch, dims] (or SparseRows / SparseEntries) -> [batch, hidden[-1]]:
+  Dense + ReLU
   (+ batch norm) layers.
 
   `input_dims` (the input width) is needed only for a sparse input, whose
@@ -184,10 +191,10 @@ class HashModel(nn.Module):
       raise ValueError(f"unknown latent {self.latent!r}; known: "
                        "'gaussian', 'bernoulli'")
     self.classifier = Dense(self.num_classes)
-    self.decoder = WideDense(self.dims, name="decoder")
+    self.decoder = WideDense(self.dims)
 
   def code_scores(self, x, train: bool = False):
-    """[batch, dims] (or SparseRows) -> [batch, bits] real scores whose sign
+    """[batch, dims] (or a sparse batch) -> [batch, bits] real scores whose sign
     is the code."""
     h = self.encoder(x, train)
     return self.mu_head(h) if self.latent == "gaussian" else self.logits_head(h)
@@ -195,7 +202,7 @@ class HashModel(nn.Module):
   def __call__(self, x, temperature, train: bool = True):
     """One stochastic forward pass; draws noise from the 'sample' rng stream.
 
-    `x` is [batch, dims] or a SparseRows batch.
+    `x` is [batch, dims] or a sparse batch (SparseRows, SparseEntries).
 
     Returns a dict of [batch, ...] arrays: hidden, sample (what the decoder
     reads), recon_logits [batch, dims], class_logits [batch, classes], and

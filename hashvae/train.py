@@ -175,19 +175,25 @@ def batch_entries(indices, values, dims: int, size: int):
   return take(indices, dims), take(values, 0), slot // width
 
 
-def typical_batch_sizes(x: np.ndarray, batch_size: int, samples: int = 256,
+def typical_batch_sizes(parts, batch_size: int, samples: int = 256,
                         margin: float = 1.1, multiple: int = 64):
   """(distinct columns, nonzero entries) a random batch needs, with room.
 
-  The most of each over `samples` random batches of `x` [items, dims] (a
-  fixed seed), times `margin`, rounded up to `multiple`. A step whose batch
-  needs more takes the worst-case sizes instead (exact either way; see
-  make_run), so this only decides how often the cheap sizes serve.
+  parts: [items, dims] arrays whose rows, together, are the training items
+  (train and validation; not concatenated, to spare a copy). The most of
+  each count over `samples` random batches (a fixed seed), times `margin`,
+  rounded up to `multiple`. A step whose batch needs more takes the
+  worst-case sizes instead (exact either way; see make_run), so this only
+  decides how often the cheap sizes serve.
   """
+  starts = np.cumsum([0] + [len(p) for p in parts])
   rng = np.random.default_rng(0)
   distinct = entries = 0
   for _ in range(samples):
-    nonzero = x[rng.choice(len(x), batch_size, replace=False)] != 0
+    picked = np.sort(rng.choice(starts[-1], batch_size, replace=False))
+    part = np.searchsorted(starts, picked, side="right") - 1
+    nonzero = np.concatenate([parts[i][picked[part == i] - starts[i]] != 0
+                              for i in np.unique(part)])
     distinct = max(distinct, int(nonzero.any(axis=0).sum()))
     entries = max(entries, int(nonzero.sum()))
   room = lambda n: int(-(-max(n, 1) * margin // multiple) * multiple)
@@ -209,14 +215,15 @@ def zeros_like_shape(tree):
   return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), tree)
 
 
-RUNS_AXIS = "runs"
+RUNS_AXIS = "vmapped_runs"  # not the device mesh's axis ("runs")
 
 
 def in_every_run(flag):
   """`flag` (a bool scalar) reduced with `and` over the runs of a grid
   vmapped with axis_name=RUNS_AXIS: the result is the same for all runs, so
-  a lax.cond on it stays a branch instead of computing both sides. Outside
-  such a vmap it is `flag` itself (a per-run cond, still correct)."""
+  a `run_if` on it stays a branch instead of running under vmap for every
+  run, masked. Outside such a vmap it is `flag` itself (per-run branches,
+  still correct)."""
   try:
     return jax.lax.pmin(flag.astype(jnp.int32), RUNS_AXIS) > 0
   except NameError:  # not under a vmap with that axis name
@@ -268,12 +275,13 @@ def dense_adam_rows(kernel, mu, nu, rows, grad_rows, count, learning_rate,
   The same update as optax's scale_by_adam given the dense gradient that is
   `grad_rows` at `rows` and zero elsewhere: a row outside the batch has a
   zero gradient, so its moments only decay (and it still moves by them).
-  The decay is not written to memory every step: `mu` and `nu` are stored
+  The decay is not written to memory every step: `mu` and `nu` come in
   divided by b1**(deferred - 1) and b2**(deferred - 1) (the decays of the
-  steps since the last `apply_decay`), so a step adds the scaled gradient
-  terms to the batch's rows only and reads the true moments in the one pass
-  that updates the kernel (4 array passes instead of 8: the step is bound
-  by memory traffic). `apply_decay(mu, nu, steps)` brings them back to the
+  steps since the last `apply_decay`) and go out divided by b1**deferred and
+  b2**deferred, so a step adds the scaled gradient terms to the batch's
+  rows only and reads the true moments in the one pass that updates the
+  kernel (4 array passes instead of 8: the step is bound by memory
+  traffic). `apply_decay(mu, nu, steps)` brings them back to the
   true moments; keep the steps between calls short enough that b1**steps
   stays normal (train_epoch uses at most DECAY_CHUNK).
 
@@ -307,8 +315,9 @@ def lazy_adam_rows(kernel, mu, nu, rows, grad_rows, count, learning_rate,
   """Adam on the kernel rows a batch read; other rows and their moments untouched.
 
   Arguments as dense_adam_rows (nothing is deferred: `deferred` is
-  ignored). The bias correction uses the global step count, as the lazy Adam of other frameworks does; a batch that reads every
-  row gets exactly the dense update.
+  ignored). The bias correction uses the global step count, as the lazy
+  Adam of other frameworks does; a batch that reads every row gets exactly
+  the dense update.
   """
   take = lambda a: gather_rows(a, rows)
   m = ADAM["b1"] * take(mu) + (1 - ADAM["b1"]) * grad_rows
@@ -326,6 +335,10 @@ def scan_deferring_decay(step, state: TrainState, batches):
 
   Returns (state, per-step terms [steps]).
   """
+  if ADAM["b1"] ** DECAY_CHUNK < 1e-20:  # the stored moments would overflow
+    raise ValueError(f"DECAY_CHUNK={DECAY_CHUNK}: b1**DECAY_CHUNK must stay "
+                     "above 1e-20")
+
   def chunk(state, chunk_batches):  # [k, batch]
     k = chunk_batches.shape[0]
     state, terms = jax.lax.scan(
@@ -467,8 +480,7 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
     distinct = max_batch_rows(widths, batch_size, dims)
     padded = batch_size * max(int(widths.max(initial=0)), 1)
     typical = typical_batch_sizes(
-        np.concatenate([data.train.inputs, data.validation.inputs]),
-        batch_size)
+        (data.train.inputs, data.validation.inputs), batch_size)
     typical = (min(typical[0], distinct), min(typical[1], padded))
     if typical == (distinct, padded):
       typical = None

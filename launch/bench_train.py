@@ -162,7 +162,7 @@ def step_flops(dims, hidden, bits, classes, batch, first_width) -> int:
   """FLOPs (2 x multiply-adds) of one ssb_vae training step's matmuls.
 
   first_width: the inputs the first layer reads per item (dims when dense;
-  the padded width when sparse). Forward: the encoder layers, the code and
+  the entry slots per item when sparse). Forward: the encoder layers, the code and
   classifier heads, the decoder (bits -> dims) and the B x B pairwise Gram
   matrices of codes and predictions. Backward: twice the forward for every
   layer (weight and input gradients) except the first (weights only).
@@ -288,9 +288,11 @@ def input_path(config, dataset, rounds, peaks):
   ms = {k: 1e3 * float(np.median(v)) / steps for k, v in times.items()}
   ms_best = {k: 1e3 * min(v) / steps for k, v in times.items()}
   db = dataset.database
-  width = int(train.row_widths(db.inputs).max())
-  slots = train.max_batch_rows(train.row_widths(db.inputs), config.batch_size,
-                               dataset.dims)
+  widths = train.row_widths(db.inputs)
+  width = int(widths.max())
+  # Most steps run with the typical sizes (train.typical_batch_sizes); a
+  # batch beyond them takes the worst case.
+  slots, entries = train.typical_batch_sizes((db.inputs,), config.batch_size)
   shape = (dataset.dims, tuple(config.model.hidden), config.bits,
            dataset.num_classes)
   memory = {k: p.memory() for k, p in programs.items()}
@@ -305,8 +307,10 @@ def input_path(config, dataset, rounds, peaks):
       best_ms_per_step_sparse=ms_best["sparse"],
       compile_s_dense=programs["dense"].compile_s,
       compile_s_sparse=programs["sparse"].compile_s,
-      padded_width=width, mean_nonzeros=float(train.row_widths(db.inputs).mean()),
-      row_slots_per_batch=slots,
+      padded_width=width, mean_nonzeros=float(widths.mean()),
+      row_slots_per_batch=slots, entry_slots_per_batch=entries,
+      row_slots_worst_case=train.max_batch_rows(widths, config.batch_size,
+                                                dataset.dims),
       input_bytes_dense=input_bytes["dense"],
       input_bytes_sparse=input_bytes["sparse"],
       memory_dense=memory["dense"], memory_sparse=memory["sparse"],
@@ -325,8 +329,9 @@ def input_path(config, dataset, rounds, peaks):
       s_per_epoch_exact=ms["sparse"] * steps / 1e3,
       s_per_epoch_fast=ms["fast"] * steps / 1e3,
       compile_s_fast=programs["fast"].compile_s, memory_fast=memory["fast"])
-  rows = dict(dense=("dense", dataset.dims), sparse=("sparse", width),
-              fast=("fast", width))
+  per_item = entries / config.batch_size
+  rows = dict(dense=("dense", dataset.dims), sparse=("sparse", per_item),
+              fast=("fast", per_item))
   for key, (opt_mode, first_width) in rows.items():
     flops = step_flops(*shape[:2], config.bits, dataset.num_classes,
                        config.batch_size, first_width)

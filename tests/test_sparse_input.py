@@ -190,14 +190,16 @@ def test_batch_entries_list_each_nonzero_once_in_row_major_order():
   assert int(train.batch_distinct(jnp.asarray(indices), 9)) == 5
 
 
-def test_typical_sizes_bound_random_batches_but_not_the_worst_case():
+def test_typical_sizes_bound_random_batches_of_the_parts_together():
   x = (rng_uniform((400, 300)) < 0.05).astype(np.float32)
-  rows, entries = train.typical_batch_sizes(x, 20)
+  rows, entries = train.typical_batch_sizes((x[:250], x[250:]), 20)
   assert rows % 64 == 0 and entries % 64 == 0
   gen = np.random.default_rng(5)
   for _ in range(50):
     nz = x[gen.choice(400, 20, replace=False)] != 0
     assert nz.any(axis=0).sum() <= rows and nz.sum() <= entries
+  # The parts are sampled as one set: the same sizes as concatenated.
+  assert train.typical_batch_sizes((x,), 20) == (rows, entries)
 
 
 def without_pre_norm_bias(tree):
@@ -217,9 +219,9 @@ def rng_uniform(shape):
   return np.random.default_rng(3).uniform(size=shape)
 
 
-def train_two_epochs(mode, dataset, vmapped=False):
-  """Two epochs of a 3-run grid's exact step on the given input path."""
-  run = train.make_run(config_with(mode), dataset)
+def train_two_epochs(config, dataset, axis_name=train.RUNS_AXIS):
+  """Two epochs (6 steps each) of a 3-run vmapped grid."""
+  run = train.make_run(config, dataset)
   keys = jax.random.split(jax.random.key(4), 3)
   hp = dict(alpha=0.01, beta=0.1, gamma=10.0, learning_rate=1e-3,
             temperature=0.67)
@@ -228,33 +230,72 @@ def train_two_epochs(mode, dataset, vmapped=False):
   state = jax.vmap(run.init, in_axes=(None, 0, 0, 0))(run.arrays, keys, levels,
                                                        hps)
   epoch = jax.jit(jax.vmap(run.train_epoch, in_axes=(None, 0),
-                           axis_name=train.RUNS_AXIS if vmapped else None))
+                           axis_name=axis_name))
   for _ in range(2):
     state, terms = epoch(run.arrays, state)
   return state, terms
 
 
-@pytest.mark.parametrize("sizes", ["worst case", "typical", "mixed"])
-def test_every_batch_size_path_matches_the_dense_path(dataset, monkeypatch,
-                                                      sizes):
-  # synthetic: 32 items a batch, ~390 entries (at most 640 slots), 50 words.
-  # "worst case": the typical sizes fit no batch, every step takes the
-  # padded worst-case path; "typical": every batch fits the flat entry list;
-  # "mixed": about half the batches fit, and the runs (one vmap with
-  # axis_name) agree on each step's path.
-  # (403 entries: 80% of batches fit, all three runs' about half the steps.)
-  typical = {"worst case": (1, 1), "typical": (50, 600),
-             "mixed": (50, 403)}[sizes]
-  monkeypatch.setattr(train, "typical_batch_sizes", lambda *a: typical)
-  dense, dense_terms = train_two_epochs("dense", dataset)
-  sparse, sparse_terms = train_two_epochs("sparse", dataset,
-                                          vmapped=sizes == "mixed")
+def count_paths(monkeypatch):
+  """Counts, as the program runs, the steps that take each path of the
+  sparse step: [typical sizes, worst case] (train_step's run_if order)."""
+  counts, traced, run_if = [0, 0], [], train.run_if
+
+  def counted_run_if(flag, fn, carry):
+    path = len(traced) % 2
+    traced.append(path)
+
+    def counted(c):
+      jax.debug.callback(lambda: counts.__setitem__(path, counts[path] + 1))
+      return fn(c)
+    return run_if(flag, counted, carry)
+
+  monkeypatch.setattr(train, "run_if", counted_run_if)
+  return counts
+
+
+@pytest.fixture(scope="module")
+def dense_two_epochs(dataset):
+  return train_two_epochs(config_with("dense"), dataset)
+
+
+# synthetic, batches of 32 of 200 items: ~390 entries (at most 640 slots), 43
+# to 49 distinct of 50 words. 46 rows: ~2/3 of the batches fit; 403 entries:
+# ~80%; with 3 runs agreeing, some steps take each path.
+@pytest.mark.parametrize("sizes,paths", [
+    ((1, 1), "worst case"), ((50, 600), "typical"), ((46, 600), "both"),
+    ((50, 403), "both"), ((46, 403), "per run")])
+def test_every_batch_size_path_matches_the_dense_path(
+    dataset, dense_two_epochs, monkeypatch, sizes, paths):
+  monkeypatch.setattr(train, "typical_batch_sizes", lambda *a: sizes)
+  counts = count_paths(monkeypatch)
+  dense, dense_terms = dense_two_epochs
+  sparse, sparse_terms = train_two_epochs(
+      config_with("sparse"), dataset,
+      axis_name=None if paths == "per run" else train.RUNS_AXIS)
   state = lambda s: without_pre_norm_bias((s.params, s.opt_state,
                                            s.batch_stats))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
                state(dense), state(sparse))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4),
                dense_terms, sparse_terms)
+  jax.effects_barrier()
+  want = {"worst case": [0, 12], "typical": [12, 0]}.get(paths)
+  if want:
+    assert counts == want
+  elif paths == "both":  # the runs agree: one path per step
+    assert sum(counts) == 12 and min(counts) > 0, counts
+
+
+def test_fast_mode_takes_either_path_alike(dataset, monkeypatch):
+  states = []
+  for sizes in ((1, 1), (46, 403)):
+    monkeypatch.setattr(train, "typical_batch_sizes", lambda *a, s=sizes: s)
+    states.append(train_two_epochs(config_with("sparse", "fast"), dataset)[0])
+  state = lambda s: without_pre_norm_bias((s.params, s.opt_state,
+                                           s.batch_stats))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
+               state(states[0]), state(states[1]))
 
 
 def test_same_codes_after_a_short_training(dataset):
