@@ -219,11 +219,11 @@ RUNS_AXIS = "vmapped_runs"  # not the device mesh's axis ("runs")
 
 
 def in_every_run(flag):
-  """`flag` (a bool scalar) reduced with `and` over the runs of a grid
-  vmapped with axis_name=RUNS_AXIS: the result is the same for all runs, so
-  a `run_if` on it stays a branch instead of running under vmap for every
-  run, masked. Outside such a vmap it is `flag` itself (per-run branches,
-  still correct)."""
+  """`flag` (bool, any shape) reduced elementwise with `and` over the runs of
+  a grid vmapped with axis_name=RUNS_AXIS: the result is the same for all
+  runs, so a `run_if` on it stays a branch instead of running under vmap
+  for every run, masked. Outside such a vmap it is `flag` itself (per-run
+  branches, still correct)."""
   try:
     return jax.lax.pmin(flag.astype(jnp.int32), RUNS_AXIS) > 0
   except NameError:  # not under a vmap with that axis name
@@ -327,11 +327,12 @@ def lazy_adam_rows(kernel, mu, nu, rows, grad_rows, count, learning_rate,
           put(mu, m), put(nu, v))
 
 
-def scan_deferring_decay(step, state: TrainState, batches):
-  """lax.scan of step(state, (batch, deferred)) over batches [steps, batch]
-  for dense_adam_rows: chunks of at most DECAY_CHUNK steps, the first
-  kernel's deferred moment decay applied after each, so the state between
-  chunks (and so between epochs) holds the true moments.
+def scan_deferring_decay(step, state: TrainState, xs):
+  """lax.scan of step(state, (*xs[t], deferred)) over the steps of xs (a
+  tuple of [steps, ...] arrays) for dense_adam_rows: chunks of at most
+  DECAY_CHUNK steps, the first kernel's deferred moment decay applied after
+  each, so the state between chunks (and so between epochs) holds the true
+  moments.
 
   Returns (state, per-step terms [steps]).
   """
@@ -339,10 +340,10 @@ def scan_deferring_decay(step, state: TrainState, batches):
     raise ValueError(f"DECAY_CHUNK={DECAY_CHUNK}: b1**DECAY_CHUNK must stay "
                      "above 1e-20")
 
-  def chunk(state, chunk_batches):  # [k, batch]
-    k = chunk_batches.shape[0]
+  def chunk(state, chunk_xs):  # [k, ...] each
+    k = chunk_xs[0].shape[0]
     state, terms = jax.lax.scan(
-        step, state, (chunk_batches, jnp.arange(1, k + 1, dtype=jnp.int32)))
+        step, state, (*chunk_xs, jnp.arange(1, k + 1, dtype=jnp.int32)))
     opt = state.opt_state
     mu, nu = apply_decay(get_path(opt.mu, FIRST_KERNEL),
                          get_path(opt.nu, FIRST_KERNEL), k)
@@ -350,15 +351,15 @@ def scan_deferring_decay(step, state: TrainState, batches):
                        nu=replace_path(opt.nu, FIRST_KERNEL, nu))
     return state._replace(opt_state=opt), terms
 
-  steps, batch = batches.shape
+  steps = xs[0].shape[0]
   whole = steps - steps % DECAY_CHUNK
   parts = []
   if whole:
-    state, terms = jax.lax.scan(
-        chunk, state, batches[:whole].reshape(-1, DECAY_CHUNK, batch))
+    state, terms = jax.lax.scan(chunk, state, tuple(
+        a[:whole].reshape(-1, DECAY_CHUNK, *a.shape[1:]) for a in xs))
     parts.append(jax.tree.map(lambda a: a.reshape(whole, *a.shape[2:]), terms))
   if steps > whole:
-    state, terms = chunk(state, batches[whole:])
+    state, terms = chunk(state, tuple(a[whole:] for a in xs))
     parts.append(terms)
   return state, jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
 
@@ -499,7 +500,13 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
         loop_key=loop_key, labelled=label_mask(mask_key, level, segments),
         hparams={k: jnp.asarray(hparams[k], jnp.float32) for k in HPARAM_NAMES})
 
-  def train_step(arrays, state: TrainState, idx, deferred):
+  def fits_typical(arrays, idx):
+    """Whether the batch `idx` [batch] fits the typical sizes (a bool)."""
+    indices = arrays["inputs"].indices[idx]
+    return jnp.logical_and(batch_distinct(indices, dims) <= typical[0],
+                           (indices < dims).sum() <= typical[1])
+
+  def train_step(arrays, state: TrainState, idx, fits, deferred):
     labelled = state.labelled[idx]
     batch = dict(targets=take_items(arrays["targets"], idx),
                  label_rows=arrays["label_rows"][idx] * labelled[:, None],
@@ -546,11 +553,8 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
           distinct, None, state.params, state.opt_state)
     elif sparse:
       # Most batches fit the typical sizes; the rare one that does not (in
-      # any run: the runs take one branch together) takes the worst-case
-      # sizes, so every batch is computed exactly.
-      fits = in_every_run(jnp.logical_and(
-          batch_distinct(x.indices, dims) <= typical[0],
-          (x.indices < dims).sum() <= typical[1]))
+      # any run: `fits` comes from train_epoch, agreed by the runs) takes
+      # the worst-case sizes, so every batch is computed exactly.
       sized = lambda sizes: lambda c: sparse_update(*sizes, c[0], c[1])
       carry = (state.params, state.opt_state)
       carry += (state.batch_stats,
@@ -573,12 +577,18 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
     order = jax.random.permutation(shuffle_key, n)
     batches = order[:steps_per_epoch * batch_size].reshape(steps_per_epoch,
                                                            batch_size)
+    if typical is None:
+      fits = jnp.zeros(steps_per_epoch, bool)  # unused
+    else:
+      # Each step's path, for the whole epoch at once: the runs agree on
+      # all of them in one reduction, not one per step.
+      fits = in_every_run(jax.vmap(lambda i: fits_typical(arrays, i))(batches))
     step = lambda s, xs: train_step(arrays, s, *xs)
     if sparse and not lazy:
-      state, terms = scan_deferring_decay(step, state, batches)
+      state, terms = scan_deferring_decay(step, state, (batches, fits))
     else:
       state, terms = jax.lax.scan(
-          step, state, (batches, jnp.ones(steps_per_epoch, jnp.int32)))
+          step, state, (batches, fits, jnp.ones(steps_per_epoch, jnp.int32)))
     return state, jax.tree.map(jnp.mean, terms)
 
   def encode(arrays, state: TrainState):
