@@ -211,10 +211,6 @@ def run_if(flag, fn, carry):
                             (flag, carry))[1]
 
 
-def zeros_like_shape(tree):
-  return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), tree)
-
-
 RUNS_AXIS = "vmapped_runs"  # not the device mesh's axis ("runs")
 
 
@@ -558,7 +554,8 @@ def make_run(config, data: Dataset, method: str | None = None) -> Run:
       sized = lambda sizes: lambda c: sparse_update(*sizes, c[0], c[1])
       carry = (state.params, state.opt_state)
       carry += (state.batch_stats,
-                zeros_like_shape(jax.eval_shape(sized(typical), carry)[3]))
+                jax.tree.map(jnp.zeros_like,
+                             jax.eval_shape(sized(typical), carry)[3]))
       carry = run_if(fits, sized(typical), carry)
       params, opt_state, batch_stats, terms = run_if(
           jnp.logical_not(fits), sized((distinct, None)), carry)

@@ -42,13 +42,11 @@ def row_steps(update_rows, kernel, steps):
   return kernel, mu, nu
 
 
-def random_row_steps(dims, feats, size, count):
-  """`count` steps of (padded rows, grad rows) with random row subsets, and
-  the dense gradients they stand for."""
+def row_steps_for(present_rows, dims, feats, size):
+  """For each list of present rows, a step of (padded rows, grad rows) with
+  random gradients, and the dense gradients those steps stand for."""
   steps, dense = [], []
-  for _ in range(count):
-    present = np.sort(rng.choice(dims, rng.integers(1, size + 1),
-                                 replace=False))
+  for present in present_rows:
     g = rng.normal(size=(len(present), feats)).astype(np.float32)
     full = np.zeros((dims, feats), np.float32)
     full[present] = g
@@ -66,15 +64,8 @@ def padded(rows, size, dims):
 def test_dense_adam_from_rows_is_optax_adam_on_the_dense_gradient():
   dims, feats, size = 12, 3, 6
   kernel = rng.normal(size=(dims, feats)).astype(np.float32)
-  steps, dense = [], []
-  for present in ([1, 4, 7], [0, 4, 11], [2, 3]):
-    g = rng.normal(size=(len(present), feats)).astype(np.float32)
-    full = np.zeros((dims, feats), np.float32)
-    full[present] = g
-    dense.append(full)
-    steps.append((padded(present, size, dims),
-                  np.concatenate([g, np.zeros((size - len(present), feats),
-                                              np.float32)])))
+  steps, dense = row_steps_for(([1, 4, 7], [0, 4, 11], [2, 3]), dims, feats,
+                               size)
   got = row_steps(train.dense_adam_rows, kernel, steps)
   want = optax_adam_steps(kernel, dense)
   for a, b in zip(got, want, strict=True):
@@ -87,7 +78,9 @@ def test_deferring_the_decay_for_a_whole_chunk_keeps_adam_on_the_dense_gradient(
   # dense Adam step by step (rows absent for long stretches included).
   dims, feats = 30, 4
   kernel = rng.normal(size=(dims, feats)).astype(np.float32)
-  steps, dense = random_row_steps(dims, feats, 6, train.DECAY_CHUNK)
+  present = (np.sort(rng.choice(dims, rng.integers(1, 7), replace=False))
+             for _ in range(train.DECAY_CHUNK))
+  steps, dense = row_steps_for(present, dims, feats, 6)
   got = row_steps(train.dense_adam_rows, kernel, steps)
   want = optax_adam_steps(kernel, dense)
   np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
