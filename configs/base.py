@@ -76,6 +76,13 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   # 2 GB: a 50-run Snippets grid (64 MB a run) runs as 2 x 25, 7.4 GB peak
   # resident on a CPU host against 12.9 GB as one program.
   c.state_memory_budget_mb = 2048.0
+  # On CPU devices, at most this many runs a device in one chunk (0: no
+  # cap). Narrower programs are faster per run on a CPU host: measured side
+  # by side on 2 cores, 4.9 ms per run-step at 5 Snippets runs against 5.6 at
+  # 25, and 0.86 against 1.2 for digits at 5 against 50 runs (the wider
+  # program's per-step arrays and state outgrow the caches). Accelerators
+  # keep wide programs.
+  c.cpu_runs_per_chunk = 5
   c.checkpoint_every = 5  # epochs between checkpoints (also at the end)
   c.checkpoints_to_keep = 2
   c.model = ml_collections.ConfigDict()

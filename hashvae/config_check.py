@@ -89,6 +89,8 @@ def check(config):
     need(config[field] >= 1, field, "an integer >= 1", config[field])
   need(config.state_memory_budget_mb > 0, "state_memory_budget_mb", "a size in MB > 0",
        config.state_memory_budget_mb)
+  need(isinstance(config.cpu_runs_per_chunk, int) and config.cpu_runs_per_chunk >= 0,
+       "cpu_runs_per_chunk", "an integer >= 0 (0: no cap)", config.cpu_runs_per_chunk)
   need(config.devices >= 0, "devices", "a device count >= 0 (0: all)", config.devices)
   need(config.checkpoint_every >= 0, "checkpoint_every",
        "epochs between checkpoints, >= 0 (0: only at the end)", config.checkpoint_every)

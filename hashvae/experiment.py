@@ -71,17 +71,22 @@ def train_method(config, dataset, method: str,
                  workdir: Optional[str] = None) -> MethodResult:
   """Trains and evaluates one method's grid: one compiled program, run over
   consecutive chunks of runs when the stacked state would not fit
-  config.state_memory_budget_mb per device."""
+  config.state_memory_budget_mb per device, or, on CPU devices, to at most
+  config.cpu_runs_per_chunk runs a device."""
   grid = grid_lib.build_grid(config, method)
   run = make_run(config, dataset, method)
   mesh = sharding.run_mesh(config.devices)
+  on_cpu = mesh.devices.flat[0].platform == "cpu"
   size = grid_lib.runs_per_chunk(len(grid), grid_lib.state_bytes_per_run(run, config.base_seed),
                                  int(config.state_memory_budget_mb * 2**20),
-                                 mesh.devices.size)
+                                 mesh.devices.size,
+                                 config.cpu_runs_per_chunk if on_cpu else 0)
   starts = range(0, len(grid), size)
   if len(starts) > 1:
-    log.info("%s: %d runs in %d chunks of up to %d (state budget %d MB per device)",
-             method, len(grid), len(starts), size, config.state_memory_budget_mb)
+    log.info("%s: %d runs in %d chunks of up to %d (state budget %d MB per device%s)",
+             method, len(grid), len(starts), size, config.state_memory_budget_mb,
+             f", at most {config.cpu_runs_per_chunk} runs a CPU device" if on_cpu else "")
+  functions = grid_lib.grid_functions(run, config.base_seed, mesh)  # one compile
   metrics_log = MetricsLog(workdir, method) if workdir and sharding.is_primary() else None
   parts = []
   for number, first in enumerate(starts):
@@ -106,7 +111,7 @@ def train_method(config, dataset, method: str,
                  checkpoints.latest_epoch())
     try:
       parts.append(grid_lib.train_grid(run, part, config.base_seed, on_epoch, checkpoints,
-                                       mesh))
+                                       functions=functions))
     finally:
       if checkpoints is not None:
         checkpoints.close()

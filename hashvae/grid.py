@@ -111,12 +111,16 @@ def state_bytes_per_run(run: Run, base_seed: int) -> int:
   return sum(x.size * getattr(x.dtype, "itemsize", 8) for x in jax.tree.leaves(shapes))
 
 
-def runs_per_chunk(runs: int, bytes_per_run: int, budget_bytes: int, devices: int) -> int:
+def runs_per_chunk(runs: int, bytes_per_run: int, budget_bytes: int, devices: int,
+                   cap_per_device: int = 0) -> int:
   """How many runs one program stacks so that each device holds at most
-  `budget_bytes` of train state (a multiple of `devices`, at least one per
-  device). The chunks are balanced (50 runs that fit 31 at a time run as
-  2 x 25, not 31 + 19), so that every chunk has one shape: one compile."""
+  `budget_bytes` of train state and, with `cap_per_device` > 0, at most
+  that many runs (a multiple of `devices`, at least one per device). The
+  chunks are balanced (50 runs that fit 31 at a time run as 2 x 25, not
+  31 + 19), so that every chunk has one shape: one compile."""
   per_device = max(1, budget_bytes // max(bytes_per_run, 1))
+  if cap_per_device > 0:
+    per_device = min(per_device, cap_per_device)
   most = min(runs, per_device * devices)
   chunks = -(-runs // most)
   balanced = -(-runs // chunks)
@@ -138,6 +142,38 @@ def grid_epoch_fn(run: Run):
 
 
 @dataclasses.dataclass(frozen=True)
+class GridFunctions:
+  """A grid's jitted pieces for one run, base seed and mesh. Build them once
+  and pass them to every chunk of a grid: chunks of one shape then share one
+  compiled program (a new jit per chunk would compile each again)."""
+
+  init: Callable  # (arrays, seeds, levels, hparams) -> GridState, all [runs]
+  epoch_step: Callable  # (arrays, GridState, epoch) -> (GridState, {term: [runs]})
+  encode: Callable  # (arrays, TrainState) -> {"db_codes", "query_codes"} [runs, ...]
+  mesh: jax.sharding.Mesh
+
+
+def grid_functions(run: Run, base_seed: int,
+                   mesh: Optional[jax.sharding.Mesh] = None) -> GridFunctions:
+  """The jitted init, epoch step and encoder of `run`'s grids on `mesh`
+  (default: every device), the run axis split over it."""
+  mesh = sharding.run_mesh() if mesh is None else mesh
+  by_run = sharding.split_runs(mesh)
+
+  def init(arrays, seeds, levels, hparams):
+    keys = jax.vmap(lambda s: run_key(base_seed, s))(seeds)
+    train = jax.vmap(run.init, in_axes=(None, 0, 0, 0))(arrays, keys, levels, hparams)
+    return GridState(train, jnp.full(seeds.shape, -1, jnp.int32))
+
+  return GridFunctions(
+      init=jax.jit(init, out_shardings=by_run),
+      epoch_step=jax.jit(grid_epoch_fn(run), donate_argnums=1,
+                         out_shardings=(by_run, by_run)),
+      encode=jax.jit(jax.vmap(run.encode, in_axes=(None, 0)), out_shardings=by_run),
+      mesh=mesh)
+
+
+@dataclasses.dataclass(frozen=True)
 class GridProgram:
   """A grid's jitted pieces on a mesh, and its placed data and first state."""
 
@@ -149,44 +185,41 @@ class GridProgram:
 
 
 def grid_program(run: Run, grid: Grid, base_seed: int,
-                 mesh: Optional[jax.sharding.Mesh] = None) -> GridProgram:
+                 mesh: Optional[jax.sharding.Mesh] = None,
+                 functions: Optional[GridFunctions] = None) -> GridProgram:
   """Places the data and the per-run settings on `mesh` (default: every
-  device) and initialises every run."""
-  mesh = sharding.run_mesh() if mesh is None else mesh
+  device, or that of `functions`) and initialises every run. `functions`
+  (from grid_functions(run, base_seed, mesh)) reuses compiled programs."""
+  if functions is None:
+    functions = grid_functions(run, base_seed, mesh)
+  mesh = functions.mesh
   total = sharding.padded_size(len(grid), mesh)
   by_run = sharding.split_runs(mesh)
   per_run = lambda x, dtype: sharding.place(
       sharding.pad_runs(np.asarray(x, dtype), total), by_run)
   arrays = jax.tree.map(lambda a: sharding.place(a, sharding.replicated(mesh)),
                         run.arrays)
-
-  def init(arrays, seeds, levels, hparams):
-    keys = jax.vmap(lambda s: run_key(base_seed, s))(seeds)
-    train = jax.vmap(run.init, in_axes=(None, 0, 0, 0))(arrays, keys, levels, hparams)
-    return GridState(train, jnp.full(seeds.shape, -1, jnp.int32))
-
-  state = jax.jit(init, out_shardings=by_run)(
+  state = functions.init(
       arrays, per_run(grid.seeds, np.uint32), per_run(grid.levels, np.float32),
       {k: per_run(v, np.float32) for k, v in grid.hparams.items()})
-  return GridProgram(
-      epoch_step=jax.jit(grid_epoch_fn(run), donate_argnums=1,
-                         out_shardings=(by_run, by_run)),
-      encode=jax.jit(jax.vmap(run.encode, in_axes=(None, 0)), out_shardings=by_run),
-      arrays=arrays, state=state, runs=len(grid))
+  return GridProgram(epoch_step=functions.epoch_step, encode=functions.encode,
+                     arrays=arrays, state=state, runs=len(grid))
 
 
 def train_grid(run: Run, grid: Grid, base_seed: int,
                on_epoch: Optional[EpochCallback] = None,
                checkpoints: Optional[Checkpoints] = None,
-               mesh: Optional[jax.sharding.Mesh] = None) -> GridOutput:
+               mesh: Optional[jax.sharding.Mesh] = None,
+               functions: Optional[GridFunctions] = None) -> GridOutput:
   """Trains every run of `grid` as one vmapped program, split over `mesh`.
 
   `on_epoch(epoch, epochs, metrics, elapsed)` is called after each epoch
   with the per-run metrics ({term: [runs]} numpy arrays). With
   `checkpoints`, the stacked state is saved when due and training resumes
-  from the latest checkpoint found there. `mesh` defaults to every device.
+  from the latest checkpoint found there. `mesh` defaults to every device;
+  `functions` (grid_functions) reuses programs compiled for earlier chunks.
   """
-  program = grid_program(run, grid, base_seed, mesh)
+  program = grid_program(run, grid, base_seed, mesh, functions)
   arrays, carry, runs = program.arrays, program.state, program.runs
   history, first = [], 0
   if checkpoints is not None and checkpoints.latest_epoch() is not None:

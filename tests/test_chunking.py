@@ -1,4 +1,8 @@
-"""A grid too large for the state budget runs as chunks, with the same results."""
+"""A grid too large for the state budget (or, on a CPU, the run cap) runs as
+chunks, with the same results, compiled once."""
+
+import dataclasses
+from unittest import mock
 
 import numpy as np
 
@@ -12,6 +16,7 @@ def test_chunked_grid_equals_the_whole_grid(tmp_path):
   config = synthetic.get_config("method=ssb_vae")
   with config.unlocked():
     config.seeds = (0, 1, 2)  # x 2 levels = 6 runs
+    config.cpu_runs_per_chunk = 0  # the budget alone decides
   dataset = data.load(config.data)
   per_run = grid_lib.state_bytes_per_run(make_run(config, dataset), 0)
   assert grid_lib.runs_per_chunk(6, per_run, 2 * per_run + 1, 1) == 2
@@ -38,3 +43,35 @@ def test_chunk_size_respects_devices_and_budget():
   assert grid_lib.runs_per_chunk(50, 65 * 2**20, 512 * 2**20, 4) == 28  # 28 fit: 2 chunks, 7 a device
   assert grid_lib.runs_per_chunk(150, 65 * 2**20, 4096 * 2**20, 4) == 150
   assert grid_lib.runs_per_chunk(10, 10**12, 1, 2) == 2  # at least one run per device
+  # A cap per device, on top of the budget (0: none).
+  assert grid_lib.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 1, 5) == 5  # 10 x 5
+  assert grid_lib.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 4, 5) == 20  # 3 chunks, 5 a device
+  assert grid_lib.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 1, 0) == 25
+  assert grid_lib.runs_per_chunk(50, 65 * 2**20, 160 * 2**20, 1, 5) == 2  # the budget is tighter
+
+
+def test_cpu_run_cap_chunks_the_grid_and_compiles_once(tmp_path):
+  config = synthetic.get_config("method=ssb_vae")
+  with config.unlocked():
+    config.seeds = (0, 1, 2)  # x 2 levels = 6 runs
+    config.cpu_runs_per_chunk = 2
+  dataset = data.load(config.data)
+  traces = []
+
+  def counted_run(*args, **kwargs):
+    run = make_run(*args, **kwargs)
+    def train_epoch(arrays, state):
+      traces.append(1)  # runs once per trace, not per call
+      return run.train_epoch(arrays, state)
+    return dataclasses.replace(run, train_epoch=train_epoch)
+
+  with mock.patch.object(experiment, "make_run", counted_run):
+    chunked = experiment.train_method(config, dataset, "ssb_vae", workdir=str(tmp_path))
+  assert sorted(p.name for p in (tmp_path / "checkpoints" / "ssb_vae").iterdir()) == [
+      "chunk_0", "chunk_1", "chunk_2"]
+  assert len(traces) == 1  # three chunks of one shape: one compiled epoch step
+  with config.unlocked():
+    config.cpu_runs_per_chunk = 0
+  whole = experiment.train_method(config, dataset, "ssb_vae")
+  np.testing.assert_array_equal(chunked.db_codes, whole.db_codes)
+  np.testing.assert_array_equal(chunked.query_codes, whole.query_codes)

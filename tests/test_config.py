@@ -29,6 +29,7 @@ def changed(**fields):
     (dict(loss__pair_reduction="max"), r"loss.pair_reduction.*'sum' or 'mean'"),
     (dict(model__sparse_input="yes"), r"model.sparse_input.*'auto', 'sparse' or 'dense'"),
     (dict(optimizer="lazy"), r"config.optimizer.*'exact' or 'fast'"),
+    (dict(cpu_runs_per_chunk=-1), r"config.cpu_runs_per_chunk.*>= 0"),
     (dict(optimizer="fast", model__sparse_input="dense"), r"config.optimizer.*sparse input"),
 ])
 def test_bad_fields_are_named(fields, message):
