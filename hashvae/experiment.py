@@ -86,7 +86,8 @@ def train_method(config, dataset, method: str,
     log.info("%s: %d runs in %d chunks of up to %d (state budget %d MB per device%s)",
              method, len(grid), len(starts), size, config.state_memory_budget_mb,
              f", at most {config.cpu_runs_per_chunk} runs a CPU device" if on_cpu else "")
-  functions = grid_lib.grid_functions(run, config.base_seed, mesh)  # one compile
+  # One compile for all chunks (a narrower last chunk is padded).
+  functions = grid_lib.grid_functions(run, config.base_seed, mesh, runs=size)
   metrics_log = MetricsLog(workdir, method) if workdir and sharding.is_primary() else None
   parts = []
   for number, first in enumerate(starts):

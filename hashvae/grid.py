@@ -144,19 +144,24 @@ def grid_epoch_fn(run: Run):
 @dataclasses.dataclass(frozen=True)
 class GridFunctions:
   """A grid's jitted pieces for one run, base seed and mesh. Build them once
-  and pass them to every chunk of a grid: chunks of one shape then share one
-  compiled program (a new jit per chunk would compile each again)."""
+  and pass them to every chunk of a grid: the chunks then share one
+  compiled program (a new jit per chunk would compile each again), a
+  narrower last chunk being padded to `runs`."""
 
   init: Callable  # (arrays, seeds, levels, hparams) -> GridState, all [runs]
   epoch_step: Callable  # (arrays, GridState, epoch) -> (GridState, {term: [runs]})
   encode: Callable  # (arrays, TrainState) -> {"db_codes", "query_codes"} [runs, ...]
   mesh: jax.sharding.Mesh
+  runs: int  # the fewest runs a program is padded to (0: only to the mesh)
 
 
 def grid_functions(run: Run, base_seed: int,
-                   mesh: Optional[jax.sharding.Mesh] = None) -> GridFunctions:
+                   mesh: Optional[jax.sharding.Mesh] = None,
+                   runs: int = 0) -> GridFunctions:
   """The jitted init, epoch step and encoder of `run`'s grids on `mesh`
-  (default: every device), the run axis split over it."""
+  (default: every device), the run axis split over it; programs are padded
+  to at least `runs` runs (the chunk size), so that every chunk of a grid
+  has one shape."""
   mesh = sharding.run_mesh() if mesh is None else mesh
   by_run = sharding.split_runs(mesh)
 
@@ -170,7 +175,7 @@ def grid_functions(run: Run, base_seed: int,
       epoch_step=jax.jit(grid_epoch_fn(run), donate_argnums=1,
                          out_shardings=(by_run, by_run)),
       encode=jax.jit(jax.vmap(run.encode, in_axes=(None, 0)), out_shardings=by_run),
-      mesh=mesh)
+      mesh=mesh, runs=runs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,7 +198,7 @@ def grid_program(run: Run, grid: Grid, base_seed: int,
   if functions is None:
     functions = grid_functions(run, base_seed, mesh)
   mesh = functions.mesh
-  total = sharding.padded_size(len(grid), mesh)
+  total = sharding.padded_size(max(len(grid), functions.runs), mesh)
   by_run = sharding.split_runs(mesh)
   per_run = lambda x, dtype: sharding.place(
       sharding.pad_runs(np.asarray(x, dtype), total), by_run)

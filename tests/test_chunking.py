@@ -53,8 +53,8 @@ def test_chunk_size_respects_devices_and_budget():
 def test_cpu_run_cap_chunks_the_grid_and_compiles_once(tmp_path):
   config = synthetic.get_config("method=ssb_vae")
   with config.unlocked():
-    config.seeds = (0, 1, 2)  # x 2 levels = 6 runs
-    config.cpu_runs_per_chunk = 2
+    config.seeds = (0, 1, 2, 3, 4)  # x 2 levels = 10 runs: 4 + 4 + 2
+    config.cpu_runs_per_chunk = 4
   dataset = data.load(config.data)
   traces = []
 
@@ -69,7 +69,7 @@ def test_cpu_run_cap_chunks_the_grid_and_compiles_once(tmp_path):
     chunked = experiment.train_method(config, dataset, "ssb_vae", workdir=str(tmp_path))
   assert sorted(p.name for p in (tmp_path / "checkpoints" / "ssb_vae").iterdir()) == [
       "chunk_0", "chunk_1", "chunk_2"]
-  assert len(traces) == 1  # three chunks of one shape: one compiled epoch step
+  assert len(traces) == 1  # the last chunk padded to 4: one compiled epoch step
   with config.unlocked():
     config.cpu_runs_per_chunk = 0
   whole = experiment.train_method(config, dataset, "ssb_vae")
