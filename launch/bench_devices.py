@@ -32,10 +32,11 @@ dataset = data.load(config.data)
 run = make_run(config, dataset)
 grid = grid_lib.build_grid(config, "ssb_vae")
 mesh = sharding.run_mesh(0)
-program = grid_lib.grid_program(run, grid, 0, mesh)
+functions = grid_lib.grid_functions(run, 0, mesh)
+program = grid_lib.grid_program(run, grid, 0, functions=functions)
 memory = program.epoch_step.lower(program.arrays, program.state, 0).compile().memory_analysis()
 times = []
-out = grid_lib.train_grid(run, grid, 0, lambda e, n, m, t: times.append(t), mesh=mesh)
+out = grid_lib.train_grid(run, grid, 0, lambda e, n, m, t: times.append(t), functions=functions)
 per_epoch = (times[-1] - times[0]) / (len(times) - 1)
 print(json.dumps(dict(
     devices=int(mesh.devices.size), runs=len(grid), backend=jax.default_backend(),

@@ -10,6 +10,8 @@ work on the machine slows both alike. Compilation is timed apart. Figures:
 * vmap_vs_sequential: R runs (ssb_vae, the released weights, R = 1, 10, 50)
   as one `jit(vmap(train_epoch))` program against the same R runs one after
   another through `jit(train_epoch)`; items x epochs per second of each.
+  Where the config caps a CPU program's runs (cpu_runs_per_chunk), also the
+  R runs as the experiment runs them: consecutive vmapped chunks ("chunked").
   Snippets trains on its first 2,000 items (20 steps an epoch, the full
   10,000-word vocabulary) for one timed epoch, so that 50 runs one at a time
   stay affordable on 2 cores; digits on all of its 1,437 items for 3 epochs.
@@ -118,19 +120,31 @@ def init_one(run, grid: grid_lib.Grid, i: int, base_seed: int = 0):
                            {k: jnp.float32(v[i]) for k, v in grid.hparams.items()})
 
 
-class Sequential:
-  """The runs of a grid one after another, `epochs` epochs each; only the
-  epoch calls are timed (init is not, as for the vmapped program)."""
+class Consecutive:
+  """The runs of a grid as consecutive programs of `size` runs, `epochs`
+  epochs each: size 1 is one run at a time through `jit(train_epoch)`, more
+  is `jit(vmap(train_epoch))` over chunks (as experiment.train_method runs a
+  grid on a CPU). Only the epoch calls are timed (init is not, as for the
+  vmapped program)."""
 
-  def __init__(self, run, grid, epochs):
-    self.run, self.grid, self.epochs = run, grid, epochs
-    self.program = Program(run.train_epoch, run.arrays, init_one(run, grid, 0))
+  def __init__(self, run, grid, epochs, size: int = 1):
+    if len(grid) % size:
+      raise ValueError(f"{len(grid)} runs do not split into chunks of {size}")
+    self.run, self.grid, self.epochs, self.size = run, grid, epochs, size
+    fn = run.train_epoch if size == 1 else jax.vmap(
+        run.train_epoch, in_axes=(None, 0), axis_name=train.RUNS_AXIS)
+    self.program = Program(fn, run.arrays, self.init(0))
     self.program()  # warm-up
     self.seconds = 0.0
 
+  def init(self, first: int):
+    if self.size == 1:
+      return init_one(self.run, self.grid, first)
+    return init_stacked(self.run, self.grid.take(slice(first, first + self.size)))
+
   def __call__(self):
-    for i in range(len(self.grid)):
-      self.program.state = init_one(self.run, self.grid, i)
+    for first in range(0, len(self.grid), self.size):
+      self.program.state = self.init(first)
       jax.block_until_ready(self.program.state)
       start = time.perf_counter()
       for _ in range(self.epochs):
@@ -248,27 +262,39 @@ def vmap_vs_sequential(name, config, dataset, runs, epochs, rounds):
     for _ in range(epochs):
       vmapped()
 
-  sequential = Sequential(run, grid, epochs)
-  times = take_turns(dict(vmapped=vmapped_epochs, sequential=sequential),
-                     rounds)
-  # The sequential contender times its epoch calls only.
-  seq = sequential.seconds / rounds
+  contenders = dict(vmapped=vmapped_epochs,
+                    sequential=Consecutive(run, grid, epochs))
+  # How train_method runs these runs on a CPU: chunks of at most
+  # config.cpu_runs_per_chunk (within the state budget).
+  size = grid_lib.runs_per_chunk(
+      runs, grid_lib.state_bytes_per_run(run, 0),
+      int(config.state_memory_budget_mb * 2**20), 1, config.cpu_runs_per_chunk)
+  if size < runs:
+    contenders["chunked"] = Consecutive(run, grid, epochs, size)
+  times = take_turns(contenders, rounds)
+  # The consecutive contenders time their epoch calls only.
+  seq = contenders["sequential"].seconds / rounds
   vm = float(np.median(times["vmapped"]))
   items = run.steps_per_epoch * config.batch_size * epochs * runs
   steps = run.steps_per_epoch * epochs * runs
-  return dict(
+  figure = dict(
       figure="vmap_vs_sequential", dataset=name, runs=runs,
       input_path="sparse" if train.use_sparse_input(
           config.model.sparse_input, dataset) else "dense",
       training_items=len(dataset.database), steps_per_epoch=run.steps_per_epoch,
       epochs_timed=epochs, rounds=rounds,
       compile_s_vmapped=vmapped.compile_s,
-      compile_s_single=sequential.program.compile_s,
+      compile_s_single=contenders["sequential"].program.compile_s,
       vmapped_items_epochs_per_s=items / vm,
       sequential_items_epochs_per_s=items / seq,
       vmapped_over_sequential=seq / vm,
       ms_per_run_step_vmapped=1e3 * vm / steps,
       ms_per_run_step_sequential=1e3 * seq / steps)
+  if "chunked" in contenders:
+    chunked = contenders["chunked"].seconds / rounds
+    figure.update(runs_per_chunk=size, chunked_over_sequential=seq / chunked,
+                  ms_per_run_step_chunked=1e3 * chunked / steps)
+  return figure
 
 
 def input_path(config, dataset, rounds, peaks):
