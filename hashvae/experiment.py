@@ -76,16 +76,12 @@ def train_method(config, dataset, method: str,
   grid = grid_lib.build_grid(config, method)
   run = make_run(config, dataset, method)
   mesh = sharding.run_mesh(config.devices)
-  on_cpu = mesh.devices.flat[0].platform == "cpu"
-  size = grid_lib.runs_per_chunk(len(grid), grid_lib.state_bytes_per_run(run, config.base_seed),
-                                 int(config.state_memory_budget_mb * 2**20),
-                                 mesh.devices.size,
-                                 config.cpu_runs_per_chunk if on_cpu else 0)
+  size = grid_lib.chunk_size(config, run, len(grid), mesh)
   starts = range(0, len(grid), size)
   if len(starts) > 1:
-    log.info("%s: %d runs in %d chunks of up to %d (state budget %d MB per device%s)",
-             method, len(grid), len(starts), size, config.state_memory_budget_mb,
-             f", at most {config.cpu_runs_per_chunk} runs a CPU device" if on_cpu else "")
+    log.info("%s: %d runs in %d chunks of up to %d (state budget %d MB per device, "
+             "cpu_runs_per_chunk %d)", method, len(grid), len(starts), size,
+             config.state_memory_budget_mb, config.cpu_runs_per_chunk)
   # One compile for all chunks (a narrower last chunk is padded).
   functions = grid_lib.grid_functions(run, config.base_seed, mesh, runs=size)
   metrics_log = MetricsLog(workdir, method) if workdir and sharding.is_primary() else None

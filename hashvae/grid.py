@@ -127,6 +127,17 @@ def runs_per_chunk(runs: int, bytes_per_run: int, budget_bytes: int, devices: in
   return min(most, -(-balanced // devices) * devices)
 
 
+def chunk_size(config, run: Run, runs: int, mesh: jax.sharding.Mesh) -> int:
+  """runs_per_chunk for a grid of `runs` runs of `run` on `mesh`, from the
+  config: state_memory_budget_mb per device and, on CPU devices only,
+  cpu_runs_per_chunk."""
+  on_cpu = mesh.devices.flat[0].platform == "cpu"
+  return runs_per_chunk(runs, state_bytes_per_run(run, config.base_seed),
+                        int(config.state_memory_budget_mb * 2**20),
+                        mesh.devices.size,
+                        config.cpu_runs_per_chunk if on_cpu else 0)
+
+
 def grid_epoch_fn(run: Run):
   """(arrays, GridState, epoch) -> (GridState, {term: [runs]}), vmapped over runs.
 

@@ -52,7 +52,7 @@ import numpy as np
 from configs import digits, snippets
 from hashvae import data as data_lib
 from hashvae import grid as grid_lib
-from hashvae import methods, metrics, train
+from hashvae import methods, metrics, sharding, train
 
 METHOD = "ssb_vae"
 SWEEP = dict(runs=150, epochs=30, steps=100)  # Snippets, 16 bits, released
@@ -177,8 +177,8 @@ def step_flops(dims, hidden, bits, classes, batch, first_width) -> int:
   """FLOPs (2 x multiply-adds) of one ssb_vae training step's matmuls.
 
   first_width: the inputs the first layer reads per item (dims when dense;
-  the entry slots per item when sparse). Forward: the encoder layers, the code and
-  classifier heads, the decoder (bits -> dims) and the B x B pairwise Gram
+  the entry slots per item when sparse). Forward: the encoder layers, the
+  code and classifier heads, the decoder (bits -> dims) and the B x B pairwise Gram
   matrices of codes and predictions. Backward: twice the forward for every
   layer (weight and input gradients) except the first (weights only).
   Elementwise work (softmax over dims, Adam) is not counted.
@@ -265,11 +265,9 @@ def vmap_vs_sequential(name, config, dataset, runs, epochs, rounds):
 
   contenders = dict(vmapped=vmapped_epochs,
                     sequential=Consecutive(run, grid, epochs))
-  # How train_method runs these runs on a CPU: chunks of at most
-  # config.cpu_runs_per_chunk (within the state budget).
-  size = grid_lib.runs_per_chunk(
-      runs, grid_lib.state_bytes_per_run(run, 0),
-      int(config.state_memory_budget_mb * 2**20), 1, config.cpu_runs_per_chunk)
+  # How train_method runs these runs on this (one) device: on a CPU, chunks
+  # of at most config.cpu_runs_per_chunk.
+  size = grid_lib.chunk_size(config, run, runs, sharding.run_mesh(1))
   if size < runs:
     contenders["chunked"] = Consecutive(run, grid, epochs, size)
   times = take_turns(contenders, rounds)

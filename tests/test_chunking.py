@@ -2,12 +2,13 @@
 chunks, with the same results, compiled once."""
 
 import dataclasses
+import types
 from unittest import mock
 
 import numpy as np
 
 from configs import synthetic
-from hashvae import data, experiment, metrics_log
+from hashvae import data, experiment, metrics_log, sharding
 from hashvae import grid as grid_lib
 from hashvae.train import make_run
 
@@ -75,3 +76,14 @@ def test_cpu_run_cap_chunks_the_grid_and_compiles_once(tmp_path):
   whole = experiment.train_method(config, dataset, "ssb_vae")
   np.testing.assert_array_equal(chunked.db_codes, whole.db_codes)
   np.testing.assert_array_equal(chunked.query_codes, whole.query_codes)
+
+
+def test_the_run_cap_applies_on_cpu_devices_only():
+  config = synthetic.get_config("method=ssb_vae")
+  with config.unlocked():
+    config.cpu_runs_per_chunk = 2
+  run = make_run(config, data.load(config.data))
+  cpu = sharding.run_mesh(1)
+  assert grid_lib.chunk_size(config, run, 6, cpu) == 2
+  gpu = types.SimpleNamespace(devices=np.array([types.SimpleNamespace(platform="gpu")]))
+  assert grid_lib.chunk_size(config, run, 6, gpu) == 6  # the state budget alone
