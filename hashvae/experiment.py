@@ -1,9 +1,10 @@
 """config -> dataset -> grid -> compiled runs -> codes -> metrics -> rows.
 
 With a workdir, each method's program checkpoints its stacked state under
-`checkpoints/<method>/` and, once trained and evaluated, stores its rows and
-codes in `methods/<method>.npz`; a re-run skips finished methods and resumes
-the others from their latest checkpoint.
+`checkpoints/<method>/<layout>/chunk_<n>/` (layout: how many chunks of how
+many runs, with device padding) and, once trained and evaluated, stores its
+rows and codes in `methods/<method>.npz`; a re-run skips finished methods
+and resumes the others from their latest checkpoint of the same layout.
 """
 
 from __future__ import annotations
@@ -78,12 +79,23 @@ def train_method(config, dataset, method: str,
   mesh = sharding.run_mesh(config.devices)
   size = grid_lib.chunk_size(config, run, len(grid), mesh)
   starts = range(0, len(grid), size)
-  if len(starts) > 1:
-    log.info("%s: %d runs in %d chunks of up to %d (state budget %d MB per device, "
-             "cpu_runs_per_chunk %d)", method, len(grid), len(starts), size,
-             config.state_memory_budget_mb, config.cpu_runs_per_chunk)
+  log.info("%s: %d runs in %d chunk(s) of up to %d, over %d %s device(s) "
+           "(state budget %d MB per device, cpu_runs_per_chunk %d)", method,
+           len(grid), len(starts), size, mesh.devices.size,
+           mesh.devices.flat[0].platform, config.state_memory_budget_mb,
+           config.cpu_runs_per_chunk)
   # One compile for all chunks (a narrower last chunk is padded).
   functions = grid_lib.grid_functions(run, config.base_seed, mesh, runs=size)
+  # A checkpoint holds one chunk's padded program: it resumes only the same
+  # layout (a rerun on another device count, e.g. --cpu_devices, trains anew).
+  layout = f"{len(starts)}_chunks_of_{sharding.padded_size(size, mesh)}"
+  layouts = os.path.join(workdir, "checkpoints", method) if workdir else None
+  others = sorted(set(os.listdir(layouts)) - {layout}) if (
+      layouts and os.path.isdir(layouts)) else []
+  if others:
+    log.warning("%s: checkpoints of another chunk layout (%s) are not used: "
+                "this run lays its %d runs out as %s", method, ", ".join(others),
+                len(grid), layout)
   metrics_log = MetricsLog(workdir, method) if workdir and sharding.is_primary() else None
   parts = []
   for number, first in enumerate(starts):
@@ -98,9 +110,7 @@ def train_method(config, dataset, method: str,
 
     checkpoints = None
     if workdir is not None:
-      folder = os.path.join(workdir, "checkpoints", method)
-      if len(starts) > 1:
-        folder = os.path.join(folder, f"chunk_{number}")
+      folder = os.path.join(layouts, layout, f"chunk_{number}")
       checkpoints = Checkpoints(folder, every=config.checkpoint_every,
                                 keep=config.checkpoints_to_keep)
       if checkpoints.latest_epoch() is not None:

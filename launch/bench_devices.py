@@ -8,9 +8,10 @@ step (arguments = the runs' state held by one device, plus temporaries), from
 XLA's memory analysis, and how far the results are from the 1-device run
 (final loss per run; code bits of the first 200 items): different per-device
 batch shapes change the order of float sums, so codes may differ in a few
-bits after several epochs, never in substance. On 2 CPU cores there is no
-speed to gain from more simulated devices: the figures to check are the
-results and the state memory per device falling as 1/devices.
+bits after several epochs, never in substance. The figures to check are
+the results and the state memory per device falling as 1/devices; what
+splitting a CPU into devices does to speed is measured by the train
+section's "chunked" contender, which runs as the sweep does.
 """
 
 import json

@@ -10,8 +10,11 @@ work on the machine slows both alike. Compilation is timed apart. Figures:
 * vmap_vs_sequential: R runs (ssb_vae, the released weights, R = 1, 10, 50)
   as one `jit(vmap(train_epoch))` program against the same R runs one after
   another through `jit(train_epoch)`; items x epochs per second of each.
-  Where the config caps a CPU program's runs (cpu_runs_per_chunk), also the
-  R runs as the experiment runs them: consecutive vmapped chunks ("chunked").
+  Where the sweep would not run them as that one program, also the R runs
+  as the experiment runs them ("chunked"): consecutive chunks of at most
+  cpu_runs_per_chunk runs a CPU device, over every device (launch.benchmark
+  --cpu_devices splits the CPU into devices as the training entry points
+  do; the other contenders use one device).
   Snippets trains on its first 2,000 items (20 steps an epoch, the full
   10,000-word vocabulary) for one timed epoch, so that 50 runs one at a time
   stay affordable on 2 cores; digits on all of its 1,437 items for 3 epochs.
@@ -123,34 +126,50 @@ def init_one(run, grid: grid_lib.Grid, i: int, base_seed: int = 0):
 
 class Consecutive:
   """The runs of a grid as consecutive programs of `size` runs, `epochs`
-  epochs each: size 1 is one run at a time through `jit(train_epoch)`, more
-  is `jit(vmap(train_epoch))` over chunks (as experiment.train_method runs a
-  grid on a CPU). Only the epoch calls are timed (init is not, as for the
-  vmapped program)."""
+  epochs each. Size 1 is one run at a time through `jit(train_epoch)` on
+  one device; more is how experiment.train_method runs a grid: chunks of
+  `size` runs through one compiled grid.grid_functions program, the run
+  axis split over `mesh` (default: every device). Only the epoch calls are
+  timed (init is not, as for the vmapped program). `last` is the last
+  run's (size 1) or chunk's ([size, ...]) trained state."""
 
-  def __init__(self, run, grid, epochs, size: int = 1):
+  def __init__(self, run, grid, epochs, size: int = 1, mesh=None):
     if len(grid) % size:
       raise ValueError(f"{len(grid)} runs do not split into chunks of {size}")
     self.run, self.grid, self.epochs, self.size = run, grid, epochs, size
-    fn = run.train_epoch if size == 1 else jax.vmap(
-        run.train_epoch, in_axes=(None, 0), axis_name=train.RUNS_AXIS)
-    self.program = Program(fn, run.arrays, self.init(0))
-    self.program()  # warm-up
+    if size == 1:
+      self.program = Program(run.train_epoch, run.arrays, init_one(run, grid, 0))
+    else:
+      self.functions = grid_lib.grid_functions(run, 0, mesh, size)
+    self.train(0, epochs=1)  # warm-up: compiles
     self.seconds = 0.0
 
-  def init(self, first: int):
+  def train(self, first: int, epochs: int) -> float:
+    """Trains the chunk starting at run `first`; returns the seconds its
+    epoch calls took."""
     if self.size == 1:
-      return init_one(self.run, self.grid, first)
-    return init_stacked(self.run, self.grid.take(slice(first, first + self.size)))
+      program = self.program
+      program.state = init_one(self.run, self.grid, first)
+      jax.block_until_ready(program.state)
+      start = time.perf_counter()
+      for _ in range(epochs):
+        program()
+      self.last = program.state
+      return time.perf_counter() - start
+    program = grid_lib.grid_program(
+        self.run, self.grid.take(slice(first, first + self.size)), 0,
+        functions=self.functions)
+    carry = jax.block_until_ready(program.state)
+    start = time.perf_counter()
+    for epoch in range(epochs):
+      carry, _ = program.epoch_step(program.arrays, carry, jnp.int32(epoch))
+    jax.block_until_ready(carry)
+    self.last = carry.train
+    return time.perf_counter() - start
 
   def __call__(self):
     for first in range(0, len(self.grid), self.size):
-      self.program.state = self.init(first)
-      jax.block_until_ready(self.program.state)
-      start = time.perf_counter()
-      for _ in range(self.epochs):
-        self.program()
-      self.seconds += time.perf_counter() - start
+      self.seconds += self.train(first, self.epochs)
 
 
 def training_subset(dataset, items: int):
@@ -265,11 +284,12 @@ def vmap_vs_sequential(name, config, dataset, runs, epochs, rounds):
 
   contenders = dict(vmapped=vmapped_epochs,
                     sequential=Consecutive(run, grid, epochs))
-  # How train_method runs these runs on this (one) device: on a CPU, chunks
-  # of at most config.cpu_runs_per_chunk.
-  size = grid_lib.chunk_size(config, run, runs, sharding.run_mesh(1))
-  if size < runs:
-    contenders["chunked"] = Consecutive(run, grid, epochs, size)
+  # How train_method runs these runs: on CPU devices, chunks of at most
+  # config.cpu_runs_per_chunk runs a device, over every device (--cpu_devices).
+  mesh = sharding.run_mesh()
+  size = grid_lib.chunk_size(config, run, runs, mesh)
+  if size > 1 and (size < runs or mesh.devices.size > 1):
+    contenders["chunked"] = Consecutive(run, grid, epochs, size, mesh)
   times = take_turns(contenders, rounds)
   # The consecutive contenders time their epoch calls only.
   seq = contenders["sequential"].seconds / rounds
@@ -291,7 +311,8 @@ def vmap_vs_sequential(name, config, dataset, runs, epochs, rounds):
       ms_per_run_step_sequential=1e3 * seq / steps)
   if "chunked" in contenders:
     chunked = contenders["chunked"].seconds / rounds
-    figure.update(runs_per_chunk=size, chunked_over_sequential=seq / chunked,
+    figure.update(runs_per_chunk=size, devices=int(mesh.devices.size),
+                  chunked_over_sequential=seq / chunked,
                   ms_per_run_step_chunked=1e3 * chunked / steps)
   return figure
 
@@ -542,6 +563,8 @@ def _main():
 
   from absl import app, flags
 
+  from launch import cpu_devices
+
   flags.DEFINE_string("data_path", "../shared/data/snippets",
                       "Snippets folder (train.txt, test.txt).")
   flags.DEFINE_bool("quick", False, "Smaller sizes, for a smoke run.")
@@ -550,6 +573,7 @@ def _main():
 
   def main(argv):
     del argv
+    cpu_devices.apply()
     for figure in run(flags.FLAGS):
       print(json.dumps(dict(section="train", **figure)), flush=True)
 

@@ -13,6 +13,8 @@ import platform
 import jax
 from absl import app, flags
 
+from launch import cpu_devices
+
 SECTIONS = {
     "eval": "launch.bench_eval",
     "train": "launch.bench_train",
@@ -35,6 +37,7 @@ def main(argv):
   unknown = sorted(set(_SECTIONS.value) - set(SECTIONS))
   if unknown:
     raise app.UsageError(f"unknown sections {unknown}; known: {sorted(SECTIONS)}")
+  cpu_devices.apply()  # as the training entry points split the CPU
   print(json.dumps(dict(figure="machine", backend=jax.default_backend(),
                         devices=[str(d) for d in jax.devices()],
                         cpu=platform.processor() or platform.machine())),

@@ -21,6 +21,7 @@ from ml_collections import config_flags
 from hashvae import experiment, results, sharding, workdir
 from hashvae.config_check import ConfigError
 from hashvae.data import DataError
+from launch import cpu_devices
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.",
                                           lock_config=True)
@@ -60,6 +61,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   # orbax logs every save at INFO; keep the log to the sweep's own progress.
   logging.get_absl_handler().addFilter(lambda r: "/orbax/" not in r.pathname)
+  cpu_devices.apply()  # before jax.distributed and any computation
   initialize_processes()
   config, folder = _CONFIG.value, _WORKDIR.value
   try:

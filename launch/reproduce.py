@@ -19,6 +19,7 @@ import time
 from absl import app, flags, logging
 
 from hashvae import experiment, reports, results, sharding, workdir
+from launch import cpu_devices
 
 DATASETS = ("digits", "snippets", "newsgroups", "tmc", "cifar", "synthetic")
 
@@ -93,6 +94,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(lambda r: "/orbax/" not in r.pathname)
   if _DATA_PATH.value and len(_DATASETS.value) > 1:
     raise app.UsageError("--data_path applies to one dataset at a time")
+  cpu_devices.apply()  # before any computation
   rows = []
   for dataset in _DATASETS.value:
     for bits in _BITS.value:

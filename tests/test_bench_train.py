@@ -55,6 +55,6 @@ def test_consecutive_runs_train_the_grid_runs(size):
   # Loose: a run's float arithmetic depends on how many runs share its
   # program; another run (another init key) would differ by far more.
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4),
-               last.params, consecutive.program.state.params)
+               last.params, consecutive.last.params)
   with pytest.raises(ValueError, match="do not split into chunks of 3"):
     bench_train.Consecutive(run, grid, epochs=1, size=3)

@@ -25,8 +25,8 @@ def test_chunked_grid_equals_the_whole_grid(tmp_path):
   with config.unlocked():
     config.state_memory_budget_mb = 2.5 * per_run / 2**20  # two runs a chunk
   chunked = experiment.train_method(config, dataset, "ssb_vae", workdir=str(tmp_path))
-  assert sorted(p.name for p in (tmp_path / "checkpoints" / "ssb_vae").iterdir()) == [
-      "chunk_0", "chunk_1", "chunk_2"]
+  layout = tmp_path / "checkpoints" / "ssb_vae" / "3_chunks_of_2"
+  assert sorted(p.name for p in layout.iterdir()) == ["chunk_0", "chunk_1", "chunk_2"]
   np.testing.assert_array_equal(chunked.db_codes, whole.db_codes)
   np.testing.assert_array_equal(chunked.query_codes, whole.query_codes)
   for a, b in zip(chunked.rows, whole.rows, strict=True):
@@ -51,7 +51,7 @@ def test_chunk_size_respects_devices_and_budget():
   assert grid_lib.runs_per_chunk(50, 65 * 2**20, 160 * 2**20, 1, 5) == 2  # the budget is tighter
 
 
-def test_cpu_run_cap_chunks_the_grid_and_compiles_once(tmp_path):
+def test_cpu_run_cap_chunks_the_grid_and_compiles_once(tmp_path, caplog):
   config = synthetic.get_config("method=ssb_vae")
   with config.unlocked():
     config.seeds = (0, 1, 2, 3, 4)  # x 2 levels = 10 runs: 4 + 4 + 2
@@ -68,12 +68,17 @@ def test_cpu_run_cap_chunks_the_grid_and_compiles_once(tmp_path):
 
   with mock.patch.object(experiment, "make_run", counted_run):
     chunked = experiment.train_method(config, dataset, "ssb_vae", workdir=str(tmp_path))
-  assert sorted(p.name for p in (tmp_path / "checkpoints" / "ssb_vae").iterdir()) == [
-      "chunk_0", "chunk_1", "chunk_2"]
+  layout = tmp_path / "checkpoints" / "ssb_vae" / "3_chunks_of_4"
+  assert sorted(p.name for p in layout.iterdir()) == ["chunk_0", "chunk_1", "chunk_2"]
   assert len(traces) == 1  # the last chunk padded to 4: one compiled epoch step
   with config.unlocked():
     config.cpu_runs_per_chunk = 0
-  whole = experiment.train_method(config, dataset, "ssb_vae")
+  # Another layout in the same workdir (as a rerun on another device count):
+  # the 4-run checkpoints are left alone, not restored into a 10-run program.
+  whole = experiment.train_method(config, dataset, "ssb_vae", workdir=str(tmp_path))
+  assert sorted(p.name for p in layout.parent.iterdir()) == [
+      "1_chunks_of_10", "3_chunks_of_4"]
+  assert "another chunk layout (3_chunks_of_4) are not used" in caplog.text
   np.testing.assert_array_equal(chunked.db_codes, whole.db_codes)
   np.testing.assert_array_equal(chunked.query_codes, whole.query_codes)
 

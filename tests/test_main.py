@@ -20,7 +20,7 @@ def test_main_writes_results_codes_and_config(tmp_path):
   workdir = tmp_path / "run"
   proc = launch("--config=configs/synthetic.py:method=phs_gs+ssb_vae",
                 f"--workdir={workdir}", "--config.seeds=(0,1,2)",
-                "--config.levels=(0.5,1.0)")
+                "--config.levels=(0.5,1.0)", "--cpu_devices=2")
   assert proc.returncode == 0, proc.stderr[-3000:]
   with open(workdir / "results.csv") as f:
     rows = list(csv.DictReader(f))
@@ -40,6 +40,7 @@ def test_main_writes_results_codes_and_config(tmp_path):
   assert config["seeds"] == [0, 1, 2] and config["data"]["name"] == "synthetic"
   assert "ssb_vae" in proc.stdout and "+-" in proc.stdout  # the summary
   assert "epoch 3/3" in proc.stderr  # progress lines
+  assert "6 runs in 1 chunk(s) of up to 6, over 2 cpu device(s)" in proc.stderr
 
 
 def test_main_reports_bad_input_clearly(tmp_path):
@@ -52,4 +53,7 @@ def test_main_reports_bad_input_clearly(tmp_path):
   proc = launch("--config=configs/synthetic.py", f"--workdir={tmp_path / 'c'}",
                 "--config.levelz=(0.1,)")
   assert proc.returncode != 0 and "levelz" in proc.stderr
-  assert not any(os.path.exists(tmp_path / d / "results.csv") for d in "abc")
+  proc = launch("--config=configs/synthetic.py", f"--workdir={tmp_path / 'd'}",
+                "--cpu_devices=-1")
+  assert proc.returncode != 0 and "--cpu_devices=-1" in proc.stderr
+  assert not any(os.path.exists(tmp_path / d / "results.csv") for d in "abcd")

@@ -43,7 +43,8 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path):
   checkpoints = killed / "checkpoints" / "ssb_vae"
   deadline = time.time() + 300
   while time.time() < deadline and proc.poll() is None:
-    if checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir()):
+    # checkpoints/ssb_vae/<layout>/chunk_0/<epoch>
+    if checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.rglob("*")):
       break
     time.sleep(0.05)
   assert proc.poll() is None, "the sweep finished before it could be killed"

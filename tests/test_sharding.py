@@ -32,6 +32,37 @@ def test_four_devices_equal_one_device_run_by_run():
   assert got["runs_per_device"] == [2]
 
 
+SPLIT_CPU = """
+import os, sys
+import jax
+from hashvae import sharding
+try:
+  sharding.split_cpu(int(sys.argv[1]))
+except ValueError as e:
+  print("ValueError:", e)
+  sys.exit(0)
+print(jax.device_count(), jax.devices()[0].platform, len(os.sched_getaffinity(0)))
+"""
+
+
+def split_cpu(count, env):
+  proc = subprocess.run([sys.executable, "-c", SPLIT_CPU, str(count)], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout.split()
+
+
+def test_split_cpu_sets_the_device_count_and_respects_xla_flags():
+  plain = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  plain["JAX_PLATFORMS"] = "cpu"
+  assert split_cpu(3, plain)[:2] == ["3", "cpu"]
+  devices, _, cores = split_cpu(0, plain)
+  assert devices == cores  # one per core this process may run on
+  assert split_cpu(0, env_with_devices(4))[0] == "4"  # XLA_FLAGS decides
+  assert split_cpu(1, env_with_devices(4))[0] == "1"  # an explicit count wins
+  assert "cpu_devices=-1" in " ".join(split_cpu(-1, plain))
+
+
 def free_port():
   with socket.socket() as s:
     s.bind(("localhost", 0))
