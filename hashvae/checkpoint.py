@@ -1,8 +1,9 @@
 """Saving and restoring a sweep's stacked train state with orbax-checkpoint.
 
-One folder per (method) program; orbax keeps the last `keep` epochs and
-writes each checkpoint to a temporary folder first, so a crash mid-save never
-leaves a checkpoint that looks complete. Typed PRNG keys are stored as their
+One folder per chunk program of a method (experiment.checkpoint_layout);
+orbax keeps the last `keep` epochs and writes each checkpoint to a
+temporary folder first, so a crash mid-save never leaves a checkpoint that
+looks complete. Typed PRNG keys are stored as their
 raw key data and wrapped back on restore.
 """
 

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from typing import Optional
@@ -68,6 +69,26 @@ def log_epoch(method: str, runs: int):
   return report
 
 
+def checkpoint_layout(workdir: str, method: str, chunks: int, width: int) -> str:
+  """The folder of a method's chunk checkpoints for this chunk layout.
+
+  A checkpoint holds one chunk's padded program of `width` runs, so it can
+  resume only the same layout: a rerun on another device count (e.g.
+  --cpu_devices) trains anew, and says why, rather than restore it.
+  """
+  parent = os.path.join(workdir, "checkpoints", method)
+  layout = f"{chunks}_chunks_of_{width}"
+  others = sorted(set(os.listdir(parent)) - {layout}) if os.path.isdir(parent) else []
+  layouts = [o for o in others if re.fullmatch(r"\d+_chunks_of_\d+", o)]
+  if layouts:
+    log.warning("%s: checkpoints of another chunk layout (%s) are not used: "
+                "this run's layout is %s", method, ", ".join(layouts), layout)
+  if len(layouts) < len(others):
+    log.warning("%s: checkpoints from an earlier version's folder layout in %s "
+                "are not used", method, parent)
+  return os.path.join(parent, layout)
+
+
 def train_method(config, dataset, method: str,
                  workdir: Optional[str] = None) -> MethodResult:
   """Trains and evaluates one method's grid: one compiled program, run over
@@ -86,16 +107,8 @@ def train_method(config, dataset, method: str,
            config.cpu_runs_per_chunk)
   # One compile for all chunks (a narrower last chunk is padded).
   functions = grid_lib.grid_functions(run, config.base_seed, mesh, runs=size)
-  # A checkpoint holds one chunk's padded program: it resumes only the same
-  # layout (a rerun on another device count, e.g. --cpu_devices, trains anew).
-  layout = f"{len(starts)}_chunks_of_{sharding.padded_size(size, mesh)}"
-  layouts = os.path.join(workdir, "checkpoints", method) if workdir else None
-  others = sorted(set(os.listdir(layouts)) - {layout}) if (
-      layouts and os.path.isdir(layouts)) else []
-  if others:
-    log.warning("%s: checkpoints of another chunk layout (%s) are not used: "
-                "this run lays its %d runs out as %s", method, ", ".join(others),
-                len(grid), layout)
+  layout = checkpoint_layout(workdir, method, len(starts),
+                             sharding.padded_size(size, mesh)) if workdir else None
   metrics_log = MetricsLog(workdir, method) if workdir and sharding.is_primary() else None
   parts = []
   for number, first in enumerate(starts):
@@ -110,7 +123,7 @@ def train_method(config, dataset, method: str,
 
     checkpoints = None
     if workdir is not None:
-      folder = os.path.join(layouts, layout, f"chunk_{number}")
+      folder = os.path.join(layout, f"chunk_{number}")
       checkpoints = Checkpoints(folder, every=config.checkpoint_every,
                                 keep=config.checkpoints_to_keep)
       if checkpoints.latest_epoch() is not None:

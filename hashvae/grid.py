@@ -115,9 +115,10 @@ def runs_per_chunk(runs: int, bytes_per_run: int, budget_bytes: int, devices: in
                    cap_per_device: int = 0) -> int:
   """How many runs one program stacks so that each device holds at most
   `budget_bytes` of train state and, with `cap_per_device` > 0, at most
-  that many runs (a multiple of `devices`, at least one per device). The
-  chunks are balanced (50 runs that fit 31 at a time run as 2 x 25, not
-  31 + 19), so that every chunk has one shape: one compile."""
+  that many runs (a multiple of `devices`, at least one per device, unless
+  it is all the runs: the program pads those to a multiple). The chunks are
+  balanced (50 runs that fit 31 at a time run as 2 x 25, not 31 + 19), so
+  that every chunk has one shape: one compile."""
   per_device = max(1, budget_bytes // max(bytes_per_run, 1))
   if cap_per_device > 0:
     per_device = min(per_device, cap_per_device)

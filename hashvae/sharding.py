@@ -17,24 +17,31 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+# The most CPU devices split_cpu makes by default: each holds its own copy
+# of the dataset's arrays, and only 2 have been measured (README).
+MAX_DEFAULT_CPU_DEVICES = 8
+
 
 def split_cpu(count: int = 0):
-  """Presents this process's CPU to jax as `count` devices (0: one per core
-  it may run on), over which a grid's run axis is laid as over several
-  accelerators: each device runs its share of a chunk's runs as its own
-  program, and the programs run concurrently. On this project's 2-core
-  machine two 5-run programs trained Snippets 1.13x to 1.31x faster per run
-  than one 5-run program (README, Performance). With `count` 0, an explicit
-  --xla_force_host_platform_device_count in XLA_FLAGS is left to decide.
-  Call before jax's first computation. Returns the count set (None where
-  XLA_FLAGS decides)."""
+  """Presents this process's CPU to jax as `count` devices (0: one per
+  logical CPU it may run on, at most MAX_DEFAULT_CPU_DEVICES), over which a
+  grid's run axis is laid as over several accelerators: each device runs
+  its share of a chunk's runs as its own program, and the programs run
+  concurrently. On this project's 2-core machine the Snippets sweep ran
+  1.14x faster on two devices than on one (README, Performance). With
+  `count` 0, a device count already asked for (XLA_FLAGS'
+  --xla_force_host_platform_device_count, or JAX_NUM_CPU_DEVICES) is left
+  to decide. Call before jax's first computation. Returns the count set
+  (None where the environment decides)."""
   if count < 0:
     raise ValueError(f"cpu_devices={count}: expected 0 (one per core) or more")
   if count == 0:
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    if ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+        or os.environ.get("JAX_NUM_CPU_DEVICES")):
       return None
-    count = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
              else os.cpu_count() or 1)
+    count = min(cores, MAX_DEFAULT_CPU_DEVICES)
   jax.config.update("jax_num_cpu_devices", count)
   return count
 

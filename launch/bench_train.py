@@ -129,13 +129,12 @@ class Consecutive:
   epochs each. Size 1 is one run at a time through `jit(train_epoch)` on
   one device; more is how experiment.train_method runs a grid: chunks of
   `size` runs through one compiled grid.grid_functions program, the run
-  axis split over `mesh` (default: every device). Only the epoch calls are
-  timed (init is not, as for the vmapped program). `last` is the last
-  run's (size 1) or chunk's ([size, ...]) trained state."""
+  axis split over `mesh` (default: every device), a narrower last chunk
+  padded. Only the epoch calls are timed (init is not, as for the vmapped
+  program). `last` is the trained state of the last run (size 1) or of the
+  last chunk's runs ([runs, ...], padding dropped)."""
 
   def __init__(self, run, grid, epochs, size: int = 1, mesh=None):
-    if len(grid) % size:
-      raise ValueError(f"{len(grid)} runs do not split into chunks of {size}")
     self.run, self.grid, self.epochs, self.size = run, grid, epochs, size
     if size == 1:
       self.program = Program(run.train_epoch, run.arrays, init_one(run, grid, 0))
@@ -158,13 +157,13 @@ class Consecutive:
       return time.perf_counter() - start
     program = grid_lib.grid_program(
         self.run, self.grid.take(slice(first, first + self.size)), 0,
-        functions=self.functions)
+        functions=self.functions)  # pads a narrower last chunk
     carry = jax.block_until_ready(program.state)
     start = time.perf_counter()
-    for epoch in range(epochs):
-      carry, _ = program.epoch_step(program.arrays, carry, jnp.int32(epoch))
-    jax.block_until_ready(carry)
-    self.last = carry.train
+    for epoch in range(epochs):  # waits for each epoch, as train_grid does
+      carry, terms = program.epoch_step(program.arrays, carry, jnp.int32(epoch))
+      jax.block_until_ready(terms)
+    self.last = jax.tree.map(lambda a: a[:program.runs], carry.train)
     return time.perf_counter() - start
 
   def __call__(self):
@@ -463,8 +462,9 @@ def sweep_estimate(per_run_step_ms: dict, fast_ratio: float, as_swept: str):
       target_minutes=dict(exact=45, fast=15),
       how="runs x epochs x steps x the ms per run-step of the contender "
           "that runs the most runs as the sweep does (vmap_vs_sequential: "
-          "chunked where the config caps a CPU program's runs, else "
-          "vmapped; exact optimiser, sparse input); fast = that / the "
+          "chunked, over every device, where the sweep would not run them "
+          "as one program on one device, else vmapped; exact optimiser, "
+          "sparse input); fast = that / the "
           "exact-over-fast step time ratio (exact_vs_fast_time)")
 
 

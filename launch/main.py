@@ -6,9 +6,10 @@
 
 Re-running the same command with the same workdir resumes the sweep from its
 checkpoints (finished methods are not trained again). The run axis is split
-over every visible device; with --num_processes > 1 (or --distributed for
-auto-detection on Slurm / TPU / GPU clusters), several processes join one
-program through jax.distributed and process 0 writes the files.
+over every visible device (on a CPU, one device per core: --cpu_devices);
+with --num_processes > 1 (or --distributed for auto-detection on Slurm /
+TPU / GPU clusters), several processes join one program through
+jax.distributed and process 0 writes the files.
 """
 
 import os
@@ -42,10 +43,15 @@ flags.mark_flags_as_required(["config", "workdir"])
 USER_ERRORS = (ConfigError, DataError, workdir.WorkdirError)
 
 
+def several_processes() -> bool:
+  """Whether this process joins others (--num_processes > 1, --distributed)."""
+  explicit = _NUM_PROCESSES.value is not None and _NUM_PROCESSES.value > 1
+  return explicit or _DISTRIBUTED.value
+
+
 def initialize_processes():
   """jax.distributed.initialize, before any computation, only when asked."""
-  explicit = _NUM_PROCESSES.value is not None and _NUM_PROCESSES.value > 1
-  if not (explicit or _DISTRIBUTED.value):
+  if not several_processes():
     return
   jax.config.update("jax_cpu_collectives_implementation", _CPU_COLLECTIVES.value)
   jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
@@ -61,7 +67,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   # orbax logs every save at INFO; keep the log to the sweep's own progress.
   logging.get_absl_handler().addFilter(lambda r: "/orbax/" not in r.pathname)
-  cpu_devices.apply()  # before jax.distributed and any computation
+  # Before jax.distributed and any computation.
+  cpu_devices.apply(several_processes=several_processes())
   initialize_processes()
   config, folder = _CONFIG.value, _WORKDIR.value
   try:

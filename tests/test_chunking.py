@@ -49,6 +49,8 @@ def test_chunk_size_respects_devices_and_budget():
   assert grid_lib.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 4, 5) == 20  # 3 chunks, 5 a device
   assert grid_lib.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 1, 0) == 25
   assert grid_lib.runs_per_chunk(50, 65 * 2**20, 160 * 2**20, 1, 5) == 2  # the budget is tighter
+  assert grid_lib.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 2, 5) == 10  # 5 x (2 x 5)
+  assert grid_lib.runs_per_chunk(9, 65 * 2**20, 2048 * 2**20, 2, 5) == 9  # padded to 10
 
 
 def test_cpu_run_cap_chunks_the_grid_and_compiles_once(tmp_path, caplog):

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from hashvae import sharding
+
 from conftest import ROOT
 
 
@@ -36,6 +38,8 @@ SPLIT_CPU = """
 import os, sys
 import jax
 from hashvae import sharding
+if len(sys.argv) > 2:  # pretend the process may run on that many CPUs
+  os.sched_getaffinity = lambda pid: set(range(int(sys.argv[2])))
 try:
   sharding.split_cpu(int(sys.argv[1]))
 except ValueError as e:
@@ -44,23 +48,41 @@ except ValueError as e:
 print(jax.device_count(), jax.devices()[0].platform, len(os.sched_getaffinity(0)))
 """
 
+# The entry points' flag: several processes keep one CPU device each unless
+# --cpu_devices is given.
+CPU_DEVICES_FLAG = """
+import sys
+import jax
+from absl import flags
+from launch import cpu_devices
+flags.FLAGS(["prog", *sys.argv[1:]])
+cpu_devices.apply(several_processes=True)
+print(jax.device_count())
+"""
 
-def split_cpu(count, env):
-  proc = subprocess.run([sys.executable, "-c", SPLIT_CPU, str(count)], cwd=ROOT,
+
+def run_script(script, *args, env):
+  proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], cwd=ROOT,
                         env=env, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc.stdout.split()
 
 
-def test_split_cpu_sets_the_device_count_and_respects_xla_flags():
-  plain = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+def test_split_cpu_sets_the_device_count_and_respects_the_environment():
+  plain = {k: v for k, v in os.environ.items()
+           if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
   plain["JAX_PLATFORMS"] = "cpu"
-  assert split_cpu(3, plain)[:2] == ["3", "cpu"]
-  devices, _, cores = split_cpu(0, plain)
-  assert devices == cores  # one per core this process may run on
-  assert split_cpu(0, env_with_devices(4))[0] == "4"  # XLA_FLAGS decides
-  assert split_cpu(1, env_with_devices(4))[0] == "1"  # an explicit count wins
-  assert "cpu_devices=-1" in " ".join(split_cpu(-1, plain))
+  assert run_script(SPLIT_CPU, 3, env=plain)[:2] == ["3", "cpu"]
+  devices, _, cores = run_script(SPLIT_CPU, 0, env=plain)
+  assert devices == cores  # one per CPU this process may run on (2 in CI)
+  assert run_script(SPLIT_CPU, 0, 20, env=plain)[0] == str(
+      sharding.MAX_DEFAULT_CPU_DEVICES)
+  assert run_script(SPLIT_CPU, 0, env=env_with_devices(4))[0] == "4"  # XLA_FLAGS decides
+  assert run_script(SPLIT_CPU, 0, env=dict(plain, JAX_NUM_CPU_DEVICES="3"))[0] == "3"
+  assert run_script(SPLIT_CPU, 1, env=env_with_devices(4))[0] == "1"  # an explicit count wins
+  assert "cpu_devices=-1" in " ".join(run_script(SPLIT_CPU, -1, env=plain))
+  assert run_script(CPU_DEVICES_FLAG, env=plain) == ["1"]
+  assert run_script(CPU_DEVICES_FLAG, "--cpu_devices=3", env=plain) == ["3"]
 
 
 def free_port():
