@@ -3,8 +3,8 @@
 One folder per chunk program of a method (experiment.checkpoint_layout);
 orbax keeps the last `keep` epochs and writes each checkpoint to a
 temporary folder first, so a crash mid-save never leaves a checkpoint that
-looks complete. Typed PRNG keys are stored as their
-raw key data and wrapped back on restore.
+looks complete. Typed PRNG keys are stored as their raw key data and
+wrapped back on restore.
 """
 
 from __future__ import annotations

@@ -155,25 +155,27 @@ def grid_epoch_fn(run: Run):
 
 @dataclasses.dataclass(frozen=True)
 class GridFunctions:
-  """A grid's jitted pieces for one run, base seed and mesh. Build them once
-  and pass them to every chunk of a grid: the chunks then share one
-  compiled program (a new jit per chunk would compile each again), a
-  narrower last chunk being padded to `runs`."""
+  """A grid's jitted pieces for one run, base seed and mesh, and the run's
+  data placed on that mesh. Build them once and pass them to every chunk of
+  a grid: the chunks then share one compiled program (a new jit per chunk
+  would compile each again), a narrower last chunk being padded to `runs`,
+  and the data is copied to the devices once, not once per chunk."""
 
   init: Callable  # (arrays, seeds, levels, hparams) -> GridState, all [runs]
   epoch_step: Callable  # (arrays, GridState, epoch) -> (GridState, {term: [runs]})
   encode: Callable  # (arrays, TrainState) -> {"db_codes", "query_codes"} [runs, ...]
   mesh: jax.sharding.Mesh
   runs: int  # the fewest runs a program is padded to (0: only to the mesh)
+  arrays: dict  # run.arrays, replicated over the mesh
 
 
 def grid_functions(run: Run, base_seed: int,
                    mesh: Optional[jax.sharding.Mesh] = None,
                    runs: int = 0) -> GridFunctions:
   """The jitted init, epoch step and encoder of `run`'s grids on `mesh`
-  (default: every device), the run axis split over it; programs are padded
-  to at least `runs` runs (the chunk size), so that every chunk of a grid
-  has one shape."""
+  (default: every device), the run axis split over it, and `run`'s data
+  placed there; programs are padded to at least `runs` runs (the chunk
+  size), so that every chunk of a grid has one shape."""
   mesh = sharding.run_mesh() if mesh is None else mesh
   by_run = sharding.split_runs(mesh)
 
@@ -187,7 +189,9 @@ def grid_functions(run: Run, base_seed: int,
       epoch_step=jax.jit(grid_epoch_fn(run), donate_argnums=1,
                          out_shardings=(by_run, by_run)),
       encode=jax.jit(jax.vmap(run.encode, in_axes=(None, 0)), out_shardings=by_run),
-      mesh=mesh, runs=runs)
+      mesh=mesh, runs=runs,
+      arrays=jax.tree.map(lambda a: sharding.place(a, sharding.replicated(mesh)),
+                          run.arrays))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,9 +208,10 @@ class GridProgram:
 def grid_program(run: Run, grid: Grid, base_seed: int,
                  mesh: Optional[jax.sharding.Mesh] = None,
                  functions: Optional[GridFunctions] = None) -> GridProgram:
-  """Places the data and the per-run settings on `mesh` (default: every
-  device, or that of `functions`) and initialises every run. `functions`
-  (from grid_functions(run, base_seed, mesh)) reuses compiled programs."""
+  """Places the per-run settings on `mesh` (default: every device, or that
+  of `functions`) and initialises every run. `functions` (from
+  grid_functions(run, base_seed, mesh)) reuses compiled programs and the
+  data already placed."""
   if functions is None:
     functions = grid_functions(run, base_seed, mesh)
   mesh = functions.mesh
@@ -214,8 +219,7 @@ def grid_program(run: Run, grid: Grid, base_seed: int,
   by_run = sharding.split_runs(mesh)
   per_run = lambda x, dtype: sharding.place(
       sharding.pad_runs(np.asarray(x, dtype), total), by_run)
-  arrays = jax.tree.map(lambda a: sharding.place(a, sharding.replicated(mesh)),
-                        run.arrays)
+  arrays = functions.arrays
   state = functions.init(
       arrays, per_run(grid.seeds, np.uint32), per_run(grid.levels, np.float32),
       {k: per_run(v, np.float32) for k, v in grid.hparams.items()})

@@ -5,6 +5,7 @@ import dataclasses
 import types
 from unittest import mock
 
+import jax
 import numpy as np
 
 from configs import synthetic
@@ -94,3 +95,17 @@ def test_the_run_cap_applies_on_cpu_devices_only():
   assert grid_lib.chunk_size(config, run, 6, cpu) == 2
   gpu = types.SimpleNamespace(devices=np.array([types.SimpleNamespace(platform="gpu")]))
   assert grid_lib.chunk_size(config, run, 6, gpu) == 6  # the state budget alone
+
+
+def test_chunks_of_a_grid_share_the_data_placed_once():
+  config = synthetic.get_config("method=ssb_vae")
+  run = make_run(config, data.load(config.data))
+  grid = grid_lib.build_grid(config, "ssb_vae")
+  functions = grid_lib.grid_functions(run, 0, runs=2)
+  first, second = (grid_lib.grid_program(run, grid.take(rows), 0, functions=functions)
+                   for rows in (slice(0, 2), slice(2, 4)))
+  # The same device buffers, not a copy per chunk.
+  for a, b in zip(jax.tree.leaves(first.arrays), jax.tree.leaves(second.arrays),
+                  strict=True):
+    assert a is b
+  np.testing.assert_array_equal(first.arrays["label_rows"], run.arrays["label_rows"])
