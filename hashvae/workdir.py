@@ -9,7 +9,9 @@ import shutil
 from hashvae import results
 
 # What a sweep writes besides config.json; --restart removes these.
-OUTPUTS = ("checkpoints", "methods", "results.csv", "codes.npz")
+OUTPUTS = ("checkpoints", "methods", "results.csv", "codes.npz", "metrics.jsonl",
+           "tensorboard", "summary.md", "summary.tex", "p_at_100.png",
+           "training_curves.png")
 
 
 class WorkdirError(ValueError):

@@ -87,8 +87,27 @@ def test_changed_config_names_the_fields_and_restart_discards(tmp_path):
     workdir.prepare(str(tmp_path), changed)
   workdir.prepare(str(tmp_path), config)  # the same config re-opens fine
   assert (tmp_path / "results.csv").exists()
+  for name in workdir.OUTPUTS:  # everything a sweep writes, files and folders
+    target = tmp_path / name
+    if "." in name:
+      target.write_text("old\n")
+    else:
+      (target / "inner").mkdir(parents=True, exist_ok=True)
+  (tmp_path / "notes.txt").write_text("mine\n")
   workdir.prepare(str(tmp_path), changed, restart=True)
-  assert not (tmp_path / "results.csv").exists()
+  assert sorted(os.listdir(tmp_path)) == ["config.json", "notes.txt"]
+
+
+def test_every_file_a_sweep_writes_is_an_output_that_restart_removes(tmp_path):
+  config = synthetic.get_config("method=ssb_vae")
+  with config.unlocked():
+    config.levels, config.seeds, config.epochs = (1.0,), (0,), 1
+  workdir.prepare(str(tmp_path), config.to_dict())
+  experiment.write_outputs(str(tmp_path), experiment.run_sweep(
+      config, workdir=str(tmp_path)))
+  written = set(os.listdir(tmp_path)) - {"config.json"}
+  assert {"metrics.jsonl", "tensorboard", "summary.md", "codes.npz"} <= written
+  assert written <= set(workdir.OUTPUTS)
 
 
 def test_diverging_run_is_flagged_and_leaves_the_others_alone():
