@@ -2,7 +2,7 @@
 codes and its trained encoders.
 
     from hashvae import api
-    df = api.run("configs/digits.py:method=ssb_vae", workdir="runs/d", seeds=(0, 1))
+    df = api.run("configs/digits.py:method=ssb_vae", "runs/d", seeds=(0, 1))
     sweep = api.Sweep("runs/d")
     query_codes, db_codes = sweep.codes(0)        # run = row of results.csv
     codes = sweep.encoder(0).encode(new_inputs)   # [items, dims] -> [items, bits]
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from hashvae import data as data_lib
-from hashvae import experiment, methods, results, workdir
+from hashvae import config_check, experiment, methods, results, workdir
 from hashvae.models import HashModel
 
 
@@ -33,10 +33,7 @@ def load_config(spec: str, **overrides) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f"config file not found: {path}")
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  config = module.get_config(arg or None)
-  config.update_from_flattened_dict(overrides)
-  config.lock()
-  return config
+  return config_check.apply_overrides(module.get_config(arg or None), overrides)
 
 
 def run(config: Union[str, ml_collections.ConfigDict], workdir_path: Optional[str] = None,
@@ -50,11 +47,12 @@ def run(config: Union[str, ml_collections.ConfigDict], workdir_path: Optional[st
   if isinstance(config, str):
     config = load_config(config, **overrides)
   elif overrides:
-    config = config.copy_and_resolve_references()
-    config.update_from_flattened_dict(overrides)
+    config = config_check.apply_overrides(config.copy_and_resolve_references(),
+                                          overrides)
+  dataset = experiment.checked_dataset(config)  # before touching the workdir
   if workdir_path is not None:
     workdir.prepare(workdir_path, config.to_dict())
-  sweep = experiment.run_sweep(config, workdir=workdir_path)
+  sweep = experiment.run_sweep(config, dataset, workdir=workdir_path)
   if workdir_path is not None:
     experiment.write_outputs(workdir_path, sweep)
   return pd.DataFrame(sweep.rows)

@@ -8,11 +8,29 @@ from __future__ import annotations
 import importlib
 import math
 
-from hashvae import data, methods
+from hashvae import data, methods, train
 
 
 class ConfigError(ValueError):
   """A config field holds a value that is not allowed."""
+
+
+def apply_overrides(config, overrides: dict):
+  """config with the dotted-name `overrides` applied; a name that is not a
+  field of the config fails naming it (an unlocked ConfigDict would add it
+  as a new field and the intended one would silently keep its value).
+
+  The config is locked first, and stays locked.
+  """
+  config.lock()
+  for name, value in overrides.items():
+    try:
+      config.update_from_flattened_dict({name: value})
+    except (KeyError, AttributeError) as e:
+      raise ConfigError(f"unknown config field {name!r} (set to {value!r})") from e
+    except TypeError as e:  # ConfigDict keeps each field's type
+      raise ConfigError(f"config.{name}={value!r}: {e}") from e
+  return config
 
 
 def import_extra_modules(config):
@@ -117,8 +135,15 @@ def check(config):
        "'auto' or 'sparse')", config.optimizer)
 
 
-def check_against_data(config, database_size: int):
+def check_against_data(config, dataset):
   """What can only be checked once the data is loaded, before compiling."""
+  database_size = len(dataset.database)
+  if (config.optimizer == "fast"
+      and not train.use_sparse_input(config.model.sparse_input, dataset)):
+    raise ConfigError(f"config.optimizer='fast' needs the sparse input path, and "
+                      f"model.sparse_input={config.model.sparse_input!r} resolves "
+                      f"to dense for {dataset.name} (set it to 'sparse', or use "
+                      "optimizer='exact')")
   if any(k > database_size for k in config.ks):
     raise ConfigError(f"config.ks={tuple(config.ks)!r}: every cut-off must be at most "
                       f"the database size ({database_size} items)")

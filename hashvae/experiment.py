@@ -27,8 +27,13 @@ from hashvae import grid as grid_lib
 from hashvae.checkpoint import Checkpoints
 from hashvae.metrics_log import MetricsLog
 from hashvae.train import make_run
+from hashvae.workdir import WorkdirError
 
 log = logging.getLogger("hashvae")
+
+# Mistakes in the config, the data or the workdir: entry points report them
+# in one line, without a traceback.
+USER_ERRORS = (config_check.ConfigError, data_lib.DataError, WorkdirError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,9 +197,12 @@ def load_method(path: str) -> MethodResult:
                        if k.startswith("metric/")})
 
 
-def run_sweep(config, dataset: Optional[data_lib.Dataset] = None,
-              workdir: Optional[str] = None) -> SweepResult:
-  """Trains and evaluates every (method, seed, level) run of `config`."""
+def checked_dataset(config, dataset: Optional[data_lib.Dataset] = None
+                    ) -> data_lib.Dataset:
+  """Checks `config`, loads its data (unless given) and checks the config
+  against the data. Entry points call it before they write to a workdir,
+  so that a bad config or data path fails with nothing written or removed.
+  """
   config_check.import_extra_modules(config)
   config_check.check(config)
   if dataset is None:
@@ -204,7 +212,14 @@ def run_sweep(config, dataset: Optional[data_lib.Dataset] = None,
              "%d classes in %.1fs", dataset.name, len(dataset.train),
              len(dataset.validation), len(dataset.test), dataset.dims,
              dataset.num_classes, time.perf_counter() - start)
-  config_check.check_against_data(config, len(dataset.database))
+  config_check.check_against_data(config, dataset)
+  return dataset
+
+
+def run_sweep(config, dataset: Optional[data_lib.Dataset] = None,
+              workdir: Optional[str] = None) -> SweepResult:
+  """Trains and evaluates every (method, seed, level) run of `config`."""
+  dataset = checked_dataset(config, dataset)
   per_method = []
   for method in config.methods:
     done = workdir and os.path.join(workdir, "methods", f"{method}.npz")

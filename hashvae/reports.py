@@ -105,6 +105,8 @@ def precision_figure(rows: list[dict], path: str, metric: str = "p@100"):
     for m in methods:
       pts = [(lv, *table[(m, lv)][:2]) for lv in levels
              if (m, lv) in table and table[(m, lv)][2] > 0]
+      if not pts:  # every run of the method diverged: the tables say so
+        continue
       x, mean, std = (np.array(v) for v in zip(*pts, strict=True))
       ax.plot(x, mean, marker="o", label=METHOD_NAMES.get(m, m))
       ax.fill_between(x, mean - std, mean + std, alpha=0.2)

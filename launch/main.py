@@ -20,8 +20,6 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from hashvae import experiment, results, sharding, workdir
-from hashvae.config_check import ConfigError
-from hashvae.data import DataError
 from launch import cpu_devices
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.",
@@ -38,9 +36,6 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 _CPU_COLLECTIVES = flags.DEFINE_string("cpu_collectives", "gloo", "Collectives "
                                        "between CPU processes (gloo or mpi).")
 flags.mark_flags_as_required(["config", "workdir"])
-
-# Mistakes in the config, the data or the workdir end with one clear line.
-USER_ERRORS = (ConfigError, DataError, workdir.WorkdirError)
 
 
 def several_processes() -> bool:
@@ -72,11 +67,12 @@ def main(argv):
   initialize_processes()
   config, folder = _CONFIG.value, _WORKDIR.value
   try:
+    dataset = experiment.checked_dataset(config)  # before touching the workdir
     if sharding.is_primary():
       workdir.prepare(folder, config.to_dict(), restart=_RESTART.value)
     sharding.barrier("workdir prepared")
-    sweep = experiment.run_sweep(config, workdir=folder)
-  except USER_ERRORS as e:
+    sweep = experiment.run_sweep(config, dataset, workdir=folder)
+  except experiment.USER_ERRORS as e:
     sys.exit(f"error: {type(e).__name__}: {e}")
   if not sharding.is_primary():
     logging.info("process %d: done; process 0 writes the results",

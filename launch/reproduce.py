@@ -14,11 +14,12 @@ to WORKDIR.
 import ast
 import importlib
 import os
+import sys
 import time
 
 from absl import app, flags, logging
 
-from hashvae import experiment, reports, results, sharding, workdir
+from hashvae import config_check, experiment, reports, results, sharding, workdir
 from launch import cpu_devices
 
 DATASETS = ("digits", "snippets", "newsgroups", "tmc", "cifar", "synthetic")
@@ -63,15 +64,16 @@ def cell_config(dataset: str, bits: int):
   if _DATA_PATH.value:
     overrides["data.path"] = _DATA_PATH.value
   try:
-    config.update_from_flattened_dict(overrides)
-  except (KeyError, AttributeError) as e:
-    raise app.UsageError(f"--set: unknown config field: {e}") from e
-  config.lock()
-  return config
+    return config_check.apply_overrides(config, overrides)
+  except config_check.ConfigError as e:
+    raise app.UsageError(f"--set: {e}") from e
 
 
 def run_cell(config, folder: str) -> list[dict]:
   done = os.path.join(folder, "results.csv")
+  # A finished cell is not loaded again; any other is checked (config and
+  # data) before its folder is written to.
+  dataset = None if os.path.exists(done) else experiment.checked_dataset(config)
   if sharding.is_primary():
     workdir.prepare(folder, config.to_dict())  # a changed config fails here
   sharding.barrier("cell prepared")
@@ -79,7 +81,7 @@ def run_cell(config, folder: str) -> list[dict]:
     logging.info("%s: finished earlier, skipping", folder)
     return results.read_csv(done)
   start = time.perf_counter()
-  sweep = experiment.run_sweep(config, workdir=folder)
+  sweep = experiment.run_sweep(config, dataset, workdir=folder)
   logging.info("%s: %d runs in %.0fs", folder, len(sweep.rows),
                time.perf_counter() - start)
   if sharding.is_primary():
@@ -99,7 +101,11 @@ def main(argv):
   for dataset in _DATASETS.value:
     for bits in _BITS.value:
       config = cell_config(dataset, int(bits))
-      rows += run_cell(config, os.path.join(_WORKDIR.value, f"{dataset}_{bits}"))
+      folder = os.path.join(_WORKDIR.value, f"{dataset}_{bits}")
+      try:
+        rows += run_cell(config, folder)
+      except experiment.USER_ERRORS as e:
+        sys.exit(f"error: {folder}: {type(e).__name__}: {e}")
   if sharding.is_primary():
     results.write_csv(os.path.join(_WORKDIR.value, "results.csv"), rows)
     reports.write_reports(rows, _WORKDIR.value)

@@ -3,7 +3,7 @@
 import pytest
 
 from configs import base, digits, snippets, synthetic
-from hashvae import config_check
+from hashvae import api, config_check, data
 from hashvae.config_check import ConfigError
 
 from conftest import with_fields
@@ -50,11 +50,36 @@ def test_config_argument_is_checked():
   assert digits.get_config("method=ssb_vae+phs_gs").methods == ("ssb_vae", "phs_gs")
 
 
-def test_locked_config_rejects_unknown_keys():
-  config = digits.get_config()
-  config.lock()
-  with pytest.raises(AttributeError):
-    config.epoch = 3  # typo of epochs
+def test_overrides_apply_and_misspelt_names_fail_naming_them():
+  config = config_check.apply_overrides(
+      snippets.get_config(), {"epochs": 5, "loss.pair_reduction": "mean",
+                              "shared_mask_seed": 20})
+  assert (config.epochs, config.loss.pair_reduction) == (5, "mean")
+  assert config.shared_mask_seed == 20
+  for typo in ({"epoch": 5}, {"loss.pair_reducton": "mean"}):
+    fresh = snippets.get_config()
+    with pytest.raises(ConfigError, match=f"unknown config field '{next(iter(typo))}'"):
+      config_check.apply_overrides(fresh, typo)
+    assert "epoch" not in fresh and fresh.loss.pair_reduction == "sum"
+  with pytest.raises(ConfigError, match=r"config.epochs='many'"):
+    config_check.apply_overrides(snippets.get_config(), {"epochs": "many"})
+
+
+def test_notebook_api_rejects_misspelt_overrides(tmp_path):
+  with pytest.raises(ConfigError, match="unknown config field 'epoch'"):
+    api.load_config("configs/digits.py:method=ssb_vae", epoch=1)
+  # `workdir` is not a parameter of api.run (it is workdir_path): an override.
+  with pytest.raises(ConfigError, match="unknown config field 'workdir'"):
+    api.run("configs/digits.py:method=ssb_vae", workdir=str(tmp_path))
+  with pytest.raises(ConfigError, match="unknown config field 'epoch'"):
+    api.run(digits.get_config(), epoch=1)
+
+
+def test_fast_optimiser_on_data_that_resolves_to_dense_is_a_config_error():
+  config = config_check.apply_overrides(digits.get_config(), {"optimizer": "fast"})
+  config_check.check(config)  # sparse_input 'auto': only the data can tell
+  with pytest.raises(ConfigError, match=r"optimizer='fast'.*resolves to dense for digits"):
+    config_check.check_against_data(config, data.load(config.data))
 
 
 def test_released_weights_table():

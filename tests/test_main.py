@@ -56,4 +56,19 @@ def test_main_reports_bad_input_clearly(tmp_path):
   proc = launch("--config=configs/synthetic.py", f"--workdir={tmp_path / 'd'}",
                 "--cpu_devices=-1")
   assert proc.returncode != 0 and "--cpu_devices=-1" in proc.stderr
-  assert not any(os.path.exists(tmp_path / d / "results.csv") for d in "abcd")
+  # Nothing is written for a config or data that fails its checks.
+  assert not any(os.path.exists(tmp_path / d / "config.json") for d in "abcd")
+
+
+def test_restart_with_a_bad_config_keeps_the_previous_sweep(tmp_path):
+  first = launch("--config=configs/synthetic.py:method=ssb_vae",
+                 f"--workdir={tmp_path}", "--config.levels=(1.0,)",
+                 "--config.seeds=(0,)", "--config.epochs=1")
+  assert first.returncode == 0, first.stderr[-3000:]
+  before = {p: (tmp_path / p).read_bytes() for p in ("config.json", "results.csv")}
+  for bad in ("--config.levels=(1.5,)", "--config.data.name=nope"):
+    proc = launch("--config=configs/synthetic.py:method=ssb_vae",
+                  f"--workdir={tmp_path}", "--restart", bad)
+    assert proc.returncode != 0 and "ConfigError" in proc.stderr
+    assert {p: (tmp_path / p).read_bytes() for p in before} == before
+    assert (tmp_path / "methods" / "ssb_vae.npz").exists()

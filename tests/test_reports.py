@@ -1,5 +1,6 @@
 """Reports from a handmade results.csv, and launch.reproduce / launch.report."""
 
+import os
 import subprocess
 import sys
 
@@ -52,6 +53,32 @@ def test_report_entry_point_merges_files_and_draws_the_figure(tmp_path):
   assert "| VDSH-S | 0.300 ± 0.000 |" in (out / "summary.md").read_text()
   png = (out / "p_at_100.png").read_bytes()
   assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_reports_of_a_method_whose_runs_all_diverged(tmp_path):
+  rows = handmade(tmp_path)
+  for row in rows:
+    if row["method"] == "phs_gs":
+      row.update(status="diverged", diverged_epoch=2)
+  written = reports.write_reports(rows, str(tmp_path))
+  assert [os.path.basename(p) for p in written] == ["summary.md", "summary.tex",
+                                                   "p_at_100.png"]
+  table = reports.markdown(rows)
+  assert "| PHS-GS | diverged |" in table and "| SSB-VAE | 0.620" in table
+
+
+def test_reproduce_rejects_misspelt_fields_and_bad_data_in_one_line(tmp_path):
+  base = [sys.executable, "-m", "launch.reproduce", "--dataset=snippets", "--bits=16",
+          f"--workdir={tmp_path}"]
+  # epochs=0 would fail its check: a run that ignored the typo stops at once.
+  typo = subprocess.run(base + ["--set=epoch=1,epochs=0"], cwd=ROOT, capture_output=True,
+                        text=True, timeout=600)
+  assert typo.returncode != 0 and "unknown config field 'epoch'" in typo.stderr
+  missing = subprocess.run(base + [f"--data_path={tmp_path}/missing"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+  assert missing.returncode != 0 and "Traceback" not in missing.stderr
+  assert "DataError" in missing.stderr and "missing" in missing.stderr
+  assert not (tmp_path / "snippets_16" / "config.json").exists()
 
 
 def test_reproduce_runs_cells_and_skips_finished_ones(tmp_path):
