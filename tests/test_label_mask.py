@@ -51,3 +51,13 @@ def test_different_keys_draw_different_items():
   a = label_mask(jax.random.key(0), 0.5, (200,))
   b = label_mask(jax.random.key(1), 0.5, (200,))
   assert not np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_one_key_draws_nested_masks_across_levels():
+  # A run's key comes from its seed alone (README, label mask): the items
+  # labelled at a level stay labelled at every higher one.
+  key = jax.random.key(3)
+  masks = [np.asarray(label_mask(key, p, (180, 20))) for p in LEVELS]
+  for lower, higher in zip(masks, masks[1:]):
+    assert np.all(higher >= lower)
+  assert masks[-1].sum() == 200 and masks[0].sum() == 0
