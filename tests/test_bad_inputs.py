@@ -38,13 +38,15 @@ def snippets(train, test):
   return load
 
 
-def mat(drop=(), rows_off=0):
+def mat(drop=(), rows_off=0, unlabelled_test_row=None):
   def load(tmp):
     rng = np.random.default_rng(0)
     arrays = {}
     for key, n in (("train", 20), ("cv", 5), ("test", 5)):
       arrays[key] = rng.uniform(size=(n + (rows_off if key == "cv" else 0), 8))
       arrays["gnd_" + key] = np.eye(3)[rng.integers(0, 3, n)]
+    if unlabelled_test_row is not None:
+      arrays["gnd_test"][unlabelled_test_row] = 0
     for key in drop:
       del arrays[key]
     scipy.io.savemat(tmp / "x.mat", arrays)
@@ -99,6 +101,8 @@ CASES = [
                                        split_seed=0)))), DataError, r"folder not found"),
     ("malformed line", snippets("aaa bbb sports\nxyz\n", "aaa sports\n"), DataError,
      r"train.txt:2: malformed line"),
+    ("empty document", snippets("aaa bbb sports\nccc ddd arts\nsports\n", "aaa sports\n"),
+     DataError, r"train.txt:3: malformed line: an empty document .*'sports'"),
     ("unknown label in the test split", snippets("aaa bbb sports\nccc ddd arts\n",
                                                  "aaa cooking\n"), DataError,
      r"\['cooking'\] do not occur"),
@@ -106,6 +110,8 @@ CASES = [
     ("no vocabulary", snippets("an of sports\nto be arts\n", "an sports\n"), DataError,
      r"cannot build a vocabulary"),
     (".mat without gnd_test", mat(drop=("gnd_test",)), DataError, r"lacks keys \['gnd_test'\]"),
+    (".mat row without a label", mat(unlabelled_test_row=3), DataError,
+     r"1 rows of gnd_test have no label \(first: row 3\)"),
     (".mat rows do not match labels", mat(rows_off=2), DataError,
      r"cv has 7 rows but gnd_cv has 5"),
     ("missing .mat file", lambda tmp: data.load(ml_collections.ConfigDict(

@@ -51,6 +51,10 @@ def load_vdsh_mat(config) -> Dataset:
   multilabel = any(((g > 0).sum(axis=1) > 1).any() for g in gnd)
   splits = []
   for x_key, g in zip(("train", "cv", "test"), gnd, strict=False):
+    unlabelled = np.flatnonzero((g > 0).sum(axis=1) == 0)
+    if len(unlabelled):  # argmax would make them class 0 (single-label data)
+      raise DataError(f"vdsh_mat: {path}: {len(unlabelled)} rows of gnd_{x_key} "
+                      f"have no label (first: row {unlabelled[0]})")
     x = _dense(mat[x_key])
     if x.shape[0] != g.shape[0]:
       raise DataError(f"vdsh_mat: {path}: {x_key} has {x.shape[0]} rows but "

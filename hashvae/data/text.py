@@ -35,9 +35,10 @@ def read_labelled_lines(path: str) -> tuple[list[str], list[str]]:
       if not line.strip():
         continue  # blank lines separate nothing in this format
       tokens = line.split()
-      if len(tokens) < 2:
-        raise DataError(f"{path}:{number}: malformed line, expected words "
-                        f"followed by a label, got {line.strip()!r}")
+      if len(tokens) < 2:  # a label and no words, or words and no label
+        raise DataError(f"{path}:{number}: malformed line: an empty document "
+                        f"(expected words followed by a label, got "
+                        f"{line.strip()!r})")
       docs.append(" ".join(tokens[:-1]))
       labels.append(tokens[-1])
   if not docs:
