@@ -114,7 +114,8 @@ def train_method(config, dataset, method: str,
   functions = grid_lib.grid_functions(run, config.base_seed, mesh, runs=size)
   layout = checkpoint_layout(workdir, method, len(starts),
                              sharding.padded_size(size, mesh)) if workdir else None
-  metrics_log = MetricsLog(workdir, method) if workdir and sharding.is_primary() else None
+  metrics_log = (MetricsLog(workdir, method, chunked=len(starts) > 1)
+                 if workdir and sharding.is_primary() else None)
   parts = []
   for number, first in enumerate(starts):
     part = grid.take(slice(first, first + size))

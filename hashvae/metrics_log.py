@@ -34,28 +34,28 @@ def epoch_record(method: str, epoch: int, terms: dict) -> dict:
 
 
 class MetricsLog:
-  def __init__(self, workdir: str, method: str):
+  """One method's log. `chunked`: the grid trains as several chunks of runs,
+  so a live line holds one chunk (it says which: `first_run`) and the grid
+  means wait for `finish`."""
+
+  def __init__(self, workdir: str, method: str, chunked: bool = False):
     from tensorboardX import SummaryWriter  # imported here: only training logs
 
     self.path = os.path.join(workdir, "metrics.jsonl")
     self.method = method
     self.writer = SummaryWriter(os.path.join(workdir, "tensorboard", method))
-    self.chunked = False
+    self.chunked = chunked
 
   def epoch(self, epoch: int, terms: dict, first_run: int = 0):
-    """Appends one epoch of runs first_run, first_run + 1, ... (a chunk of
-    the grid when first_run > 0 or the grid is split; then the line says
-    so and the grid mean waits for `finish`)."""
+    """Appends one epoch of runs first_run, first_run + 1, ..."""
     record = epoch_record(self.method, epoch, terms)
-    chunked = first_run > 0 or self.chunked
-    if chunked:
+    if self.chunked:
       record["first_run"] = first_run
-      self.chunked = True
     with open(self.path, "a", encoding="utf-8") as f:
       f.write(json.dumps(record) + "\n")
     for name, value in record.items():
       if isinstance(value, dict):
-        if value["mean"] is not None and not chunked:
+        if value["mean"] is not None and not self.chunked:
           self.writer.add_scalar(f"{name}/mean", value["mean"], epoch + 1)
         for i, v in enumerate(value["runs"]):
           if v is not None:

@@ -13,6 +13,8 @@ from hashvae import data, experiment, metrics_log, sharding
 from hashvae import grid as grid_lib
 from hashvae.train import make_run
 
+from test_metrics_log import read_events
+
 
 def test_chunked_grid_equals_the_whole_grid(tmp_path):
   config = synthetic.get_config("method=ssb_vae")
@@ -37,6 +39,12 @@ def test_chunked_grid_equals_the_whole_grid(tmp_path):
   records = metrics_log.read(str(tmp_path / "metrics.jsonl"))
   assert [r["epoch"] for r in records] == [1, 2, 3]  # rewritten whole at the end
   assert len(records[0]["loss"]["runs"]) == 6
+  # TensorBoard: one grid mean per epoch (none from the first chunk alone).
+  means = sorted((step, v) for tag, step, v in read_events(
+      tmp_path / "tensorboard" / "ssb_vae") if tag == "loss/mean")
+  assert [step for step, _ in means] == [1, 2, 3]
+  np.testing.assert_allclose([v for _, v in means],
+                             whole.epoch_metrics["loss"].mean(axis=1), rtol=1e-5)
 
 
 def test_chunk_size_respects_devices_and_budget():

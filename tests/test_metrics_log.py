@@ -66,3 +66,21 @@ def test_finish_rewrites_without_duplicates(tmp_path):
   records = metrics_log.read(str(tmp_path / "metrics.jsonl"))
   assert [r["epoch"] for r in records] == [1, 2, 3]
   assert records[2]["loss"] == dict(mean=2.5, runs=[2.0, 3.0])
+
+
+def test_a_chunked_grid_logs_one_grid_mean_per_epoch(tmp_path):
+  # Chunk 0 starts at run 0, like an unsplit grid: its lines must still be
+  # marked as a chunk, and TensorBoard's mean must be the whole grid's only.
+  log = metrics_log.MetricsLog(str(tmp_path), "m", chunked=True)
+  history = np.array([[[0.0, 1.0, 5.0, 7.0]], [[2.0, 3.0, 9.0, 11.0]]])  # [epochs, 1, runs]
+  for first in (0, 2):
+    for e in range(2):
+      log.epoch(e, dict(loss=history[e, 0, first:first + 2]), first_run=first)
+  live = metrics_log.read(str(tmp_path / "metrics.jsonl"))
+  assert [r["first_run"] for r in live] == [0, 0, 2, 2]
+  log.finish(dict(loss=history[:, 0]))
+  means = sorted((s, v) for t, s, v in read_events(tmp_path / "tensorboard" / "m")
+                 if t == "loss/mean")
+  assert means == [(1, 3.25), (2, 6.25)]
+  records = metrics_log.read(str(tmp_path / "metrics.jsonl"))
+  assert [r["loss"]["mean"] for r in records] == [3.25, 6.25]
