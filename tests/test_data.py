@@ -177,6 +177,9 @@ def test_newsgroups_from_a_folder(tmp_path):
     folder = tmp_path / "20ng" / f"20news-bydate-{split}" / cls
     folder.mkdir(parents=True, exist_ok=True)
     (folder / str(i)).write_text(f"From: someone\nNewsgroups: {cls}\n\n{text}\n")
+  # A file that is not a numbered post (left by a file browser) is skipped.
+  (tmp_path / "20ng" / "20news-bydate-train" / "sci.space" / ".DS_Store").write_bytes(
+      b"\x00\x01 not a post")
   d = data.load(cfg(name="newsgroups", path=str(tmp_path), max_features=50,
                     validation_fraction=0.0, split_seed=0))
   assert d.class_names == ("rec.autos", "sci.space")

@@ -29,7 +29,8 @@ def _posts_from_tar(path):
   with tarfile.open(path, "r:*") as archive:
     for member in archive:
       parts = member.name.split("/")
-      if member.isfile() and len(parts) >= 3 and parts[-3] in SPLITS:
+      if (member.isfile() and len(parts) >= 3 and parts[-3] in SPLITS
+          and parts[-1].isdigit()):  # posts are numbered; skip stray files
         yield SPLITS[parts[-3]], parts[-2], parts[-1], archive.extractfile(member).read()
 
 
@@ -37,7 +38,7 @@ def _posts_from_folder(path):
   for root, _, files in os.walk(path):
     parts = root.split(os.sep)
     if len(parts) >= 2 and parts[-2] in SPLITS:
-      for name in files:
+      for name in filter(str.isdigit, files):  # posts are numbered
         with open(os.path.join(root, name), "rb") as f:
           yield SPLITS[parts[-2]], parts[-1], name, f.read()
 
@@ -53,7 +54,7 @@ def load_newsgroups(config) -> Dataset:
   except tarfile.TarError as e:
     raise DataError(f"newsgroups: cannot read {path} as a tar archive: {e}") from e
   # Sorted by (split, class, id) so the split does not depend on archive order.
-  posts.sort(key=lambda p: (p[0], p[1], int(p[2]) if p[2].isdigit() else p[2]))
+  posts.sort(key=lambda p: (p[0], p[1], int(p[2])))
   docs = {"train": ([], []), "test": ([], [])}
   for split, label, _, raw in posts:
     docs[split][0].append(body(raw))
