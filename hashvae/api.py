@@ -115,7 +115,18 @@ class Sweep:
   def dataset(self) -> data_lib.Dataset:
     """The sweep's dataset, loaded once (needed for texts and the vectoriser)."""
     if self._dataset is None:
-      self._dataset = data_lib.load(self.config.data)
+      data = data_lib.load(self.config.data)
+      # The codes were computed on the data as it was: a changed file would
+      # pair them with other items.
+      with np.load(os.path.join(self.path, "codes.npz"), allow_pickle=False) as f:
+        same = (np.array_equal(f["db_labels"], data.database.labels)
+                and np.array_equal(f["query_labels"], data.test.labels))
+      if not same:
+        raise data_lib.DataError(
+            f"{self.config.data.get('path') or data.name}: the data no longer "
+            f"matches the sweep in {self.path} (items or labels differ from "
+            "those in its codes.npz): were the data files changed?")
+      self._dataset = data
     return self._dataset
 
   def row(self, run: int) -> dict:

@@ -26,6 +26,7 @@ from hashvae.models import HashModel
 FORMAT = "hashvae-index"
 VERSION = 1
 ANALYSER_FIELDS = ("lowercase", "token_pattern", "stop_words", "ngram_range")
+QUERY_BLOCK = 256  # queries compared with the database at once (memory bound)
 
 
 class IndexFormatError(ValueError):
@@ -50,11 +51,22 @@ class Index:
   def search(self, query_codes, k: int) -> tuple[np.ndarray, np.ndarray]:
     """[queries, bits] -> (positions [queries, k], distances [queries, k]),
     nearest first, ties by database position."""
+    if k < 1:
+      raise ValueError(f"k={k}: at least 1 result per query")
     query_codes = np.asarray(query_codes, np.uint8).reshape(-1, self.db_codes.shape[1])
     k = min(k, len(self.db_codes))
-    dist = (query_codes[:, None, :] != self.db_codes[None, :, :]).sum(-1)
-    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    return order, np.take_along_axis(dist, order, axis=1)
+    positions, distances = [], []
+    # Blocks of queries: the [queries, items, bits] comparison of all of
+    # them at once would take gigabytes for thousands of queries.
+    for start in range(0, len(query_codes), QUERY_BLOCK):
+      block = query_codes[start:start + QUERY_BLOCK]
+      dist = (block[:, None, :] != self.db_codes[None, :, :]).sum(-1)
+      order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+      positions.append(order)
+      distances.append(np.take_along_axis(dist, order, axis=1))
+    if not positions:
+      return np.zeros((0, k), np.int64), np.zeros((0, k), np.int64)
+    return np.concatenate(positions), np.concatenate(distances)
 
 
 def build(sweep: Sweep, run: int, path: str):

@@ -8,10 +8,11 @@
 """
 
 import os
+import sys
 
 from absl import app, flags
 
-from hashvae import api, index
+from hashvae import api, experiment, index
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished sweep's folder.")
 _RUN = flags.DEFINE_string("run", "best", "Row of results.csv, or 'best'.")
@@ -25,14 +26,23 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  sweep = api.Sweep(_WORKDIR.value)
-  if _RUN.value == "best":
-    run = sweep.best_run(_LEVEL.value, _METRIC.value, _METHOD.value)
-  else:
-    run = int(_RUN.value)
+  try:
+    sweep = api.Sweep(_WORKDIR.value)
+  except FileNotFoundError as e:
+    sys.exit(f"error: {e}")
+  try:
+    if _RUN.value == "best":
+      run = sweep.best_run(_LEVEL.value, _METRIC.value, _METHOD.value)
+    else:
+      run = int(_RUN.value)
+    row = sweep.row(run)
+  except (ValueError, IndexError) as e:
+    raise app.UsageError(f"--run={_RUN.value}: {e}") from e
   out = _OUT.value or os.path.join(_WORKDIR.value, f"index_{run}.npz")
-  index.build(sweep, run, out)
-  row = sweep.row(run)
+  try:
+    index.build(sweep, run, out)
+  except experiment.USER_ERRORS as e:
+    sys.exit(f"error: {type(e).__name__}: {e}")
   print(f"wrote {out}: run {run} ({row['method']}, seed {row['seed']}, level "
         f"{row['level']}, p@100 {row.get('p@100', '?')}), {len(sweep.dataset.database)} items")
 

@@ -10,6 +10,7 @@ Each result line: rank, item id, Hamming distance, label, text.
 import sys
 import time
 
+import numpy as np
 from absl import app, flags
 
 from hashvae import index as index_lib
@@ -18,7 +19,7 @@ _INDEX = flags.DEFINE_string("index", None, "Index file from launch.index.")
 _TEXT = flags.DEFINE_string("text", None, "A query document.")
 _QUERY_FILE = flags.DEFINE_string("query-file", None, "One query document per line.")
 _QUERY_ID = flags.DEFINE_integer("query-id", None, "Query with an indexed item's code.")
-_K = flags.DEFINE_integer("k", 10, "Results per query.")
+_K = flags.DEFINE_integer("k", 10, "Results per query.", lower_bound=1)
 flags.mark_flags_as_required(["index"])
 
 
@@ -41,12 +42,22 @@ def main(argv):
     if _TEXT.value is not None:
       queries = [_TEXT.value]
     else:
-      with open(_QUERY_FILE.value, encoding="utf-8") as f:
-        queries = [line.strip() for line in f if line.strip()]
-    try:
-      codes = index.encoder.encode_texts(queries)
-    except ValueError as e:
-      sys.exit(f"error: {e} (use --query-id)")
+      try:
+        with open(_QUERY_FILE.value, encoding="utf-8") as f:
+          queries = [line.strip() for line in f if line.strip()]
+      except OSError as e:
+        sys.exit(f"error: cannot read --query-file: {e}")
+      if not queries:
+        sys.exit(f"error: {_QUERY_FILE.value} holds no query (one per line)")
+    vectoriser = index.encoder.vectoriser
+    if vectoriser is None:
+      sys.exit("error: this index was not built from text (use --query-id)")
+    # Such a query reads as an all-zero input: its code comes from the
+    # network's biases alone, so its results say nothing about the text.
+    for n in np.flatnonzero(vectoriser.counts(queries).sum(axis=1) == 0):
+      print(f"warning: query {n + 1} ({queries[n][:60]!r}) has no term of the "
+            "index's vocabulary", file=sys.stderr)
+    codes = index.encoder.encode_texts(queries)
   positions, distances = index.search(codes, _K.value)
   elapsed = time.perf_counter() - start
   for query, code, pos, dist in zip(queries, codes, positions, distances, strict=True):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from hashvae import api, index, metrics
+from hashvae.data import DataError
 
 from conftest import ROOT
 
@@ -98,7 +99,64 @@ def test_search_cli_answers_text_queries(trained):
   assert proc.returncode == 0, proc.stderr[-2000:]
   lines = [line for line in proc.stdout.splitlines() if "distance" in line]
   assert len(lines) == 3 and all("sports" in line for line in lines)
-  assert "queries answered in" in proc.stderr
+  assert "queries answered in" in proc.stderr and "warning" not in proc.stderr
+  search = lambda *args: subprocess.run(
+      [sys.executable, "-m", "launch.search", f"--index={path}", *args], cwd=ROOT,
+      capture_output=True, text=True, timeout=300)
+  # A query with no vocabulary term is answered, with a warning naming it.
+  proc = search("--query-file=" + str(write(folder / "q.txt", "football goal\nthe of\n")))
+  assert proc.returncode == 0
+  assert "warning: query 2 ('the of') has no term" in proc.stderr
+  assert "query 1" not in proc.stderr
+  proc = search("--query-file=" + str(write(folder / "blank.txt", "\n  \n")))
+  assert proc.returncode != 0 and "holds no query" in proc.stderr
+  proc = search("--text", "football", "--k=0")
+  assert proc.returncode != 0 and "--k" in proc.stderr
+  proc = subprocess.run([sys.executable, "-m", "launch.index", f"--workdir={workdir}",
+                         "--run=99", f"--out={path}"], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode != 0 and "run 99 is not a row of results.csv" in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+def write(path, text):
+  path.write_text(text)
+  return path
+
+
+def test_search_in_blocks_of_queries_equals_all_at_once(trained, monkeypatch):
+  folder, workdir, _ = trained
+  built = api.Sweep(workdir)
+  path = str(folder / "blocks.npz")
+  index.build(built, 0, path)
+  loaded = index.load(path)
+  queries = np.concatenate([built.codes(0)[0]] * 3)  # 90 queries
+  whole = loaded.search(queries, k=25)
+  monkeypatch.setattr(index, "QUERY_BLOCK", 7)  # 13 blocks, the last of 6
+  blocks = loaded.search(queries, k=25)
+  for a, b in zip(whole, blocks, strict=True):
+    np.testing.assert_array_equal(a, b)
+  assert whole[0].shape == (90, 25)
+
+
+def test_a_sweep_whose_data_changed_is_refused(trained, tmp_path):
+  folder, workdir, _ = trained
+  changed = tmp_path / "data"
+  changed.mkdir()
+  (changed / "train.txt").write_text((folder / "data" / "train.txt").read_text())
+  test = (folder / "data" / "test.txt").read_text().splitlines()
+  test[0] = test[0].rsplit(" ", 1)[0] + (" health" if test[0].endswith("sports")
+                                         else " sports")
+  (changed / "test.txt").write_text("\n".join(test) + "\n")
+  copy = tmp_path / "run"
+  copy.mkdir()
+  for name in ("results.csv", "codes.npz"):
+    (copy / name).write_bytes((folder / "run" / name).read_bytes())
+  config = (folder / "run" / "config.json").read_text()
+  (copy / "config.json").write_text(config.replace(str(folder / "data"), str(changed)))
+  with pytest.raises(DataError, match="no longer matches the sweep"):
+    api.Sweep(str(copy)).dataset
+  assert api.Sweep(workdir).dataset.name == "snippets"  # the unchanged data loads
 
 
 def test_bad_index_files_fail_clearly(trained, tmp_path):
