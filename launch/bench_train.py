@@ -44,7 +44,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
+import subprocess
+import sys
 import time
 from unittest import mock
 
@@ -58,6 +61,7 @@ from hashvae import grid as grid_lib
 from hashvae import methods, metrics, sharding, train
 
 METHOD = "ssb_vae"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = dict(runs=150, epochs=30, steps=100)  # Snippets, 16 bits, released
 F32 = 4  # bytes
 
@@ -132,7 +136,8 @@ class Consecutive:
   axis split over `mesh` (default: every device), a narrower last chunk
   padded. Only the epoch calls are timed (init is not, as for the vmapped
   program). `last` is the trained state of the last run (size 1) or of the
-  last chunk's runs ([runs, ...], padding dropped)."""
+  last chunk's runs ([runs, ...], padding dropped); `round_seconds` holds
+  each call's timed seconds."""
 
   def __init__(self, run, grid, epochs, size: int = 1, mesh=None):
     self.run, self.grid, self.epochs, self.size = run, grid, epochs, size
@@ -141,7 +146,7 @@ class Consecutive:
     else:
       self.functions = grid_lib.grid_functions(run, 0, mesh, size)
     self.train(0, epochs=1)  # warm-up: compiles
-    self.seconds = 0.0
+    self.round_seconds = []
 
   def train(self, first: int, epochs: int) -> float:
     """Trains the chunk starting at run `first`; returns the seconds its
@@ -167,8 +172,9 @@ class Consecutive:
     return time.perf_counter() - start
 
   def __call__(self):
-    for first in range(0, len(self.grid), self.size):
-      self.seconds += self.train(first, self.epochs)
+    self.round_seconds.append(sum(
+        self.train(first, self.epochs)
+        for first in range(0, len(self.grid), self.size)))
 
 
 def training_subset(dataset, items: int):
@@ -290,9 +296,12 @@ def vmap_vs_sequential(name, config, dataset, runs, epochs, rounds):
   if size > 1 and (size < runs or mesh.devices.size > 1):
     contenders["chunked"] = Consecutive(run, grid, epochs, size, mesh)
   times = take_turns(contenders, rounds)
-  # The consecutive contenders time their epoch calls only.
-  seq = contenders["sequential"].seconds / rounds
-  vm = float(np.median(times["vmapped"]))
+  # Every contender's figure is the median of its rounds (slow phases of
+  # the machine only ever lengthen a round); the consecutive ones time
+  # their epoch calls only.
+  median = lambda seconds: float(np.median(seconds))
+  seq = median(contenders["sequential"].round_seconds)
+  vm = median(times["vmapped"])
   items = run.steps_per_epoch * config.batch_size * epochs * runs
   steps = run.steps_per_epoch * epochs * runs
   figure = dict(
@@ -309,14 +318,52 @@ def vmap_vs_sequential(name, config, dataset, runs, epochs, rounds):
       ms_per_run_step_vmapped=1e3 * vm / steps,
       ms_per_run_step_sequential=1e3 * seq / steps)
   if "chunked" in contenders:
-    chunked = contenders["chunked"].seconds / rounds
+    chunked = median(contenders["chunked"].round_seconds)
     figure.update(runs_per_chunk=size, devices=int(mesh.devices.size),
                   chunked_over_sequential=seq / chunked,
                   ms_per_run_step_chunked=1e3 * chunked / steps)
   return figure
 
 
-def input_path(config, dataset, rounds, peaks):
+def resident_bytes() -> dict:
+  """{"now", "peak"}: this process's resident memory (Linux /proc)."""
+  fields = {}
+  with open("/proc/self/status", encoding="ascii") as f:
+    for line in f:
+      name, _, value = line.partition(":")
+      if name in ("VmRSS", "VmHWM"):
+        fields[name] = int(value.split()[0]) * 1024  # kB
+  return dict(now=fields["VmRSS"], peak=fields["VmHWM"])
+
+
+def training_peak_rss(data_path: str, inputs: str) -> dict:
+  """In this process: load Snippets, reset the peak resident memory to the
+  current one (Linux: /proc/self/clear_refs), then build, compile and train
+  one run for one epoch on the `inputs` path ("dense" or "sparse", exact
+  Adam). Returns bytes: resident after loading, and the peak above that.
+  Loading's own transient peak (vectorising the corpus) is left out: it is
+  the same for both paths and larger than either."""
+  config, dataset = load_snippets(data_path)
+  with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+    f.write("5")
+  loaded = resident_bytes()["now"]
+  run = train.make_run(with_modes(config, inputs, "exact"), dataset)
+  Program(run.train_epoch, run.arrays, init_one(run, first_runs(config, 1), 0))()
+  return dict(loaded=loaded, above_loaded=resident_bytes()["peak"] - loaded)
+
+
+def peak_rss(data_path: str, inputs: str) -> dict:
+  """training_peak_rss in a fresh process, or {"unavailable": reason}."""
+  code = ("import json; from launch import bench_train; print(json.dumps("
+          f"bench_train.training_peak_rss({data_path!r}, {inputs!r})))")
+  done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                        text=True)
+  if done.returncode != 0:  # e.g. no /proc (not Linux)
+    return dict(unavailable=done.stderr.strip().splitlines()[-1][:200])
+  return json.loads(done.stdout.splitlines()[-1])
+
+
+def input_path(config, dataset, rounds, peaks, data_path):
   """Dense vs sparse input (exact optimiser), and exact vs fast (sparse)."""
   modes = dict(dense=("dense", "exact"), sparse=("sparse", "exact"),
                fast=("sparse", "fast"))
@@ -341,6 +388,10 @@ def input_path(config, dataset, rounds, peaks):
   shape = (dataset.dims, tuple(config.model.hidden), config.bits,
            dataset.num_classes)
   memory = {k: p.memory() for k, p in programs.items()}
+  rss = {k: peak_rss(data_path, k) for k in ("dense", "sparse")}
+  if not any("unavailable" in v for v in rss.values()):
+    rss["dense_over_sparse"] = (rss["dense"]["above_loaded"]
+                                / rss["sparse"]["above_loaded"])
   input_bytes = {k: int(sum(a.nbytes for a in jax.tree.leaves(
       runs[k].arrays["inputs"]))) for k in ("dense", "sparse")}
   yield dict(
@@ -359,13 +410,17 @@ def input_path(config, dataset, rounds, peaks):
       input_bytes_dense=input_bytes["dense"],
       input_bytes_sparse=input_bytes["sparse"],
       memory_dense=memory["dense"], memory_sparse=memory["sparse"],
-      peak_bytes_dense=sum(memory["dense"][k] for k in (
+      compiled_bytes_dense=sum(memory["dense"][k] for k in (
           "argument_bytes", "temp_bytes")),
-      peak_bytes_sparse=sum(memory["sparse"][k] for k in (
+      compiled_bytes_sparse=sum(memory["sparse"][k] for k in (
           "argument_bytes", "temp_bytes")),
-      how="median of interleaved epochs / steps; memory from XLA's "
-          "memory_analysis of the compiled epoch (peak ~ arguments + "
-          "temporaries; the output aliases the donated state)")
+      peak_rss=rss,
+      how="median of interleaved epochs / steps; compiled bytes from XLA's "
+          "memory_analysis of the compiled epoch (arguments + temporaries; "
+          "the output aliases the donated state); peak_rss: a fresh process "
+          "per path loads the data (resident: `loaded`), then the peak "
+          "resident memory above that while it builds, compiles and trains "
+          "one epoch on the path (`above_loaded`)")
   yield dict(
       figure="exact_vs_fast_time", dataset="snippets", runs=1,
       input_path="sparse", rounds=rounds,
@@ -545,7 +600,7 @@ def run(flags):
       per_run[f"chunked_{runs}"] = figure["ms_per_run_step_chunked"]
     yield figure
   yield step_breakdown(config, subset, run_counts[1], rounds)
-  ms = yield from input_path(config, dataset, rounds, peaks)
+  ms = yield from input_path(config, dataset, rounds, peaks, flags.data_path)
   most = run_counts[-1]
   yield sweep_estimate(per_run, ms["sparse"] / ms["fast"],
                        f"chunked_{most}" if f"chunked_{most}" in per_run
@@ -559,8 +614,6 @@ def run(flags):
 
 
 def _main():
-  import json
-
   from absl import app, flags
 
   from launch import cpu_devices
