@@ -14,6 +14,9 @@ the head of the same ranking.
 Queries are processed in chunks under `lax.map`; a chunk holds a count table
 of [bits + 1, chunk] cells, never a [chunk, items] array, so memory is
 bounded by `memory_budget_bytes` whatever the number of queries and items.
+The queries are split evenly over the local devices, whose programs run
+concurrently (on a CPU split into one device per core, every core works;
+one XLA:CPU program runs the chunks on one core).
 """
 
 from __future__ import annotations
@@ -221,20 +224,54 @@ def _chunk_size(queries: int, bits: int, accumulators: int, budget: int) -> int:
   return int(max(1, min(queries, budget // per_query, _MAX_CELLS // (bits + 1))))
 
 
-@functools.partial(jax.jit, static_argnames=("ks", "chunk"))
-def _evaluate(query_codes, db_codes, query_labels, db_labels, ks, chunk):
+def _per_query_metrics(query_codes, query_labels, db_codes, db_labels, *, ks, chunk):
+  """{metric: [queries]} for these queries."""
   bits, db_words = db_codes.shape[1], pack_codes(db_codes)
-  per_query = _map_chunks(
+  return _map_chunks(
       lambda words, labels: _chunk_metrics(words, labels, db_words, db_labels, bits, ks),
       chunk, pack_codes(query_codes), query_labels)
-  return {name: jnp.mean(v) for name, v in per_query.items()}
 
 
-@functools.partial(jax.jit, static_argnames=("k", "chunk"))
-def _nearest(query_codes, db_codes, k, chunk):
+def _nearest_ids(query_codes, db_codes, *, k, chunk):
+  """[queries, k] database indices for these queries."""
   bits, db_words = db_codes.shape[1], pack_codes(db_codes)
   return _map_chunks(lambda words: _chunk_nearest(words, db_words, bits, k),
                      chunk, pack_codes(query_codes))
+
+
+@functools.lru_cache(maxsize=None)
+def _split_program(body, static: tuple, queries_args: int, db_args: int,
+                   devices: tuple):
+  """jit(body(..., **dict(static))) with its first `queries_args` arguments
+  (the queries) split evenly over `devices` and the other `db_args` (the
+  database) copied to each: one program that runs on every device at once.
+  Cached, so each (body, static arguments, devices) compiles once per shape."""
+  mesh = jax.sharding.Mesh(np.array(devices), ("queries",))
+  split, copied = jax.sharding.PartitionSpec("queries"), jax.sharding.PartitionSpec()
+  return mesh, jax.jit(jax.shard_map(
+      functools.partial(body, **dict(static)), mesh=mesh,
+      in_specs=(split,) * queries_args + (copied,) * db_args,
+      out_specs=split, check_vma=False))  # the chunk loop's carry is per device
+
+
+def _queries_per_device(query_codes) -> int:
+  return -(-query_codes.shape[0] // jax.local_device_count())
+
+
+def _over_devices(body, static: dict, query_arrays, db_arrays):
+  """body(*query_arrays, *db_arrays, **static) with the queries split over
+  the local devices (padded to a multiple of their count with copies of the
+  last query, whose outputs are dropped). Outputs [queries, ...], on the host."""
+  devices = tuple(jax.local_devices())
+  q = len(query_arrays[0])
+  padded = -(-q // len(devices)) * len(devices)
+  mesh, program = _split_program(body, tuple(sorted(static.items())),
+                                 len(query_arrays), len(db_arrays), devices)
+  put = lambda a, spec: jax.device_put(a, jax.sharding.NamedSharding(mesh, spec))
+  queries = [put(np.concatenate([a, np.repeat(a[-1:], padded - q, axis=0)]),
+                 jax.sharding.PartitionSpec("queries")) for a in query_arrays]
+  database = [put(a, jax.sharding.PartitionSpec()) for a in db_arrays]
+  return jax.tree.map(lambda v: np.asarray(v)[:q], program(*queries, *database))
 
 
 def _check_codes(query_codes, db_codes):
@@ -256,9 +293,12 @@ def nearest(query_codes, db_codes, k: int,
   _check_codes(query_codes, db_codes)
   if not 1 <= k <= db_codes.shape[0]:
     raise ValueError(f"K must lie in [1, {db_codes.shape[0]}] (the database size), got {k}")
-  chunk = _chunk_size(query_codes.shape[0], db_codes.shape[1], k, memory_budget_bytes)
-  return np.asarray(_nearest(jnp.asarray(query_codes, jnp.uint8),
-                             jnp.asarray(db_codes, jnp.uint8), int(k), chunk))
+  chunk = _chunk_size(_queries_per_device(query_codes), db_codes.shape[1], k,
+                      memory_budget_bytes)
+  if query_codes.shape[0] == 0:
+    return np.zeros((0, k), np.int32)
+  return _over_devices(_nearest_ids, dict(k=int(k), chunk=chunk),
+                       (query_codes.astype(np.uint8),), (db_codes.astype(np.uint8),))
 
 
 def evaluate(query_codes, db_codes, query_labels, db_labels,
@@ -294,11 +334,12 @@ def evaluate(query_codes, db_codes, query_labels, db_labels,
   ks = tuple(int(k) for k in ks)
   if any(not 1 <= k <= n for k in ks):
     raise ValueError(f"every K must lie in [1, {n}] (the database size), got {ks}")
-  chunk = _chunk_size(query_codes.shape[0], db_codes.shape[1], 2 * len(ks),
+  chunk = _chunk_size(_queries_per_device(query_codes), db_codes.shape[1], 2 * len(ks),
                       memory_budget_bytes)
-  result = _evaluate(jnp.asarray(query_codes, jnp.uint8),
-                     jnp.asarray(db_codes, jnp.uint8),
-                     jnp.asarray(query_labels), jnp.asarray(db_labels), ks, chunk)
+  per_query = _over_devices(
+      _per_query_metrics, dict(ks=ks, chunk=chunk),
+      (query_codes.astype(np.uint8), query_labels),
+      (db_codes.astype(np.uint8), db_labels))
   names = [f"{m}@{k}" for k in ks for m in ("p", "r", "map")]
   names += [f"p@{k}_tie_aware" for k in ks]
-  return {name: float(result[name]) for name in names}
+  return {name: float(np.mean(per_query[name], dtype=np.float64)) for name in names}

@@ -159,7 +159,7 @@ def top_vs_faiss(bits: int, scale: float, k: int):
       faiss_s_by_threads={n: round(float(np.median(s)), 4) for n, s in faiss_seconds.items()},
       nearest_s=round(ours_s, 4), nearest_compile_s=round(first[0] - ours_s, 3),
       speedup=round(faiss_s / ours_s, 2), speedup_vs_1_thread=round(one_thread_s / ours_s, 2),
-      note="nearest runs on one core (XLA:CPU runs the scan serially)")
+      note="nearest splits the queries over the local devices (--cpu_devices)")
 
 
 def run(flags):

@@ -1,11 +1,16 @@
 """`evaluate` against a plain numpy brute force and an enumeration of ties."""
 
 import itertools
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from hashvae.metrics import evaluate, hamming_distances, nearest, pack_codes
+
+from conftest import ROOT
 
 
 def brute_force(qc, dc, ql, dl, ks):
@@ -166,3 +171,36 @@ def test_database_beyond_16_bit_counts_matches_brute_force():
     want = np.mean([expected_precision((qc[i] != dc).sum(1), dl == ql[i], k)
                     for i in range(3)])
     assert got[f"p@{k}_tie_aware"] == pytest.approx(want, abs=1e-6), k
+
+
+SPLIT_SCRIPT = """
+import json, sys
+import numpy as np
+from hashvae import sharding
+sharding.split_cpu(int(sys.argv[1]))
+import jax
+from hashvae.metrics import evaluate, nearest
+rng = np.random.default_rng(0)
+out = dict(devices=len(jax.local_devices()))
+for queries in (37, 1):  # an odd split, and fewer queries than devices
+  q = rng.integers(0, 2, (queries, 12)); db = rng.integers(0, 2, (150, 12))
+  ql = rng.integers(0, 4, queries); dl = rng.integers(0, 4, 150)
+  out[queries] = dict(metrics=evaluate(q, db, ql, dl, ks=(5, 40)),
+                      nearest=nearest(q, db, 9).tolist())
+print(json.dumps(out))
+"""
+
+
+def test_queries_split_over_devices_give_the_one_device_results():
+  runs = []
+  for devices in (1, 3):
+    proc = subprocess.run([sys.executable, "-c", SPLIT_SCRIPT, str(devices)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs.append(json.loads(proc.stdout.splitlines()[-1]))
+  assert [r["devices"] for r in runs] == [1, 3]
+  for queries in ("37", "1"):
+    one, three = runs[0][queries], runs[1][queries]
+    assert one["nearest"] == three["nearest"]
+    for name, value in one["metrics"].items():
+      assert three["metrics"][name] == pytest.approx(value, abs=1e-6), name
