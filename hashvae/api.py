@@ -20,8 +20,8 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from hashvae import data as data_lib
 from hashvae import config_check, experiment, methods, results, workdir
+from hashvae import data as data_lib
 from hashvae.models import HashModel
 
 

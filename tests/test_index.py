@@ -155,7 +155,7 @@ def test_a_sweep_whose_data_changed_is_refused(trained, tmp_path):
   config = (folder / "run" / "config.json").read_text()
   (copy / "config.json").write_text(config.replace(str(folder / "data"), str(changed)))
   with pytest.raises(DataError, match="no longer matches the sweep"):
-    api.Sweep(str(copy)).dataset
+    _ = api.Sweep(str(copy)).dataset
   assert api.Sweep(workdir).dataset.name == "snippets"  # the unchanged data loads
 
 

@@ -58,6 +58,6 @@ def test_one_key_draws_nested_masks_across_levels():
   # labelled at a level stay labelled at every higher one.
   key = jax.random.key(3)
   masks = [np.asarray(label_mask(key, p, (180, 20))) for p in LEVELS]
-  for lower, higher in zip(masks, masks[1:]):
+  for lower, higher in zip(masks[:-1], masks[1:], strict=True):
     assert np.all(higher >= lower)
   assert masks[-1].sum() == 200 and masks[0].sum() == 0
