@@ -14,9 +14,9 @@ the head of the same ranking.
 Queries are processed in chunks under `lax.map`; a chunk holds a count table
 of [bits + 1, chunk] cells, never a [chunk, items] array, so memory is
 bounded by `memory_budget_bytes` whatever the number of queries and items.
-The queries are split evenly over the local devices, whose programs run
-concurrently (on a CPU split into one device per core, every core works;
-one XLA:CPU program runs the chunks on one core).
+The queries are split evenly over the local devices, as one program over
+all of them (one device runs its chunks one after another, on one core of a
+CPU; split into one device per core, every core works).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from hashvae import sharding
 
 # Upper bound on the bytes a chunk keeps per query and count cell (or
 # accumulator), used to size chunks.
@@ -239,6 +241,9 @@ def _nearest_ids(query_codes, db_codes, *, k, chunk):
                      chunk, pack_codes(query_codes))
 
 
+QUERY_SPLIT = jax.sharding.PartitionSpec("queries")
+
+
 @functools.lru_cache(maxsize=None)
 def _split_program(body, static: tuple, queries_args: int, db_args: int,
                    devices: tuple):
@@ -247,7 +252,7 @@ def _split_program(body, static: tuple, queries_args: int, db_args: int,
   database) copied to each: one program that runs on every device at once.
   Cached, so each (body, static arguments, devices) compiles once per shape."""
   mesh = jax.sharding.Mesh(np.array(devices), ("queries",))
-  split, copied = jax.sharding.PartitionSpec("queries"), jax.sharding.PartitionSpec()
+  split, copied = QUERY_SPLIT, jax.sharding.PartitionSpec()
   return mesh, jax.jit(jax.shard_map(
       functools.partial(body, **dict(static)), mesh=mesh,
       in_specs=(split,) * queries_args + (copied,) * db_args,
@@ -262,15 +267,14 @@ def _over_devices(body, static: dict, query_arrays, db_arrays):
   """body(*query_arrays, *db_arrays, **static) with the queries split over
   the local devices (padded to a multiple of their count with copies of the
   last query, whose outputs are dropped). Outputs [queries, ...], on the host."""
-  devices = tuple(jax.local_devices())
   q = len(query_arrays[0])
-  padded = -(-q // len(devices)) * len(devices)
   mesh, program = _split_program(body, tuple(sorted(static.items())),
-                                 len(query_arrays), len(db_arrays), devices)
-  put = lambda a, spec: jax.device_put(a, jax.sharding.NamedSharding(mesh, spec))
-  queries = [put(np.concatenate([a, np.repeat(a[-1:], padded - q, axis=0)]),
-                 jax.sharding.PartitionSpec("queries")) for a in query_arrays]
-  database = [put(a, jax.sharding.PartitionSpec()) for a in db_arrays]
+                                 len(query_arrays), len(db_arrays),
+                                 tuple(jax.local_devices()))
+  padded = sharding.padded_size(q, mesh)
+  split = jax.sharding.NamedSharding(mesh, QUERY_SPLIT)
+  queries = [jax.device_put(sharding.pad_runs(a, padded), split) for a in query_arrays]
+  database = [jax.device_put(a, sharding.replicated(mesh)) for a in db_arrays]
   return jax.tree.map(lambda v: np.asarray(v)[:q], program(*queries, *database))
 
 
