@@ -11,6 +11,10 @@ counts at smaller distances, and reads each item's rank from them. Codes are
 packed into uint32 words and compared by XOR and popcount. `nearest` returns
 the head of the same ranking.
 
+The first pass alone is the histogram of distances (`distance_histogram`):
+the Hamming-ball metrics (p@r2, the precision-recall curve over the radius
+of `radius_curve`) read it and need no ranking, so no tie rule enters them.
+
 Queries are processed in chunks under `lax.map`; a chunk holds a count table
 of [bits + 1, chunk] cells, never a [chunk, items] array, so memory is
 bounded by `memory_budget_bytes` whatever the number of queries and items.
@@ -43,6 +47,8 @@ _FIELD_BITS = 16
 # (64-bit codes, 2,280 queries: one chunk ~1.25x slower than two, on a 2-core
 # AMD EPYC). This also keeps cell indices well inside int32.
 _MAX_CELLS = 2**17
+# The Hamming radius of p@r2, the classical hash-lookup protocol.
+RADIUS = 2
 
 
 def pack_codes(codes):
@@ -129,20 +135,26 @@ def _scan_database(query_words, query_labels, db_words, db_labels, table, fold, 
   return lax.scan(step, (table, acc), (items, db_words, db_labels))[0]
 
 
+def _count_pass(query_words, query_labels, db_words, db_labels, bits):
+  """The count table (`_empty_table`) shaped [bits + 1, chunk]: cell (d, q)
+  counts the database items, and the relevant ones, at distance d from
+  query q (read them with `_split`)."""
+  chunk = query_words.shape[0]
+  # A packed field counts at most every database item.
+  wide = db_words.shape[0] >= 1 << _FIELD_BITS
+  empty = _empty_table((bits + 1) * chunk, wide)
+  counts, _ = _scan_database(query_words, query_labels, db_words, db_labels, empty,
+                             lambda acc, *_: acc, ())
+  return jax.tree.map(lambda t: t.reshape(bits + 1, chunk), counts)
+
+
 def _ranked_pass(query_words, query_labels, db_words, db_labels, bits, fold, acc):
   """Calls `fold` (see `_scan_database`) with every database item's rank.
 
   Returns ((items, relevant items) [bits + 1, chunk] int32 counts per
   distance, the final acc).
   """
-  chunk = query_words.shape[0]
-  shape = (bits + 1, chunk)
-  # A packed field counts at most every database item.
-  wide = db_words.shape[0] >= 1 << _FIELD_BITS
-  empty = _empty_table(shape[0] * chunk, wide)
-  counts, _ = _scan_database(query_words, query_labels, db_words, db_labels, empty,
-                             lambda acc, *_: acc, ())
-  counts = jax.tree.map(lambda t: t.reshape(shape), counts)
+  counts = _count_pass(query_words, query_labels, db_words, db_labels, bits)
   # Ranks at distance d start after every item at a smaller distance.
   start = jax.tree.map(lambda t: (jnp.cumsum(t, 0) - t).reshape(-1), counts)
   _, acc = _scan_database(query_words, query_labels, db_words, db_labels, start, fold, acc)
@@ -167,21 +179,44 @@ def _expected_hits(items, relevant, k: int):
   return relevant_closer + slots * relevant_in / size
 
 
+def _gains(k: int) -> np.ndarray:
+  """[k + 2] float64 DCG gains by rank: 1 / log2(r + 1) at r = 1..k, 0 at
+  r = 0 and at r = k + 1, which stands for every rank beyond k."""
+  gains = np.zeros(k + 2)
+  gains[1:k + 1] = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
+  return gains
+
+
 def _chunk_metrics(query_words, query_labels, db_words, db_labels, bits: int,
                    ks: tuple[int, ...]):
   """Per-query metrics for one chunk: dict of [chunk] float32."""
   cutoffs = jnp.asarray(ks)[:, None]
+  # Each rank's gain is read from a table: XLA:CPU computes log one element
+  # at a time, slower than the read (see the performance notes).
+  gains = _gains(max(ks))
+  table = jnp.asarray(gains, jnp.float32)
 
   def fold(acc, index, rank, hits, relevant):
-    retrieved, precision_sum = acc  # [len(ks), chunk] each
-    top = relevant & (rank <= cutoffs)
-    return retrieved + top, precision_sum + jnp.where(top, hits / rank, 0.0)
+    # [len(ks), chunk] x 3, then [chunk] x 2: the sum of precisions over the
+    # whole ranking and its (Kahan) compensation, as that sum runs over every
+    # item of the database, where float32 drifts by ~1e-6.
+    retrieved, precision_sum, gain_sum, (precision_all, lost) = acc
+    precision = jnp.where(relevant, hits / rank, 0.0)
+    gain = jnp.where(relevant, jnp.take(table, rank, mode="clip"), 0.0)
+    head = rank <= cutoffs
+    step = precision - lost
+    total = precision_all + step
+    return (retrieved + (relevant & head), precision_sum + jnp.where(head, precision, 0.0),
+            gain_sum + jnp.where(head, gain, 0.0),
+            (total, (total - precision_all) - step))
 
   zeros = jnp.zeros((len(ks), query_words.shape[0]))
-  (items, relevant), (retrieved, precision_sum) = _ranked_pass(
+  (items, relevant), (retrieved, precision_sum, gain_sum, (precision_all, _)) = _ranked_pass(
       query_words, query_labels, db_words, db_labels, bits, fold,
-      (zeros.astype(jnp.int32), zeros))
+      (zeros.astype(jnp.int32), zeros, zeros, (zeros[0], zeros[0])))
   total_relevant = jnp.sum(relevant, 0)
+  # [max(ks) + 2]: the ideal DCG, of m hits at ranks 1..m.
+  ideal = jnp.asarray(np.cumsum(gains), jnp.float32)
   out = {}
   for i, k in enumerate(ks):
     hits_k = retrieved[i].astype(jnp.float32)
@@ -189,6 +224,12 @@ def _chunk_metrics(query_words, query_labels, db_words, db_labels, bits: int,
     out[f"r@{k}"] = hits_k / jnp.maximum(total_relevant, 1)
     out[f"map@{k}"] = precision_sum[i] / jnp.maximum(hits_k, 1.0)
     out[f"p@{k}_tie_aware"] = _expected_hits(items, relevant, k) / k
+    best = ideal[jnp.minimum(total_relevant, k)]  # 0 when nothing is relevant
+    out[f"ndcg@{k}"] = gain_sum[i] / jnp.where(best > 0, best, 1.0)
+  out["map@all"] = precision_all / jnp.maximum(total_relevant, 1)
+  ball = jnp.sum(items[:RADIUS + 1], 0)
+  out[f"p@r{RADIUS}"] = jnp.sum(relevant[:RADIUS + 1], 0) / jnp.maximum(ball, 1)
+  out[f"p@r{RADIUS}_empty"] = (ball == 0).astype(jnp.float32)
   return out
 
 
@@ -285,6 +326,17 @@ def _check_codes(query_codes, db_codes):
                      f"same bits, got {query_codes.shape} and {db_codes.shape}")
 
 
+def _check_labels(query_codes, db_codes, query_labels, db_labels):
+  if query_labels.shape[0] != query_codes.shape[0] or (
+      db_labels.shape[0] != db_codes.shape[0]):
+    raise ValueError("one label (row) per code is needed: got "
+                     f"{query_labels.shape} labels for {query_codes.shape[0]} "
+                     f"queries and {db_labels.shape} for {db_codes.shape[0]} items")
+  if query_labels.ndim != db_labels.ndim:
+    raise ValueError("query and database labels must both be vectors or both "
+                     "multi-hot matrices")
+
+
 def nearest(query_codes, db_codes, k: int,
             memory_budget_bytes: int = 256 * 2**20) -> np.ndarray:
   """Each query's k first database items: [queries, k] int32 indices.
@@ -318,32 +370,96 @@ def evaluate(query_codes, db_codes, query_labels, db_labels,
     ks: cut-offs, each at most the database size.
     memory_budget_bytes: bounds the per-chunk working set.
   Returns:
-    {"p@K", "r@K", "map@K", "p@K_tie_aware"} for each K, floats averaged
-    over queries. map@K averages precision@i over the ranks i <= K holding a
-    relevant item (0 when there is none); r@K divides by the relevant items
-    in the whole database.
+    Floats averaged over queries. The ranked metrics score the ranking by
+    distance with ties broken by database index (rank i counts from 1):
+    - "p@K", "r@K": relevant items among the first K, over K / over the
+      relevant items in the whole database (0 when there are none).
+    - "map@K": the mean of precision@i over the ranks i <= K holding a
+      relevant item (0 when there is none); "map@all" is the same over the
+      whole ranking (K = the database size), i.e. divided by every relevant
+      item in the database.
+    - "ndcg@K": binary-relevance DCG@K = sum over ranks i <= K of
+      rel_i / log2(i + 1), over the ideal DCG@K of min(K, relevant in the
+      database) hits at the first ranks; 0 for a query with no relevant item.
+    - "p@K_tie_aware": p@K averaged over every order of the tied items.
+    The radius metrics score the Hamming ball, which no tie rule affects:
+    - "p@r2": relevant among the items within distance 2 of the query, over
+      their number; a query whose ball is empty scores 0 (the usual
+      convention, which counts a failed lookup as a miss).
+    - "p@r2_empty": the fraction of queries whose ball is empty.
   """
   query_codes, db_codes = np.asarray(query_codes), np.asarray(db_codes)
   query_labels, db_labels = np.asarray(query_labels), np.asarray(db_labels)
   _check_codes(query_codes, db_codes)
-  if query_labels.shape[0] != query_codes.shape[0] or (
-      db_labels.shape[0] != db_codes.shape[0]):
-    raise ValueError("one label (row) per code is needed: got "
-                     f"{query_labels.shape} labels for {query_codes.shape[0]} "
-                     f"queries and {db_labels.shape} for {db_codes.shape[0]} items")
-  if query_labels.ndim != db_labels.ndim:
-    raise ValueError("query and database labels must both be vectors or both "
-                     "multi-hot matrices")
+  _check_labels(query_codes, db_codes, query_labels, db_labels)
   n = db_codes.shape[0]
   ks = tuple(int(k) for k in ks)
   if any(not 1 <= k <= n for k in ks):
     raise ValueError(f"every K must lie in [1, {n}] (the database size), got {ks}")
-  chunk = _chunk_size(_queries_per_device(query_codes), db_codes.shape[1], 2 * len(ks),
-                      memory_budget_bytes)
+  chunk = _chunk_size(_queries_per_device(query_codes), db_codes.shape[1],
+                      3 * len(ks) + 1, memory_budget_bytes)
   per_query = _over_devices(
       _per_query_metrics, dict(ks=ks, chunk=chunk),
       (query_codes.astype(np.uint8), query_labels),
       (db_codes.astype(np.uint8), db_labels))
   names = [f"{m}@{k}" for k in ks for m in ("p", "r", "map")]
   names += [f"p@{k}_tie_aware" for k in ks]
+  names += [f"ndcg@{k}" for k in ks] + ["map@all", f"p@r{RADIUS}", f"p@r{RADIUS}_empty"]
   return {name: float(np.mean(per_query[name], dtype=np.float64)) for name in names}
+
+
+def _per_query_histogram(query_codes, query_labels, db_codes, db_labels, *, chunk):
+  """([queries, bits + 1], [queries, bits + 1]) int32 counts per distance."""
+  bits, db_words = db_codes.shape[1], pack_codes(db_codes)
+
+  def counts(words, labels):
+    items, relevant = _split(_count_pass(words, labels, db_words, db_labels, bits))
+    return items.T, relevant.T
+
+  return _map_chunks(counts, chunk, pack_codes(query_codes), query_labels)
+
+
+def distance_histogram(query_codes, db_codes, query_labels, db_labels,
+                       memory_budget_bytes: int = 256 * 2**20):
+  """Database items per Hamming distance from each query, in one pass.
+
+  Arguments as `evaluate`'s. Returns (items, relevant): [queries, bits + 1]
+  int64 arrays; items[q, d] counts the database items at distance d from
+  query q, relevant[q, d] the relevant ones among them.
+  """
+  query_codes, db_codes = np.asarray(query_codes), np.asarray(db_codes)
+  query_labels, db_labels = np.asarray(query_labels), np.asarray(db_labels)
+  _check_codes(query_codes, db_codes)
+  _check_labels(query_codes, db_codes, query_labels, db_labels)
+  bits = db_codes.shape[1]
+  if query_codes.shape[0] == 0:
+    return np.zeros((0, bits + 1), np.int64), np.zeros((0, bits + 1), np.int64)
+  chunk = _chunk_size(_queries_per_device(query_codes), bits, 0, memory_budget_bytes)
+  items, relevant = _over_devices(
+      _per_query_histogram, dict(chunk=chunk),
+      (query_codes.astype(np.uint8), query_labels),
+      (db_codes.astype(np.uint8), db_labels))
+  return items.astype(np.int64), relevant.astype(np.int64)
+
+
+def radius_curve(query_codes, db_codes, query_labels, db_labels,
+                 memory_budget_bytes: int = 256 * 2**20) -> dict[str, np.ndarray]:
+  """Precision and recall of the Hamming ball of each radius 0..bits.
+
+  Arguments as `evaluate`'s; one pass over the database (the histogram of
+  `distance_histogram`). Returns {"radius", "precision", "recall", "empty"},
+  each [bits + 1], means over queries at radius r of: relevant items within
+  distance r over the items within it (0 when the ball is empty, as p@r2);
+  the same over the relevant items in the database (0 when there are none,
+  as r@K); and whether the ball is empty. No tie rule enters. At radius 2
+  the precision is evaluate's p@r2, at radius bits the recall is the
+  fraction of queries with a relevant item.
+  """
+  items, relevant = distance_histogram(query_codes, db_codes, query_labels, db_labels,
+                                       memory_budget_bytes)
+  ball, found = np.cumsum(items, 1), np.cumsum(relevant, 1)
+  total = found[:, -1:]
+  return dict(radius=np.arange(items.shape[1]),
+              precision=np.mean(found / np.maximum(ball, 1), 0),
+              recall=np.mean(found / np.maximum(total, 1), 0),
+              empty=np.mean(ball == 0, 0))

@@ -1,4 +1,5 @@
-"""Tables and figures from results rows: summary.md, summary.tex, p_at_100.png.
+"""Tables and figures from results rows: summary.md, summary.tex, p_at_100.png,
+and precision-recall curves over the Hamming radius (`pr_figure`).
 
 Rows are results.csv rows (dicts); tables give mean +- std over seeds for each
 metric, one row per method and one column per level, one table per
@@ -117,6 +118,55 @@ def precision_figure(rows: list[dict], path: str, metric: str = "p@100"):
   with results.atomic_path(path) as tmp:
     fig.savefig(tmp, format="png", dpi=120)
   plt.close(fig)
+
+
+def mean_curves(rows: list[dict], curves: list[dict]):
+  """Radius curves averaged over the seeds of each (method, level).
+
+  rows: results rows; curves: `metrics.radius_curve` outputs, one per row,
+  in row order. Diverged runs are left out. Returns {(dataset, bits):
+  {(method, level): {"radius", "precision", "recall"} arrays [bits + 1]}}.
+  """
+  if len(rows) != len(curves):
+    raise ValueError(f"one curve per row is needed: {len(curves)} curves for {len(rows)} rows")
+  groups = defaultdict(lambda: defaultdict(list))
+  for row, curve in zip(rows, curves, strict=True):
+    if row.get("status", "ok") == "ok":
+      groups[(row["dataset"], int(row["bits"]))][(row["method"], float(row["level"]))].append(
+          curve)
+  return {panel: {line: {name: np.mean([c[name] for c in runs], 0)
+                         for name in ("radius", "precision", "recall")}
+                  for line, runs in lines.items()}
+          for panel, lines in sorted(groups.items())}
+
+
+def pr_figure(rows: list[dict], curves: list[dict], path: str) -> dict:
+  """Precision against recall of the Hamming ball as its radius grows: one
+  panel per (dataset, bits), one line per (method, level), the mean over
+  seeds (`mean_curves`). Returns {(dataset, bits): [line labels]}, as drawn."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  panels = mean_curves(rows, curves)
+  if not panels:
+    raise ValueError("no finished runs to draw")
+  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+  drawn = {}
+  for ax, ((dataset, bits), lines) in zip(axes[0], panels.items(), strict=True):
+    for (method, level), curve in lines.items():
+      ax.plot(curve["recall"], curve["precision"], marker=".",
+              label=f"{METHOD_NAMES.get(method, method)}, {level:g}")
+    ax.set(title=f"{dataset}, {bits} bits: radius 0..{bits}", xlabel="recall",
+           ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    drawn[(dataset, bits)] = [line.get_label() for line in ax.get_lines()]
+  fig.tight_layout()
+  with results.atomic_path(path) as tmp:
+    fig.savefig(tmp, format="png", dpi=120)
+  plt.close(fig)
+  return drawn
 
 
 def write_reports(rows: list[dict], folder: str) -> list[str]:

@@ -8,14 +8,23 @@ import sys
 import numpy as np
 import pytest
 
-from hashvae.metrics import evaluate, hamming_distances, nearest, pack_codes
+from hashvae.metrics import (
+  distance_histogram,
+  evaluate,
+  hamming_distances,
+  nearest,
+  pack_codes,
+  radius_curve,
+)
 
 from conftest import ROOT
 
 
 def brute_force(qc, dc, ql, dl, ks):
-  """Per query: stable argsort of the distances, then loops."""
-  out = {f"{m}@{k}": [] for k in ks for m in ("p", "r", "map")}
+  """Per query: stable argsort of the distances, then the textbook
+  definitions, in loops."""
+  out = {f"{m}@{k}": [] for k in ks for m in ("p", "r", "map", "ndcg")}
+  out.update({"map@all": [], "p@r2": [], "p@r2_empty": []})
   for i in range(len(qc)):
     dist = (qc[i][None, :] != dc).sum(1)
     order = np.argsort(dist, kind="stable")
@@ -29,6 +38,15 @@ def brute_force(qc, dc, ql, dl, ks):
       out[f"r@{k}"].append(top.sum() / max(rel.sum(), 1))
       precisions = [top[:j + 1].sum() / (j + 1) for j in range(k) if top[j]]
       out[f"map@{k}"].append(np.mean(precisions) if precisions else 0.0)
+      dcg = sum(1 / np.log2(j + 2) for j in range(k) if top[j])
+      ideal = sum(1 / np.log2(j + 2) for j in range(min(k, rel.sum())))
+      out[f"ndcg@{k}"].append(dcg / ideal if ideal else 0.0)
+    precisions = [rel[:j + 1].sum() / (j + 1) for j in range(len(rel)) if rel[j]]
+    out["map@all"].append(np.mean(precisions) if precisions else 0.0)
+    ball = (qc[i][None, :] != dc).sum(1) <= 2  # by index: no ranking
+    same = dl == ql[i] if ql.ndim == 1 else (dl * ql[i]).sum(1) > 0
+    out["p@r2"].append(same[ball].mean() if ball.any() else 0.0)
+    out["p@r2_empty"].append(float(not ball.any()))
   return {name: float(np.mean(v)) for name, v in out.items()}
 
 
@@ -60,6 +78,104 @@ def test_multilabel_matches_brute_force():
   dl = (rng.uniform(size=(150, 5)) < 0.3).astype(np.uint8)
   ks = (5, 50)
   assert_matches_brute_force(qc, dc, ql, dl, ks)
+
+
+def tied_data(seed, bits, queries, items, classes, multilabel):
+  """Random codes of few bits (many ties) and labels; the last query's label
+  is absent from the database, so it has no relevant item."""
+  rng = np.random.default_rng(seed)
+  qc, dc = rng.integers(0, 2, (queries, bits)), rng.integers(0, 2, (items, bits))
+  if multilabel:
+    ql = (rng.uniform(size=(queries, classes + 1)) < 0.3).astype(np.uint8)
+    dl = (rng.uniform(size=(items, classes + 1)) < 0.3).astype(np.uint8)
+    dl[:, -1] = 0
+    ql[-1] = 0
+    ql[-1, -1] = 1
+  else:
+    ql, dl = rng.integers(0, classes, queries), rng.integers(0, classes, items)
+    ql[-1] = classes
+  return qc, dc, ql, dl
+
+
+@pytest.mark.parametrize("bits,multilabel", [(4, False), (5, True), (6, False), (6, True)])
+def test_new_metrics_match_brute_force_with_many_ties(bits, multilabel):
+  # 4-6 bits over ~200 items: every distance holds many items. K = 150
+  # exceeds the relevant count of most queries (~40-60 single-label).
+  qc, dc, ql, dl = tied_data(bits, bits, 29, 211, 4, multilabel)
+  ks = (1, 7, 150, 211)
+  got = assert_matches_brute_force(qc, dc, ql, dl, ks)
+  assert set(got) >= {"ndcg@7", "map@all", "p@r2", "p@r2_empty"}
+  assert 0 < got["ndcg@150"] < 1 and 0 < got["map@all"] < 1
+
+
+def test_ndcg_and_map_all_of_known_rankings():
+  # Query 0 finds its 2 relevant items at ranks 1 and 3 (distance 0, then
+  # the tie at distance 1 broken by index); query 1 has no relevant item.
+  dc = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
+  dl = np.array([0, 1, 0, 1])
+  qc, ql = np.array([[0, 0], [0, 0]]), np.array([0, 2])
+  got = evaluate(qc, dc, ql, dl, (2, 4))
+  ndcg = (1 + 1 / np.log2(4)) / (1 + 1 / np.log2(3))
+  assert got["ndcg@4"] == pytest.approx(ndcg / 2, abs=1e-7)  # query 1 scores 0
+  assert got["ndcg@2"] == pytest.approx(1 / (1 + 1 / np.log2(3)) / 2, abs=1e-7)
+  assert got["map@all"] == pytest.approx((1 + 2 / 3) / 2 / 2, abs=1e-7)
+  assert got["map@4"] == got["map@all"]  # K = the database size
+
+
+def test_p_at_radius_2_scores_an_empty_ball_0_and_counts_it():
+  dc = np.array([[0] * 6, [0] * 5 + [1], [1] * 6])
+  dl = np.array([0, 1, 0])
+  # Query 0's ball holds items 0 and 1 (one relevant); query 1 is at
+  # distances 3, 4 and 3 from the items: its ball is empty.
+  qc = np.array([[0] * 6, [1, 1, 1, 0, 0, 0]])
+  ql = np.array([0, 0])
+  got = evaluate(qc, dc, ql, dl, (1,))
+  assert got["p@r2"] == pytest.approx(0.5 / 2) and got["p@r2_empty"] == 0.5
+
+
+def brute_force_curve(qc, dc, ql, dl):
+  """Per query and radius: the items within the radius, by index."""
+  bits = qc.shape[1]
+  precision, recall, empty = (np.zeros((len(qc), bits + 1)) for _ in range(3))
+  for i in range(len(qc)):
+    dist = (qc[i][None, :] != dc).sum(1)
+    rel = dl == ql[i] if ql.ndim == 1 else (dl * ql[i]).sum(1) > 0
+    for r in range(bits + 1):
+      ball = dist <= r
+      precision[i, r] = rel[ball].mean() if ball.any() else 0.0
+      recall[i, r] = rel[ball].sum() / max(rel.sum(), 1)
+      empty[i, r] = not ball.any()
+  return dict(radius=np.arange(bits + 1), precision=precision.mean(0),
+              recall=recall.mean(0), empty=empty.mean(0))
+
+
+@pytest.mark.parametrize("bits,multilabel", [(5, False), (9, True)])
+def test_radius_curve_matches_brute_force(bits, multilabel):
+  qc, dc, ql, dl = tied_data(10 + bits, bits, 23, 157, 3, multilabel)
+  got = radius_curve(qc, dc, ql, dl)
+  want = brute_force_curve(qc, dc, ql, dl)
+  assert set(got) == set(want)
+  for name, value in want.items():
+    np.testing.assert_allclose(got[name], value, atol=1e-6, rtol=0, err_msg=name)
+  assert got["empty"][-1] == 0 and (bits == 5 or got["empty"][0] > 0)  # 9 bits: some empty
+  # The curve at radius 2 is evaluate's p@r2; the whole ball finds every
+  # relevant item of the queries that have one.
+  scores = evaluate(qc, dc, ql, dl, (1,))
+  assert got["precision"][2] == pytest.approx(scores["p@r2"], abs=1e-6)
+  assert got["empty"][2] == pytest.approx(scores["p@r2_empty"], abs=1e-6)
+  rel = ql[:, None] == dl if ql.ndim == 1 else ql @ dl.T > 0
+  assert got["recall"][-1] == pytest.approx(rel.any(1).mean()) and rel.any(1).mean() < 1
+
+
+def test_distance_histogram_counts_items_and_relevant_items():
+  qc, dc, ql, dl = tied_data(3, 6, 13, 97, 3, False)
+  items, relevant = distance_histogram(qc, dc, ql, dl, memory_budget_bytes=1)
+  dist = (qc[:, None, :] != dc[None, :, :]).sum(-1)
+  for d in range(7):
+    np.testing.assert_array_equal(items[:, d], (dist == d).sum(1))
+    np.testing.assert_array_equal(relevant[:, d], ((dist == d) & (ql[:, None] == dl)).sum(1))
+  empty = distance_histogram(qc[:0], dc, ql[:0], dl)
+  assert empty[0].shape == (0, 7)
 
 
 def tie_orders_expectation(dist, rel, k):
@@ -179,14 +295,15 @@ import numpy as np
 from hashvae import sharding
 sharding.split_cpu(int(sys.argv[1]))
 import jax
-from hashvae.metrics import evaluate, nearest
+from hashvae.metrics import evaluate, nearest, radius_curve
 rng = np.random.default_rng(0)
 out = dict(devices=len(jax.local_devices()))
 for queries in (37, 1):  # an odd split, and fewer queries than devices
   q = rng.integers(0, 2, (queries, 12)); db = rng.integers(0, 2, (150, 12))
   ql = rng.integers(0, 4, queries); dl = rng.integers(0, 4, 150)
   out[queries] = dict(metrics=evaluate(q, db, ql, dl, ks=(5, 40)),
-                      nearest=nearest(q, db, 9).tolist())
+                      nearest=nearest(q, db, 9).tolist(),
+                      curve={k: v.tolist() for k, v in radius_curve(q, db, ql, dl).items()})
 print(json.dumps(out))
 """
 
@@ -202,5 +319,7 @@ def test_queries_split_over_devices_give_the_one_device_results():
   for queries in ("37", "1"):
     one, three = runs[0][queries], runs[1][queries]
     assert one["nearest"] == three["nearest"]
+    for name, value in one["curve"].items():
+      np.testing.assert_allclose(three["curve"][name], value, atol=1e-6, err_msg=name)
     for name, value in one["metrics"].items():
       assert three["metrics"][name] == pytest.approx(value, abs=1e-6), name

@@ -5,8 +5,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from hashvae import reports, results
+from hashvae import metrics, reports, results
 
 from conftest import ROOT
 
@@ -94,3 +95,43 @@ def test_reproduce_runs_cells_and_skips_finished_ones(tmp_path):
   assert again.returncode == 0
   assert again.stderr.count("finished earlier, skipping") == 2
   assert results.read_csv(str(tmp_path / "results.csv")) == rows
+
+
+def test_pr_figure_draws_one_line_per_method_and_level_averaged_over_seeds(tmp_path):
+  rows = handmade(tmp_path)  # 16 bits: ssb_vae at 0.1 (2 ok, 1 diverged) and 1.0,
+  # phs_gs at 0.1; 32 bits: ssb_vae at 0.1.
+  curves = []
+  for i, row in enumerate(rows):
+    bits = row["bits"]
+    precision = np.linspace(1, 0.5, bits + 1) - 0.01 * i
+    curves.append(dict(radius=np.arange(bits + 1), precision=precision,
+                       recall=np.linspace(0, 1, bits + 1), empty=np.zeros(bits + 1)))
+  means = reports.mean_curves(rows, curves)
+  # Rows 0 and 1 are the finished ssb_vae seeds at 0.1; row 2 diverged.
+  np.testing.assert_allclose(means[("snip", 16)][("ssb_vae", 0.1)]["precision"],
+                             np.linspace(1, 0.5, 17) - 0.005)
+  path = tmp_path / "pr.png"
+  drawn = reports.pr_figure(rows, curves, str(path))
+  assert drawn == {("snip", 16): ["SSB-VAE, 0.1", "SSB-VAE, 1", "PHS-GS, 0.1"],
+                   ("snip", 32): ["SSB-VAE, 0.1"]}
+  png = path.read_bytes()
+  assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+  with pytest.raises(ValueError, match="one curve per row"):
+    reports.pr_figure(rows, curves[:-1], str(path))
+
+
+def test_pr_figure_of_real_radius_curves(tmp_path):
+  rng = np.random.default_rng(0)
+  ql, dl = rng.integers(0, 3, 20), rng.integers(0, 3, 90)
+  rows, curves = [], []
+  for seed in (0, 1):
+    centres = rng.integers(0, 2, (3, 6))
+    qc = centres[ql] ^ (rng.uniform(size=(20, 6)) < 0.2)
+    dc = centres[dl] ^ (rng.uniform(size=(90, 6)) < 0.2)
+    rows.append(dict(dataset="toy", method="ssb_vae", bits=6, seed=seed, level=0.1,
+                     status="ok"))
+    curves.append(metrics.radius_curve(qc, dc, ql, dl))
+  drawn = reports.pr_figure(rows, curves, str(tmp_path / "pr.png"))
+  assert drawn == {("toy", 6): ["SSB-VAE, 0.1"]}
+  mean = reports.mean_curves(rows, curves)[("toy", 6)][("ssb_vae", 0.1)]
+  assert np.all(np.diff(mean["recall"]) >= 0) and mean["recall"][-1] == 1.0
