@@ -13,7 +13,11 @@ codes scattered around a random centre per class):
   ranked with numpy's default argsort, p and r summed vectorised, map in a
   Python loop. Its unstable sort orders ties arbitrarily, as released; an
   untimed second pass with a stable sort must agree with evaluate.
-  Compilation is timed apart from evaluate's runs.
+  Compilation is timed apart from evaluate's runs. evaluate also returns
+  ndcg@K, map@all and p@r2, which the numpy side does not compute. The
+  figure adds `radius_curve`'s time (the precision-recall curve over the
+  Hamming radius, one counting pass), whose precision at radius 2 must be
+  evaluate's p@r2.
 * top_k_vs_faiss: the top-100 database indices of every query, from
   `metrics.nearest` and from faiss `IndexBinaryFlat` (an optional
   dependency: `pip install faiss-cpu`; skipped with a note without it).
@@ -109,6 +113,10 @@ def evaluate_vs_numpy(bits: int, scale: float, ks):
   run = lambda: metrics.evaluate(*data, ks=ks)
   _, first = timed(run)  # compiles
   ours, seconds = timed(run, REPEATS)
+  curve_run = lambda: metrics.radius_curve(*data)
+  _, curve_first = timed(curve_run)
+  curve, curve_seconds = timed(curve_run, REPEATS)
+  assert abs(curve["precision"][2] - ours["p@r2"]) <= 1e-6, (curve["precision"][2], ours)
   baseline, numpy_seconds = timed(lambda: released_style(data, ks))
   # Untimed: the same computation with ties in index order must agree.
   stable = released_style(data, ks, sort_kind="stable")
@@ -120,6 +128,8 @@ def evaluate_vs_numpy(bits: int, scale: float, ks):
       ks=list(ks), numpy_s=round(numpy_seconds[0], 3), evaluate_s=round(median, 4),
       evaluate_min_s=round(min(seconds), 4),
       evaluate_compile_s=round(first[0] - median, 3),
+      radius_curve_s=round(float(np.median(curve_seconds)), 4),
+      radius_curve_compile_s=round(curve_first[0] - float(np.median(curve_seconds)), 3),
       speedup=round(numpy_seconds[0] / median, 1), **{top: round(ours[top], 6)},
       max_abs_diff=float(max(abs(ours[name] - v) for name, v in stable.items())),
       max_abs_diff_unstable_ties=float(max(abs(ours[name] - v)

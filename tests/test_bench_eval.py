@@ -13,7 +13,7 @@ def test_snippets_like_keeps_the_class_proportions():
 def test_evaluate_figure_agrees_with_the_numpy_baseline():
   figure = bench_eval.evaluate_vs_numpy(16, 0.05, (5, 50, 200))
   assert figure["max_abs_diff"] < 1e-5
-  assert figure["numpy_s"] > 0 and figure["evaluate_s"] > 0
+  assert figure["numpy_s"] > 0 and figure["evaluate_s"] > 0 and figure["radius_curve_s"] > 0
 
 
 def test_released_style_baseline_is_six_ranking_passes_equal_to_evaluate(monkeypatch):
