@@ -5,16 +5,32 @@ orbax keeps the last `keep` epochs and writes each checkpoint to a
 temporary folder first, so a crash mid-save never leaves a checkpoint that
 looks complete. Typed PRNG keys are stored as their raw key data and
 wrapped back on restore.
+
+A checkpoint that cannot be read (a truncated file, a disk that filled up)
+is moved aside by `restore_latest`, which then resumes from the one before;
+only when none can be read does the sweep stop, saying to pass --restart.
 """
 
 from __future__ import annotations
 
+import datetime
+import logging
 import os
 from typing import Any, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+log = logging.getLogger("hashvae")
+
+# Moved-aside checkpoints are renamed with this prefix: orbax only sees
+# folders named by an epoch number, so it neither restores nor deletes them.
+CORRUPT_PREFIX = "corrupt-"
+
+
+class CheckpointError(ValueError):
+  """Checkpoints exist, but none of them can be read."""
 
 
 def _is_key(x) -> bool:
@@ -36,8 +52,9 @@ class Checkpoints:
 
   def __init__(self, directory: str, every: int, keep: int = 2):
     self.every = every
+    self.directory = os.path.abspath(directory)
     self.manager = ocp.CheckpointManager(
-        os.path.abspath(directory),
+        self.directory,
         options=ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=False),
         item_names=("state", "history"))
@@ -65,8 +82,61 @@ class Checkpoints:
         state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()))
     return _rekey(restored.state, like), restored.history
 
+  def restore_latest(self, like: Any) -> Optional[tuple[int, Any, list]]:
+    """(epoch, state, history) of the newest checkpoint that can be read,
+    shaped like `like`; None when there is no checkpoint.
+
+    Newer checkpoints that cannot be read are moved aside (renamed
+    `corrupt-<epoch>-<time>`, kept for inspection), each with a warning
+    naming it. If none can be read, nothing is moved and CheckpointError
+    says to pass --restart.
+    """
+    epochs = sorted(self.manager.all_steps(), reverse=True)
+    if not epochs:
+      return None
+    failed = []
+    for epoch in epochs:
+      try:
+        state, history = self.restore(epoch, like)
+      # A damaged checkpoint fails in whichever reader meets the damage
+      # (json, tensorstore, orbax's own checks), each with its own type.
+      except Exception as e:  # noqa: BLE001
+        failed.append((epoch, e))
+        continue
+      for bad, error in failed:
+        moved = self._move_aside(bad)
+        log.warning("the checkpoint after epoch %d cannot be read (%s: %s); moved it "
+                    "to %s and resuming from the one after epoch %d", bad,
+                    type(error).__name__, _first_line(error), moved, epoch)
+      if failed:
+        self.manager.reload()  # forget the moved epochs
+      log.info("restored the checkpoint after epoch %d from %s", epoch, self.directory)
+      return epoch, state, history
+    shown = "; ".join(f"epoch {epoch}: {type(e).__name__}: {_first_line(e)}"
+                      for epoch, e in failed)
+    raise CheckpointError(
+        f"{self.directory}: none of its {len(failed)} checkpoint(s) can be read "
+        f"({shown}). Pass --restart to train this sweep again from the start "
+        "(it discards the whole sweep), or move this folder away to train only "
+        "this part again")
+
+  def _move_aside(self, epoch: int) -> str:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = os.path.join(self.directory, f"{CORRUPT_PREFIX}{epoch}-{stamp}")
+    suffix = 0
+    while os.path.exists(target + (f".{suffix}" if suffix else "")):
+      suffix += 1
+    target += f".{suffix}" if suffix else ""
+    os.rename(os.path.join(self.directory, str(epoch)), target)
+    return target
+
   def close(self):
     self.manager.close()
+
+
+def _first_line(error: BaseException) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0][:200] if text else ""
 
 
 def history_to_json(metrics: dict) -> dict:
