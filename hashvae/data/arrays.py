@@ -19,6 +19,17 @@ def _dense(matrix) -> np.ndarray:
   return np.asarray(matrix, dtype=np.float32)
 
 
+def _check_gnd(path: str, key: str, gnd: np.ndarray):
+  """gnd_* must be one- or multi-hot rows of 0 and 1: a column of class ids
+  would read as one class (every id > 0 is 'labelled')."""
+  values = np.unique(gnd)
+  if not np.isin(values, (0, 1)).all():
+    shown = ", ".join(f"{v:g}" for v in values[:6]) + (" ..." if values.size > 6 else "")
+    raise DataError(f"vdsh_mat: {path}: {key} holds values {shown} in a {gnd.shape} matrix: a "
+                    "column of class ids, not one-hot or multi-hot rows of 0 and 1 "
+                    "[items, classes]")
+
+
 def _mat_labels(gnd: np.ndarray, multilabel: bool) -> np.ndarray:
   gnd = np.asarray(_dense(gnd) > 0, dtype=np.uint8)
   return gnd if multilabel else np.argmax(gnd, axis=1).astype(np.int32)
@@ -44,6 +55,8 @@ def load_vdsh_mat(config) -> Dataset:
     raise DataError(f"vdsh_mat: {path} lacks keys {missing}; expected "
                     f"{list(MAT_KEYS)}")
   gnd = [_dense(mat[k]) for k in ("gnd_train", "gnd_cv", "gnd_test")]
+  for key, g in zip(("gnd_train", "gnd_cv", "gnd_test"), gnd, strict=True):
+    _check_gnd(path, key, g)
   num_classes = gnd[0].shape[1]
   if any(g.ndim != 2 or g.shape[1] != num_classes for g in gnd):
     raise DataError(f"vdsh_mat: {path}: gnd_* must be [items, classes] with "
@@ -66,6 +79,21 @@ def load_vdsh_mat(config) -> Dataset:
                  test=splits[2], num_classes=num_classes)
 
 
+def _load_npy(path: str) -> np.ndarray:
+  """An .npy array, never unpickled; DataError naming the file otherwise."""
+  try:
+    array = np.load(path, allow_pickle=False)
+  except ValueError as e:  # object arrays, a truncated file, not an .npy
+    why = ("it holds pickled Python objects, which are not loaded: save a numeric "
+           "array" if "allow_pickle" in str(e) else f"not a complete .npy file ({e})")
+    raise DataError(f"features_npy: cannot read {path}: {why}") from e
+  except (OSError, EOFError) as e:
+    raise DataError(f"features_npy: cannot read {path}: {e}") from e
+  if not isinstance(array, np.ndarray):  # an .npz archive
+    raise DataError(f"features_npy: {path} is an .npz archive; give an .npy array")
+  return array
+
+
 def load_features_npy(config) -> Dataset:
   """Dense features [items, dims] (.npy) with labels [items] (.npy).
 
@@ -77,8 +105,8 @@ def load_features_npy(config) -> Dataset:
     if not p or not os.path.isfile(p):
       raise DataError(f"features_npy: file not found: {p!r} (set "
                       "--config.data.path and --config.data.labels_path)")
-  features = np.load(config.path, allow_pickle=False)
-  labels = np.load(config.labels_path, allow_pickle=False)
+  features = _load_npy(config.path)
+  labels = _load_npy(config.labels_path)
   if features.ndim != 2:
     raise DataError(f"features_npy: {config.path} must be [items, dims], got "
                     f"shape {features.shape}")

@@ -8,9 +8,12 @@ the retrieval database); `test` holds the queries.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger("hashvae")
 
 
 class DataError(ValueError):
@@ -75,6 +78,28 @@ class Dataset:
             for s in ("train", "validation", "test")}
     if len(dims) != 1:
       raise DataError(f"{self.name}: splits have different widths {dims}")
+    check_training_labels(self.name, self.database.labels)
+    warn_constant_inputs(self.name, self.train.inputs)
+
+
+def check_training_labels(dataset: str, labels: np.ndarray):
+  """Refuses training labels with fewer than two classes: every pair of items
+  would be similar, so retrieval would score 1.0 whatever the codes."""
+  present = (np.flatnonzero(labels.any(axis=0)) if labels.ndim == 2
+             else np.unique(labels))
+  if len(present) < 2:
+    raise DataError(f"{dataset}: the training items hold {len(present)} class"
+                    f"{'' if len(present) == 1 else 'es'} ({present.tolist()}); "
+                    "retrieval needs at least two, or every result counts as relevant")
+
+
+def warn_constant_inputs(dataset: str, inputs: np.ndarray):
+  """Warns when every training feature has zero variance: the encoder then
+  sees the same input for every item and the codes are at chance."""
+  if len(inputs) > 1 and np.array_equal(inputs.max(axis=0), inputs.min(axis=0)):
+    log.warning("%s: every training feature has the same value in every item "
+                "(zero variance): the codes cannot tell items apart, so results "
+                "will be at chance", dataset)
 
 
 def concat(a: Split, b: Split) -> Split:
@@ -118,6 +143,10 @@ def check_split(dataset: str, name: str, split: Split, num_classes: int):
     if split.labels.shape[1] != num_classes:
       raise DataError(f"{where}: label matrix has {split.labels.shape[1]} "
                       f"columns for {num_classes} classes")
+    if n and split.labels.max() > 1:
+      raise DataError(f"{where}: the label matrix holds values up to "
+                      f"{int(split.labels.max())}: a column of class ids, not one-hot "
+                      "or multi-hot rows of 0 and 1")
   else:
     raise DataError(f"{where}: labels must be [items] or [items, classes]")
   for field in ("inputs", "targets"):

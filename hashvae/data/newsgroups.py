@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+import zlib
 
 from hashvae.data.dataset import DataError, Dataset
 from hashvae.data.text import vectorise_corpus
@@ -51,8 +52,10 @@ def load_newsgroups(config) -> Dataset:
   try:
     posts = list(_posts_from_tar(path) if os.path.isfile(path)
                  else _posts_from_folder(path))
-  except tarfile.TarError as e:
-    raise DataError(f"newsgroups: cannot read {path} as a tar archive: {e}") from e
+  except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+    # A download cut short ends mid-stream: gzip raises EOFError there.
+    raise DataError(f"newsgroups: cannot read {path} as a tar archive ({e}); a "
+                    "truncated download? Download it again") from e
   # Sorted by (split, class, id) so the split does not depend on archive order.
   posts.sort(key=lambda p: (p[0], p[1], int(p[2])))
   docs = {"train": ([], []), "test": ([], [])}

@@ -30,8 +30,14 @@ def read_labelled_lines(path: str) -> tuple[list[str], list[str]]:
   if not os.path.isfile(path):
     raise DataError(f"data file not found: {path}")
   docs, labels = [], []
-  with open(path, encoding="utf-8", errors="replace") as f:
-    for number, line in enumerate(f, start=1):
+  undecodable = []  # line numbers with bytes that are not UTF-8
+  with open(path, "rb") as f:
+    for number, raw in enumerate(f, start=1):
+      try:
+        line = raw.decode("utf-8")
+      except UnicodeDecodeError:
+        line = raw.decode("utf-8", errors="replace")  # kept, with U+FFFD
+        undecodable.append(number)
       if not line.strip():
         continue  # blank lines separate nothing in this format
       tokens = line.split()
@@ -43,6 +49,10 @@ def read_labelled_lines(path: str) -> tuple[list[str], list[str]]:
       labels.append(tokens[-1])
   if not docs:
     raise DataError(f"{path}: empty corpus (no documents)")
+  if undecodable:
+    log.warning("%s: %d line(s) hold bytes that are not UTF-8 (first: line %d); "
+                "those bytes were read as U+FFFD (re-save the file as UTF-8 to keep "
+                "them)", path, len(undecodable), undecodable[0])
   return docs, labels
 
 
@@ -117,6 +127,9 @@ def vectorise_corpus(name, train_docs, train_names, test_docs, test_names, *,
                      max_features, validation_fraction, split_seed,
                      where_test, tfidf=False, drop_empty=False) -> Dataset:
   """Fits the vocabulary on all training documents, then splits off validation."""
+  if not 0 <= validation_fraction < 1:
+    raise DataError(f"{name}: config.data.validation_fraction={validation_fraction!r}: "
+                    "a fraction in [0, 1) of the training documents")
   classes = tuple(sorted(set(train_names)))
   train_ids = label_indices(train_names, classes, f"{name} training labels")
   test_ids = label_indices(test_names, classes, where_test)
