@@ -13,7 +13,7 @@ import platform
 import jax
 from absl import app, flags
 
-from launch import cpu_devices
+from launch import cpu_devices, errors
 
 SECTIONS = {
     "eval": "launch.bench_eval",
@@ -33,10 +33,14 @@ flags.DEFINE_bool("full", False, "train: also the 30-epoch exact-vs-fast precisi
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   unknown = sorted(set(_SECTIONS.value) - set(SECTIONS))
   if unknown:
     raise app.UsageError(f"unknown sections {unknown}; known: {sorted(SECTIONS)}")
+  if "search" in _SECTIONS.value and not flags.FLAGS.sweep:
+    raise app.UsageError("the search section needs --sweep=WORKDIR of a finished text "
+                         "sweep")
   cpu_devices.apply()  # as the training entry points split the CPU
   print(json.dumps(dict(figure="machine", backend=jax.default_backend(),
                         devices=[str(d) for d in jax.devices()],
@@ -48,9 +52,9 @@ def main(argv):
       print(json.dumps(dict(section=name, **figure)), flush=True)
 
 
-def cli():
-  """Console entry point (see pyproject.toml)."""
-  app.run(main)
+def cli(argv=None):
+  """Console entry point (see pyproject.toml); `argv` defaults to sys.argv."""
+  errors.run(main, argv)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@
 """
 
 import os
-import sys
 
 from absl import app, flags
 
-from hashvae import api, experiment, index
+from hashvae import api, index, workdir
+from launch import errors
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished sweep's folder.")
 _RUN = flags.DEFINE_string("run", "best", "Row of results.csv, or 'best'.")
@@ -26,10 +26,8 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  try:
-    sweep = api.Sweep(_WORKDIR.value)
-  except FileNotFoundError as e:
-    sys.exit(f"error: {e}")
+  workdir.check_finished(_WORKDIR.value)  # a damaged file named, not a traceback
+  sweep = api.Sweep(_WORKDIR.value)
   try:
     if _RUN.value == "best":
       run = sweep.best_run(_LEVEL.value, _METRIC.value, _METHOD.value)
@@ -39,17 +37,16 @@ def main(argv):
   except (ValueError, IndexError) as e:
     raise app.UsageError(f"--run={_RUN.value}: {e}") from e
   out = _OUT.value or os.path.join(_WORKDIR.value, f"index_{run}.npz")
-  try:
-    index.build(sweep, run, out)
-  except experiment.USER_ERRORS as e:
-    sys.exit(f"error: {type(e).__name__}: {e}")
+  if os.path.isdir(out):
+    raise app.UsageError(f"--out={out} is a folder: give the index file's path")
+  index.build(sweep, run, out)
   print(f"wrote {out}: run {run} ({row['method']}, seed {row['seed']}, level "
         f"{row['level']}, p@100 {row.get('p@100', '?')}), {len(sweep.dataset.database)} items")
 
 
-def cli():
-  """Console entry point (see pyproject.toml)."""
-  app.run(main)
+def cli(argv=None):
+  """Console entry point (see pyproject.toml); `argv` defaults to sys.argv."""
+  errors.run(main, argv)
 
 
 if __name__ == "__main__":

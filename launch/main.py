@@ -10,17 +10,21 @@ over every visible device (on a CPU, one device per core: --cpu_devices);
 with --num_processes > 1 (or --distributed for auto-detection on Slurm /
 TPU / GPU clusters), several processes join one program through
 jax.distributed and process 0 writes the files.
+
+One sweep at a time per workdir: a second process stops at once, naming the
+first (hashvae.lock). Mistakes end in one line (launch.errors); Ctrl-C too,
+and the same command then resumes.
 """
 
+import contextlib
 import os
-import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hashvae import experiment, results, sharding, workdir
-from launch import cpu_devices
+from hashvae import experiment, lock, results, sharding, workdir
+from launch import cpu_devices, errors
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.",
                                           lock_config=True)
@@ -57,6 +61,14 @@ def initialize_processes():
                jax.device_count())
 
 
+def held(folder: str):
+  """The workdir's lock, taken by process 0 for the whole run (the other
+  processes of a multi-process run are the same holder)."""
+  if not sharding.is_primary():
+    return contextlib.nullcontext()
+  return lock.hold(folder, processes=jax.process_count())
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -66,27 +78,28 @@ def main(argv):
   cpu_devices.apply(several_processes=several_processes())
   initialize_processes()
   config, folder = _CONFIG.value, _WORKDIR.value
-  try:
-    dataset = experiment.checked_dataset(config)  # before touching the workdir
+  if sharding.is_primary():
+    lock.check_free(folder)  # a second process stops before loading anything
+  dataset = experiment.checked_dataset(config)  # before touching the workdir
+  with held(folder):
     if sharding.is_primary():
       workdir.prepare(folder, config.to_dict(), restart=_RESTART.value)
     sharding.barrier("workdir prepared")
     sweep = experiment.run_sweep(config, dataset, workdir=folder)
-  except experiment.USER_ERRORS as e:
-    sys.exit(f"error: {type(e).__name__}: {e}")
-  if not sharding.is_primary():
-    logging.info("process %d: done; process 0 writes the results",
-                 jax.process_index())
-    return
-  written = experiment.write_outputs(folder, sweep)
+    if not sharding.is_primary():
+      logging.info("process %d: done; process 0 writes the results",
+                   jax.process_index())
+      return
+    written = experiment.write_outputs(folder, sweep)
   logging.info("process 0 wrote config.json, %s in %s",
                ", ".join(os.path.basename(p) for p in written), folder)
   print(results.summary_text(sweep.rows, metric=f"p@{config.ks[0]}"))
 
 
-def cli():
-  """Console entry point (see pyproject.toml)."""
-  app.run(main)
+def cli(argv=None):
+  """Console entry point (see pyproject.toml); `argv` defaults to sys.argv."""
+  errors.run(main, argv, on_interrupt="rerun the same command to resume the sweep "
+             "from its last checkpoint (finished methods are kept)")
 
 
 if __name__ == "__main__":

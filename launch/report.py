@@ -6,14 +6,18 @@
     python -m launch.report --metrics=runs/s16/metrics.jsonl --out=runs/s16
 
 Several files are merged (e.g. 16 and 32 bits of one dataset): each
-(dataset, bits) gets its own tables and figure panel.
+(dataset, bits) gets its own tables and figure panel. Every input is read
+and checked before anything is written; a damaged file is named with its
+line.
 """
 
+import json
 import os
 
 from absl import app, flags, logging
 
-from hashvae import metrics_log, reports, results
+from hashvae import reports, workdir
+from launch import errors
 
 _RESULTS = flags.DEFINE_list("results", [], "results.csv files to merge.")
 _METRICS = flags.DEFINE_string("metrics", None, "A metrics.jsonl: draws "
@@ -22,27 +26,64 @@ _OUT = flags.DEFINE_string("out", None, "Folder for the reports.")
 flags.mark_flags_as_required(["out"])
 
 
+def existing_file(path: str, flag: str) -> str:
+  if not os.path.exists(path):
+    raise app.UsageError(f"--{flag}: no such file {path!r}")
+  if not os.path.isfile(path):
+    raise app.UsageError(f"--{flag}: {path!r} is a folder, not a file")
+  return path
+
+
+def read_metrics(path: str) -> list[dict]:
+  """metrics.jsonl records; WorkdirError naming the line that is not one."""
+  records = []
+  with open(path, encoding="utf-8", errors="strict") as f:
+    for number, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      try:
+        record = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise workdir.WorkdirError(f"{path}:{number}: not a JSON line ({e.msg}); a "
+                                   "truncated metrics.jsonl?") from e
+      if not (isinstance(record, dict) and "method" in record and "epoch" in record
+              and any(isinstance(v, dict) and "mean" in v for v in record.values())):
+        raise workdir.WorkdirError(f"{path}:{number}: not a metrics record (needs "
+                                   "'method', 'epoch' and loss terms with a 'mean')")
+      records.append(record)
+  if not records:
+    raise workdir.WorkdirError(f"{path} holds no metrics records")
+  return records
+
+
+def check_out(folder: str):
+  if os.path.exists(folder) and not os.path.isdir(folder):
+    raise app.UsageError(f"--out={folder} is a file, not a folder")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not (_RESULTS.value or _METRICS.value):
     raise app.UsageError("give --results and/or --metrics")
-  if _METRICS.value:
+  check_out(_OUT.value)
+  # Read everything first: a bad second file must not leave half the reports.
+  records = read_metrics(existing_file(_METRICS.value, "metrics")) if _METRICS.value else None
+  rows = [row for path in _RESULTS.value
+          for row in workdir.read_results(existing_file(path, "results"))]
+  if records is not None:
     path = os.path.join(_OUT.value, "training_curves.png")
-    reports.training_curves(metrics_log.read(_METRICS.value), path)
+    reports.training_curves(records, path)
     logging.info("wrote %s", path)
-  if _RESULTS.value:
-    rows = [row for path in _RESULTS.value for row in results.read_csv(path)]
-    if not rows:
-      raise app.UsageError(f"no rows in {_RESULTS.value}")
+  if rows:
     for path in reports.write_reports(rows, _OUT.value):
       logging.info("wrote %s", path)
     print(reports.markdown(rows))
 
 
-def cli():
-  """Console entry point (see pyproject.toml)."""
-  app.run(main)
+def cli(argv=None):
+  """Console entry point (see pyproject.toml); `argv` defaults to sys.argv."""
+  errors.run(main, argv)
 
 
 if __name__ == "__main__":

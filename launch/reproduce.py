@@ -8,19 +8,22 @@ Each cell runs configs/<dataset>.py:method=all,bits=<bits> (released per-level
 weights, 10 levels x 5 seeds, each method one vmapped program) in
 WORKDIR/<dataset>_<bits>/, resumable like launch.main; finished cells are
 skipped on a re-run. The merged summary.md, summary.tex and p_at_100.png go
-to WORKDIR.
+to WORKDIR. WORKDIR, and each cell's folder while it runs, is locked against
+a second process (hashvae.lock).
 """
 
 import ast
+import contextlib
+import datetime
 import importlib
 import os
-import sys
 import time
 
+import jax
 from absl import app, flags, logging
 
-from hashvae import config_check, experiment, reports, results, sharding, workdir
-from launch import cpu_devices
+from hashvae import config_check, experiment, lock, reports, results, sharding, workdir
+from launch import cpu_devices, errors
 
 DATASETS = ("digits", "snippets", "newsgroups", "tmc", "cifar", "synthetic")
 
@@ -55,11 +58,27 @@ def parse_overrides(text: str) -> dict:
   return out
 
 
+def bit_lengths(values: list[str]) -> list[int]:
+  """--bits as integers >= 1."""
+  try:
+    bits = [int(b) for b in values]
+  except ValueError:
+    raise app.UsageError(f"--bits={','.join(values)}: expected code lengths, e.g. "
+                         "--bits=16,32") from None
+  if not bits or min(bits) < 1:
+    raise app.UsageError(f"--bits={','.join(values)}: every code length must be >= 1")
+  return bits
+
+
 def cell_config(dataset: str, bits: int):
   if dataset not in DATASETS:
     raise app.UsageError(f"unknown dataset {dataset!r}; known: {DATASETS}")
-  config = importlib.import_module(f"configs.{dataset}").get_config(
-      f"method={_METHOD.value},bits={bits}")
+  try:
+    config = importlib.import_module(f"configs.{dataset}").get_config(
+        f"method={_METHOD.value},bits={bits}")
+  except ValueError as e:  # the config's own argument checks
+    raise app.UsageError(f"--dataset={dataset} --bits={bits} --method={_METHOD.value}: "
+                         f"{e}") from e
   overrides = parse_overrides(_SET.value)
   if _DATA_PATH.value:
     overrides["data.path"] = _DATA_PATH.value
@@ -69,23 +88,47 @@ def cell_config(dataset: str, bits: int):
     raise app.UsageError(f"--set: {e}") from e
 
 
+def held(folder: str):
+  """`folder`'s lock, taken by process 0 only (see launch.main.held)."""
+  if not sharding.is_primary():
+    return contextlib.nullcontext()
+  return lock.hold(folder, processes=jax.process_count())
+
+
+def finished_rows(done: str):
+  """A finished cell's rows, or None when its results.csv cannot be read:
+  then it is moved aside with a warning and the cell runs again (its
+  finished methods are kept, so that is quick)."""
+  try:
+    return workdir.read_results(done)
+  except workdir.WorkdirError as e:
+    if sharding.is_primary():
+      aside = f"{done}.corrupt-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+      os.rename(done, aside)
+      logging.warning("%s; moved it to %s, and the cell runs again", e, aside)
+    return None
+
+
 def run_cell(config, folder: str) -> list[dict]:
   done = os.path.join(folder, "results.csv")
+  rows = finished_rows(done) if os.path.exists(done) else None
+  sharding.barrier("cell results read")
   # A finished cell is not loaded again; any other is checked (config and
   # data) before its folder is written to.
-  dataset = None if os.path.exists(done) else experiment.checked_dataset(config)
-  if sharding.is_primary():
-    workdir.prepare(folder, config.to_dict())  # a changed config fails here
-  sharding.barrier("cell prepared")
-  if os.path.exists(done):
-    logging.info("%s: finished earlier, skipping", folder)
-    return results.read_csv(done)
-  start = time.perf_counter()
-  sweep = experiment.run_sweep(config, dataset, workdir=folder)
-  logging.info("%s: %d runs in %.0fs", folder, len(sweep.rows),
-               time.perf_counter() - start)
-  if sharding.is_primary():
-    experiment.write_outputs(folder, sweep)
+  dataset = None if rows is not None else experiment.checked_dataset(config)
+  with held(folder):
+    if sharding.is_primary():
+      workdir.prepare(folder, config.to_dict())  # a changed config fails here
+    sharding.barrier("cell prepared")
+    if rows is not None:
+      logging.info("%s: finished earlier, skipping", folder)
+      return rows
+    start = time.perf_counter()
+    sweep = experiment.run_sweep(config, dataset, workdir=folder)
+    logging.info("%s: %d runs in %.0fs", folder, len(sweep.rows),
+                 time.perf_counter() - start)
+    if sharding.is_primary():
+      experiment.write_outputs(folder, sweep)
   return sweep.rows
 
 
@@ -96,25 +139,28 @@ def main(argv):
   logging.get_absl_handler().addFilter(lambda r: "/orbax/" not in r.pathname)
   if _DATA_PATH.value and len(_DATASETS.value) > 1:
     raise app.UsageError("--data_path applies to one dataset at a time")
+  bits = bit_lengths(_BITS.value)
+  # Every cell's config is built (and its overrides checked) before any runs.
+  cells = [(dataset, b, cell_config(dataset, b)) for dataset in _DATASETS.value
+           for b in bits]
   cpu_devices.apply()  # before any computation
-  rows = []
-  for dataset in _DATASETS.value:
-    for bits in _BITS.value:
-      config = cell_config(dataset, int(bits))
-      folder = os.path.join(_WORKDIR.value, f"{dataset}_{bits}")
-      try:
-        rows += run_cell(config, folder)
-      except experiment.USER_ERRORS as e:
-        sys.exit(f"error: {folder}: {type(e).__name__}: {e}")
+  top = _WORKDIR.value
   if sharding.is_primary():
-    results.write_csv(os.path.join(_WORKDIR.value, "results.csv"), rows)
-    reports.write_reports(rows, _WORKDIR.value)
-    print(reports.markdown(rows))
+    lock.check_free(top)  # a second process stops before loading anything
+  rows = []
+  with held(top):
+    for dataset, b, config in cells:
+      rows += run_cell(config, os.path.join(top, f"{dataset}_{b}"))
+    if sharding.is_primary():
+      results.write_csv(os.path.join(top, "results.csv"), rows)
+      reports.write_reports(rows, top)
+      print(reports.markdown(rows))
 
 
-def cli():
-  """Console entry point (see pyproject.toml)."""
-  app.run(main)
+def cli(argv=None):
+  """Console entry point (see pyproject.toml); `argv` defaults to sys.argv."""
+  errors.run(main, argv, on_interrupt="rerun the same command to resume: finished "
+             "cells are skipped and the others resume from their checkpoints")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 Each result line: rank, item id, Hamming distance, label, text.
 """
 
+import os
 import sys
 import time
 
@@ -14,6 +15,8 @@ import numpy as np
 from absl import app, flags
 
 from hashvae import index as index_lib
+from hashvae import index_check
+from launch import errors
 
 _INDEX = flags.DEFINE_string("index", None, "Index file from launch.index.")
 _TEXT = flags.DEFINE_string("text", None, "A query document.")
@@ -23,35 +26,64 @@ _K = flags.DEFINE_integer("k", 10, "Results per query.", lower_bound=1)
 flags.mark_flags_as_required(["index"])
 
 
+def load_checked(path: str):
+  """The index at `path`, refused (IndexFormatError naming what is wrong) when
+  an array is missing or the arrays disagree with each other."""
+  try:
+    index = index_lib.load(path)
+  except KeyError as e:  # an array or metadata field missing
+    raise index_lib.IndexFormatError(f"{path}: not a complete hashvae index ({e} is "
+                                     "missing): rebuild it with launch.index") from e
+  problems = index_check.loaded_index_problems(index)
+  if problems:
+    raise index_lib.IndexFormatError(f"{path}: inconsistent index: {'; '.join(problems)}"
+                                     ": rebuild it with launch.index")
+  return index
+
+
+def read_queries(path: str) -> list[str]:
+  """One query per non-empty line of a UTF-8 file; the file and line named
+  when it is not UTF-8."""
+  if not os.path.isfile(path):
+    raise app.UsageError(f"--query-file={path}: no such file")
+  with open(path, "rb") as f:
+    lines = f.read().split(b"\n")
+  queries = []
+  for number, raw in enumerate(lines, start=1):
+    try:
+      text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError as e:
+      raise app.UsageError(f"--query-file={path}:{number}: not UTF-8 text (byte "
+                           f"{e.start} of the line): save the file as UTF-8") from e
+    if text:
+      queries.append(text)
+  if not queries:
+    raise app.UsageError(f"--query-file={path} holds no query (one per line)")
+  return queries
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   given = [f for f in (_TEXT.value, _QUERY_FILE.value, _QUERY_ID.value) if f is not None]
   if len(given) != 1:
     raise app.UsageError("give exactly one of --text, --query-file, --query-id")
-  try:
-    index = index_lib.load(_INDEX.value)
-  except (index_lib.IndexFormatError, FileNotFoundError) as e:
-    sys.exit(f"error: {e}")
+  index = load_checked(_INDEX.value)
   start = time.perf_counter()
   if _QUERY_ID.value is not None:
     if not 0 <= _QUERY_ID.value < len(index.db_codes):
-      sys.exit(f"error: --query-id must lie in [0, {len(index.db_codes)})")
+      raise app.UsageError(f"--query-id={_QUERY_ID.value}: must lie in [0, "
+                           f"{len(index.db_codes)})")
     queries, codes = [f"item {_QUERY_ID.value}"], index.db_codes[[_QUERY_ID.value]]
   else:
     if _TEXT.value is not None:
       queries = [_TEXT.value]
     else:
-      try:
-        with open(_QUERY_FILE.value, encoding="utf-8") as f:
-          queries = [line.strip() for line in f if line.strip()]
-      except OSError as e:
-        sys.exit(f"error: cannot read --query-file: {e}")
-      if not queries:
-        sys.exit(f"error: {_QUERY_FILE.value} holds no query (one per line)")
+      queries = read_queries(_QUERY_FILE.value)
     vectoriser = index.encoder.vectoriser
     if vectoriser is None:
-      sys.exit("error: this index was not built from text (use --query-id)")
+      raise app.UsageError(f"{_INDEX.value} was not built from text: query it with "
+                           "--query-id")
     # Such a query reads as an all-zero input: its code comes from the
     # network's biases alone, so its results say nothing about the text.
     for n in np.flatnonzero(vectoriser.counts(queries).sum(axis=1) == 0):
@@ -70,9 +102,9 @@ def main(argv):
         file=sys.stderr)
 
 
-def cli():
-  """Console entry point (see pyproject.toml)."""
-  app.run(main)
+def cli(argv=None):
+  """Console entry point (see pyproject.toml); `argv` defaults to sys.argv."""
+  errors.run(main, argv)
 
 
 if __name__ == "__main__":
