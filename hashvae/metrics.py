@@ -190,43 +190,44 @@ def _gains(k: int) -> np.ndarray:
 def _chunk_metrics(query_words, query_labels, db_words, db_labels, bits: int,
                    ks: tuple[int, ...]):
   """Per-query metrics for one chunk: dict of [chunk] float32."""
-  cutoffs = jnp.asarray(ks)[:, None]
+  n, chunk = len(ks), query_words.shape[0]
+  # Two accumulators, so that the update is two fused loops per database
+  # item (each loop of the scan body costs about as much as its arithmetic):
+  # [2 n, chunk]: the relevant items within each cut-off, then the sum of
+  # their DCG gains; [n + 1, chunk]: the sum of their precisions, then the
+  # same over the whole ranking (map@all).
+  counted_cutoffs = jnp.asarray(ks + ks)[:, None]
+  count_row = (jnp.arange(2 * n) < n)[:, None]
+  precision_cutoffs = jnp.asarray(ks + (db_words.shape[0],))[:, None]
   # Each rank's gain is read from a table: XLA:CPU computes log one element
-  # at a time, slower than the read (see the performance notes).
+  # at a time, slower than the read.
   gains = _gains(max(ks))
   table = jnp.asarray(gains, jnp.float32)
 
   def fold(acc, index, rank, hits, relevant):
-    # [len(ks), chunk] x 3, then [chunk] x 2: the sum of precisions over the
-    # whole ranking and its (Kahan) compensation, as that sum runs over every
-    # item of the database, where float32 drifts by ~1e-6.
-    retrieved, precision_sum, gain_sum, (precision_all, lost) = acc
+    counted, precision_sum = acc
+    values = jnp.where(count_row, 1.0, jnp.take(table, rank, mode="clip"))
     precision = jnp.where(relevant, hits / rank, 0.0)
-    gain = jnp.where(relevant, jnp.take(table, rank, mode="clip"), 0.0)
-    head = rank <= cutoffs
-    step = precision - lost
-    total = precision_all + step
-    return (retrieved + (relevant & head), precision_sum + jnp.where(head, precision, 0.0),
-            gain_sum + jnp.where(head, gain, 0.0),
-            (total, (total - precision_all) - step))
+    return (counted + jnp.where(relevant & (rank <= counted_cutoffs), values, 0.0),
+            precision_sum + jnp.where(rank <= precision_cutoffs, precision, 0.0))
 
-  zeros = jnp.zeros((len(ks), query_words.shape[0]))
-  (items, relevant), (retrieved, precision_sum, gain_sum, (precision_all, _)) = _ranked_pass(
+  (items, relevant), (counted, precision_sum) = _ranked_pass(
       query_words, query_labels, db_words, db_labels, bits, fold,
-      (zeros.astype(jnp.int32), zeros, zeros, (zeros[0], zeros[0])))
+      (jnp.zeros((2 * n, chunk)), jnp.zeros((n + 1, chunk))))
+  retrieved, gain_sum = counted[:n], counted[n:]
   total_relevant = jnp.sum(relevant, 0)
   # [max(ks) + 2]: the ideal DCG, of m hits at ranks 1..m.
   ideal = jnp.asarray(np.cumsum(gains), jnp.float32)
   out = {}
   for i, k in enumerate(ks):
-    hits_k = retrieved[i].astype(jnp.float32)
+    hits_k = retrieved[i]
     out[f"p@{k}"] = hits_k / k
     out[f"r@{k}"] = hits_k / jnp.maximum(total_relevant, 1)
     out[f"map@{k}"] = precision_sum[i] / jnp.maximum(hits_k, 1.0)
     out[f"p@{k}_tie_aware"] = _expected_hits(items, relevant, k) / k
     best = ideal[jnp.minimum(total_relevant, k)]  # 0 when nothing is relevant
     out[f"ndcg@{k}"] = gain_sum[i] / jnp.where(best > 0, best, 1.0)
-  out["map@all"] = precision_all / jnp.maximum(total_relevant, 1)
+  out["map@all"] = precision_sum[n] / jnp.maximum(total_relevant, 1)
   ball = jnp.sum(items[:RADIUS + 1], 0)
   out[f"p@r{RADIUS}"] = jnp.sum(relevant[:RADIUS + 1], 0) / jnp.maximum(ball, 1)
   out[f"p@r{RADIUS}_empty"] = (ball == 0).astype(jnp.float32)
@@ -387,6 +388,8 @@ def evaluate(query_codes, db_codes, query_labels, db_labels,
       their number; a query whose ball is empty scores 0 (the usual
       convention, which counts a failed lookup as a miss).
     - "p@r2_empty": the fraction of queries whose ball is empty.
+    Sums run in float32: map@all, which sums over every relevant item, is
+    good to ~2e-6 with 30,000 relevant items per query.
   """
   query_codes, db_codes = np.asarray(query_codes), np.asarray(db_codes)
   query_labels, db_labels = np.asarray(query_labels), np.asarray(db_labels)

@@ -151,14 +151,20 @@ def pr_figure(rows: list[dict], curves: list[dict], path: str) -> dict:
   panels = mean_curves(rows, curves)
   if not panels:
     raise ValueError("no finished runs to draw")
+  # A colour per method and a line style per level, the same in every panel.
+  methods = list(dict.fromkeys(m for lines in panels.values() for m, _ in lines))
+  levels = sorted({lv for lines in panels.values() for _, lv in lines})
+  styles = ("-", "--", ":", "-.")
   fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
   drawn = {}
   for ax, ((dataset, bits), lines) in zip(axes[0], panels.items(), strict=True):
     for (method, level), curve in lines.items():
       ax.plot(curve["recall"], curve["precision"], marker=".",
+              color=f"C{methods.index(method) % 10}",
+              linestyle=styles[levels.index(level) % len(styles)],
               label=f"{METHOD_NAMES.get(method, method)}, {level:g}")
     ax.set(title=f"{dataset}, {bits} bits: radius 0..{bits}", xlabel="recall",
-           ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02))
+           ylabel="precision (an empty ball counts 0)", xlim=(0, 1.02), ylim=(0, 1.02))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     drawn[(dataset, bits)] = [line.get_label() for line in ax.get_lines()]

@@ -50,12 +50,12 @@ def brute_force(qc, dc, ql, dl, ks):
   return {name: float(np.mean(v)) for name, v in out.items()}
 
 
-def assert_matches_brute_force(qc, dc, ql, dl, ks):
-  """evaluate == the per-query brute force on every p/r/map metric; returns
-  evaluate's results."""
+def assert_matches_brute_force(qc, dc, ql, dl, ks, tolerance=None):
+  """evaluate == the per-query brute force on every metric it defines, within
+  1e-6 (or tolerance[name]); returns evaluate's results."""
   got = evaluate(qc, dc, ql, dl, ks)
   for name, value in brute_force(qc, dc, ql, dl, ks).items():
-    assert got[name] == pytest.approx(value, abs=1e-6), name
+    assert got[name] == pytest.approx(value, abs=(tolerance or {}).get(name, 1e-6)), name
   return got
 
 
@@ -282,7 +282,8 @@ def test_database_beyond_16_bit_counts_matches_brute_force():
   qc, dc = rng.integers(0, 2, (3, 5)), rng.integers(0, 2, (n, 5))
   ql, dl = rng.integers(0, 2, 3), rng.integers(0, 2, n)
   ks = (1, 100, 3000)
-  got = assert_matches_brute_force(qc, dc, ql, dl, ks)
+  # map@all sums ~33,000 precisions per query in float32 (~2e-6 off).
+  got = assert_matches_brute_force(qc, dc, ql, dl, ks, tolerance={"map@all": 1e-5})
   for k in ks:
     want = np.mean([expected_precision((qc[i] != dc).sum(1), dl == ql[i], k)
                     for i in range(3)])
