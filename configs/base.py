@@ -9,6 +9,8 @@ import os
 
 import ml_collections
 
+from hashvae import methods as registry
+
 STUDY_METHODS = ("vdsh_s", "phs_gs", "ssb_vae")
 
 
@@ -31,12 +33,28 @@ def method_tuple(text, all_methods):
   return tuple(all_methods) if text == "all" else tuple(text.split("+"))
 
 
-def weights(alpha, beta, gamma, levels=()):
-  """Loss weights: one value for every level, or one per entry of `levels`
-  (then a sweep over any subset of those levels finds its own), or, with
-  `levels` empty, one per level of config.levels in order."""
-  return ml_collections.ConfigDict(dict(alpha=tuple(alpha), beta=tuple(beta),
-                                        gamma=tuple(gamma), levels=tuple(levels)))
+def weights(levels=(), **values):
+  """A method's weights block: each weight one value for every level, or one
+  per entry of `levels` (then a sweep over any subset of those levels finds
+  its own), or, with `levels` empty, one per level of config.levels in order.
+  Weights left out take the method's declared defaults."""
+  return ml_collections.ConfigDict(dict({k: tuple(v) for k, v in values.items()},
+                                        levels=tuple(levels)))
+
+
+def declared(method_names):
+  """(weights blocks, options) the registered methods among `method_names`
+  declare, with their defaults: the config fields that can be overridden.
+  A method registered later (config.extra_modules) falls back to its
+  declared defaults, and its fields can be set from Python."""
+  blocks, options = {}, {}
+  for name in method_names:
+    if name in registry.METHODS:
+      m = registry.get(name)
+      blocks[name] = weights(**{k: (v,) for k, v in m.weights.items()})
+      for k, v in m.options.items():
+        options.setdefault(k, v)
+  return blocks, options
 
 
 def base_config(methods, bits) -> ml_collections.ConfigDict:
@@ -46,10 +64,10 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   c.seeds = (0, 1, 2)  # run key = fold_in(key(base_seed), seed)
   c.base_seed = 0
   c.levels = (0.1, 0.5, 1.0)  # labelled fractions p in [0, 1]
-  # Per method, (alpha, beta, gamma) for each level (or one value for all);
-  # a method with no entry of its own uses `default`.
-  c.weights = ml_collections.ConfigDict()
-  c.weights.default = weights(alpha=(1.0,), beta=(1.0,), gamma=(1.0,))
+  # Per method, its declared weights for each level (or one value for all);
+  # see `weights`. Set with --config.weights.<method>.<name>='(0.1,1.0)'.
+  blocks, options = declared(methods)
+  c.weights = ml_collections.ConfigDict(blocks)
   # Comma-separated modules imported before the config is checked, e.g. one
   # that registers a method with hashvae.methods.register.
   c.extra_modules = ""
@@ -94,14 +112,9 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   # bag-of-words); "dense" = the full rows; "auto" = sparse when no row has
   # more nonzeros than 10% of the input width.
   c.model.sparse_input = "auto"
-  # Loss switches; the defaults are paper parity (see methods.LossOptions).
-  c.loss = ml_collections.ConfigDict()
-  c.loss.pair_reduction = "sum"  # "sum" over B^2 pairs (parity) or "mean"
-  c.loss.pair_labelled_only = False  # PHS-GS: only labelled-labelled pairs
-  c.loss.pair_diagonal = True  # include i = j pairs (parity)
-  c.loss.multilabel = "softmax"  # multi-label data: "softmax" (parity), "sigmoid"
-  c.loss.reconstruction = "softmax"  # "softmax" (parity) or "gaussian"
-  c.loss.margin_fraction = 1.0 / 3.0  # hinge margin = fraction * bits
+  # The methods' static options, with their declared defaults (paper parity
+  # for the study's methods: hashvae/methods/blocks.py says what each does).
+  c.loss = ml_collections.ConfigDict(options)
   c.data = ml_collections.ConfigDict()
   return c
 
@@ -135,7 +148,8 @@ def released_weights(dataset, bits, method):
     raise ValueError(f"no released grid for dataset={dataset!r}, bits={bits}, "
                      f"method={method!r}")
   column = lambda k: tuple(float(by_level[level][k]) for level in RELEASED_LEVELS)
-  return weights(column("alpha"), column("beta"), column("gamma"), RELEASED_LEVELS)
+  names = [k for k in ("alpha", "beta", "gamma") if k in registry.get(method).weights]
+  return weights(RELEASED_LEVELS, **{k: column(k) for k in names})
 
 
 def study_config(arg, released_dataset, **extra_args):

@@ -26,14 +26,13 @@ def get_config(arg=None):
   c.model.hidden = (500, 500)
   # beta as released for Snippets; alpha, gamma from the search described in
   # the module docstring.
-  c.weights.vdsh_s = base.weights(alpha=(10.0,), beta=(0.125,), gamma=(0.0,))
+  c.weights.vdsh_s = base.weights(alpha=(10.0,), beta=(0.125,))
   c.weights.phs_gs = base.weights(alpha=(1e-3,), beta=(0.015625,),
                                   gamma=(1e3,))
   c.weights.ssb_vae = base.weights(alpha=(10.0,), beta=(0.015625,),
                                    gamma=(1e3,))
-  c.weights.bernoulli_vae = base.weights(alpha=(0.0,), beta=(0.015625,),
-                                         gamma=(0.0,))
-  c.weights.vdsh = base.weights(alpha=(0.0,), beta=(0.125,), gamma=(0.0,))
+  c.weights.bernoulli_vae = base.weights(beta=(0.015625,))
+  c.weights.vdsh = base.weights(beta=(0.125,))
   c.data.name = "digits"
   c.data.split_seed = 0  # the stratified 80/20 database / query split
   c.data.path = ""  # unused: the data ships with scikit-learn

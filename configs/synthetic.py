@@ -16,7 +16,8 @@ def get_config(arg=None):
   c.batch_size = 32
   c.ks = (10, 50)
   c.model.hidden = (32,)
-  for m in base.STUDY_METHODS:
+  c.weights.vdsh_s = base.weights(alpha=(0.01,), beta=(0.1,))
+  for m in ("phs_gs", "ssb_vae"):
     c.weights[m] = base.weights(alpha=(0.01,), beta=(0.1,), gamma=(10.0,))
   c.data.name = "synthetic"
   c.data.num_classes = 4

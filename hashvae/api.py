@@ -15,14 +15,14 @@ import json
 import os
 from typing import Optional, Union
 
-import jax
 import ml_collections
 import numpy as np
 import pandas as pd
 
 from hashvae import config_check, experiment, methods, results, workdir
 from hashvae import data as data_lib
-from hashvae.models import HashModel
+from hashvae.encoder import Encoder
+from hashvae.models import ModelSpec
 
 
 def load_config(spec: str, **overrides) -> ml_collections.ConfigDict:
@@ -31,6 +31,8 @@ def load_config(spec: str, **overrides) -> ml_collections.ConfigDict:
   module_spec = importlib.util.spec_from_file_location("hashvae_user_config", path)
   if module_spec is None or not os.path.isfile(path):
     raise FileNotFoundError(f"config file not found: {path}")
+  # A user's method must be registered before its config declares its fields.
+  methods.import_modules(overrides.get("extra_modules", ""))
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return config_check.apply_overrides(module.get_config(arg or None), overrides)
@@ -58,40 +60,9 @@ def run(config: Union[str, ml_collections.ConfigDict], workdir_path: Optional[st
   return pd.DataFrame(sweep.rows)
 
 
-def hash_model(config, dims: int, num_classes: int, method: str) -> HashModel:
-  m = methods.get(method)
-  return HashModel(dims=dims, bits=config.bits, num_classes=num_classes, latent=m.latent,
-                   classifier_on=m.classifier_on, hidden=tuple(config.model.hidden),
-                   batch_norm=config.model.batch_norm)
-
-
-class Encoder:
-  """A trained run's encoder: inputs (or texts) -> codes, in inference mode."""
-
-  def __init__(self, model: HashModel, variables: dict, vectoriser=None):
-    self.model, self.variables, self.vectoriser = model, variables, vectoriser
-    self._scores = jax.jit(lambda v, x: model.apply(v, x, method=HashModel.code_scores))
-
-  @property
-  def bits(self) -> int:
-    return self.model.bits
-
-  def encode(self, inputs, batch_size: int = 1000) -> np.ndarray:
-    """[items, dims] -> [items, bits] uint8 in {0, 1}."""
-    inputs = np.asarray(inputs, np.float32)
-    if inputs.ndim != 2 or inputs.shape[1] != self.model.dims:
-      raise ValueError(f"inputs must be [items, {self.model.dims}], got {inputs.shape}")
-    parts = [np.asarray(self._scores(self.variables, inputs[i:i + batch_size])) > 0
-             for i in range(0, len(inputs), batch_size)]
-    return np.concatenate(parts).astype(np.uint8) if parts else np.zeros(
-        (0, self.bits), np.uint8)
-
-  def encode_texts(self, texts) -> np.ndarray:
-    """Documents -> codes, vectorised as the training data was."""
-    if self.vectoriser is None:
-      raise ValueError("this run was not trained on text: use encode(inputs)")
-    inputs, _ = self.vectoriser.rows(self.vectoriser.counts(list(texts)))
-    return self.encode(inputs)
+def model_spec(config, dims: int, num_classes: int) -> ModelSpec:
+  return ModelSpec(dims=dims, bits=config.bits, num_classes=num_classes,
+                   hidden=tuple(config.model.hidden), batch_norm=config.model.batch_norm)
 
 
 class Sweep:
@@ -157,8 +128,9 @@ class Sweep:
   def encoder(self, run: int) -> Encoder:
     row = self.row(run)
     method = row["method"]
+    config_check.import_extra_modules(self.config)  # a user's method registers itself
     within = sum(1 for r in self.rows[:run] if r["method"] == method)
     data = self.dataset
     variables = experiment.load_variables(self.path, method, within)
-    return Encoder(hash_model(self.config, data.dims, data.num_classes, method),
+    return Encoder(method, model_spec(self.config, data.dims, data.num_classes),
                    variables, data.vectoriser)

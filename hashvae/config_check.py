@@ -5,10 +5,9 @@ Each failure names the field and what is allowed.
 
 from __future__ import annotations
 
-import importlib
 import math
 
-from hashvae import data, methods, train
+from hashvae import data, methods, sparse
 
 
 class ConfigError(ValueError):
@@ -34,45 +33,98 @@ def apply_overrides(config, overrides: dict):
 
 
 def import_extra_modules(config):
-  """Imports config.extra_modules (comma-separated), e.g. to register methods."""
-  for name in filter(None, (n.strip() for n in config.extra_modules.split(","))):
-    try:
-      importlib.import_module(name)
-    except ImportError as e:
-      raise ConfigError(f"config.extra_modules: cannot import {name!r}: {e}") from e
+  """Imports config.extra_modules."""
+  methods.import_modules(config.extra_modules)
 
 
-def level_values(block, key: str, levels, where: str) -> tuple:
-  """The `key` weight (alpha, beta or gamma) of a weights block for each level.
+def import_modules_named_in(argv):
+  """Imports the modules of a `--config.extra_modules=...` in `argv`, before
+  the config file is read: a user's method must be registered for its
+  config fields (weights, options) to exist and take overrides."""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config.extra_modules="):
+      methods.import_modules(arg.split("=", 1)[1])
+    elif arg == "--config.extra_modules" and i + 1 < len(argv):
+      methods.import_modules(argv[i + 1])
 
-  A block holds one value (every level), one per entry of its own `levels`
-  (looked up by level), or, with `levels` empty, one per config level.
+
+def level_values(values, own_levels, levels, where: str) -> tuple:
+  """One weight's value for each of `levels`.
+
+  `values` holds one value (every level), one per entry of `own_levels` (the
+  block's own `levels`, looked up by level), or, with `own_levels` empty,
+  one per config level.
   """
-  values, own = tuple(block[key]), tuple(block.get("levels", ()))
+  values = tuple(values) if isinstance(values, (tuple, list)) else (values,)
   if len(values) == 1:
     return values * len(levels)
-  if own:
-    if len(values) != len(own):
-      raise ConfigError(f"config.{where}.{key}: {len(values)} values for "
-                        f"{len(own)} entries of {where}.levels")
+  if own_levels:
+    if len(values) != len(own_levels):
+      raise ConfigError(f"config.{where}: {len(values)} values for "
+                        f"{len(own_levels)} levels of the block")
     out = []
     for level in levels:
-      match = [v for lv, v in zip(own, values, strict=True) if abs(lv - level) < 1e-9]
+      match = [v for lv, v in zip(own_levels, values, strict=True) if abs(lv - level) < 1e-9]
       if not match:
-        raise ConfigError(f"config.{where}.{key}: no weight for level {level:g} "
-                          f"(has levels {own})")
+        raise ConfigError(f"config.{where}: no weight for level {level:g} "
+                          f"(has levels {own_levels})")
       out.append(match[0])
     return tuple(out)
   if len(values) != len(levels):
-    raise ConfigError(f"config.{where}.{key}={values!r}: one value, or one per level "
+    raise ConfigError(f"config.{where}={values!r}: one value, or one per level "
                       f"({len(levels)})")
   return values
 
 
-def weights_block(config, method: str):
-  """(block, its name): config.weights[method], or config.weights.default."""
-  name = method if method in config.weights else "default"
-  return config.weights[name], f"weights.{name}"
+def weight_table(config, method: methods.Method) -> dict:
+  """{weight: value per config level} of a method: config.weights.<method>
+  where given, the method's declared defaults otherwise."""
+  where = f"weights.{method.name}"
+  given = dict(config.weights[method.name]) if method.name in config.weights else {}
+  own_levels = tuple(given.pop("levels", ()))
+  unknown = sorted(set(given) - set(method.weights))
+  if unknown:
+    raise ConfigError(f"config.{where}: {unknown} are not weights of method "
+                      f"{method.name!r}; its weights: {sorted(method.weights)}")
+  levels = tuple(config.levels)
+  return {k: level_values(given.get(k, (default,)), own_levels, levels, f"{where}.{k}")
+          for k, default in method.weights.items()}
+
+
+def method_options(config, method: methods.Method, multilabel_data: bool = False):
+  """The method's static options: config.loss where given, else its defaults."""
+  given = {k: config.loss[k] for k in method.options if k in config.loss}
+  return methods.default_options(method.name, multilabel_data, **given)
+
+
+def check_methods(config):
+  """Methods known; their weights, options and config.loss keys declared."""
+  if len(config.methods) == 0:
+    raise ConfigError("config.methods=(): name at least one method")
+  for m in config.methods:
+    if m not in methods.METHODS:
+      raise ConfigError(f"config.methods={tuple(config.methods)!r}: unknown method "
+                        f"{m!r}; known: {sorted(methods.METHODS)}")
+  for name in config.weights:
+    if name not in methods.METHODS:
+      raise ConfigError(f"config.weights.{name}: no method {name!r} is registered; "
+                        f"known: {sorted(methods.METHODS)}")
+  declared = {}
+  for m in map(methods.get, config.methods):
+    for k, values in weight_table(config, m).items():
+      if not all(math.isfinite(v) and v >= 0 for v in values):
+        raise ConfigError(f"config.weights.{m.name}.{k}={values!r}: finite values >= 0")
+    for k in m.options:
+      declared.setdefault(k, []).append(m.name)
+    options = method_options(config, m)
+    for k, allowed in m.choices.items():
+      if options[k] not in allowed:
+        raise ConfigError(f"config.loss.{k}={options[k]!r}: one of {allowed} "
+                          f"(method {m.name!r})")
+  unknown = sorted(set(config.loss) - set(declared))
+  if unknown:
+    raise ConfigError(f"config.loss.{unknown[0]}: not an option of the methods "
+                      f"{tuple(config.methods)}; their options: {sorted(declared)}")
 
 
 def check(config):
@@ -80,11 +132,7 @@ def check(config):
     if not ok:
       raise ConfigError(f"config.{field}={value!r}: {allowed}")
 
-  need(len(config.methods) > 0, "methods", "name at least one method",
-       config.methods)
-  for m in config.methods:
-    need(m in methods.METHODS, "methods", f"unknown method {m!r}; known: "
-         f"{sorted(methods.METHODS)}", tuple(config.methods))
+  check_methods(config)
   need(config.data.name in data.LOADERS, "data.name",
        f"unknown dataset; known: {sorted(data.LOADERS)}", config.data.name)
   need(isinstance(config.bits, int) and config.bits >= 1, "bits",
@@ -94,12 +142,6 @@ def check(config):
   for level in config.levels:
     need(0.0 <= level <= 1.0, "levels", "every level must lie in [0, 1]",
          tuple(config.levels))
-  for m in config.methods:
-    block, where = weights_block(config, m)
-    for k in ("alpha", "beta", "gamma"):
-      values = level_values(block, k, tuple(config.levels), where)
-      need(all(math.isfinite(v) and v >= 0 for v in values),
-           f"{where}.{k}", "finite values >= 0", tuple(block[k]))
   for field in ("learning_rate", "temperature"):
     value = config[field]
     need(math.isfinite(value) and value > 0, field, "a finite value > 0", value)
@@ -118,13 +160,6 @@ def check(config):
        "cut-offs >= 1", tuple(config.ks))
   need(all(w >= 1 for w in config.model.hidden), "model.hidden",
        "widths >= 1", tuple(config.model.hidden))
-  need(config.loss.pair_reduction in ("sum", "mean"), "loss.pair_reduction",
-       "'sum' or 'mean'", config.loss.pair_reduction)
-  need(config.loss.multilabel in ("softmax", "sigmoid"), "loss.multilabel",
-       "'softmax' or 'sigmoid'", config.loss.multilabel)
-  need(config.loss.reconstruction in ("softmax", "gaussian"),
-       "loss.reconstruction", "'softmax' or 'gaussian'",
-       config.loss.reconstruction)
   need(config.model.sparse_input in ("auto", "sparse", "dense"),
        "model.sparse_input", "'auto', 'sparse' or 'dense'",
        config.model.sparse_input)
@@ -139,7 +174,7 @@ def check_against_data(config, dataset):
   """What can only be checked once the data is loaded, before compiling."""
   database_size = len(dataset.database)
   if (config.optimizer == "fast"
-      and not train.use_sparse_input(config.model.sparse_input, dataset)):
+      and not sparse.use_sparse_input(config.model.sparse_input, dataset)):
     raise ConfigError(f"config.optimizer='fast' needs the sparse input path, and "
                       f"model.sparse_input={config.model.sparse_input!r} resolves "
                       f"to dense for {dataset.name} (set it to 'sparse', or use "

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from typing import Optional
@@ -21,11 +20,9 @@ from typing import Optional
 import numpy as np
 from flax import traverse_util
 
-from hashvae import config_check, metrics, reports, results, sharding
+from hashvae import config_check, methods, metrics, reports, results, sharding
 from hashvae import data as data_lib
 from hashvae import grid as grid_lib
-from hashvae.checkpoint import Checkpoints
-from hashvae.metrics_log import MetricsLog
 from hashvae.train import make_run
 from hashvae.workdir import WorkdirError
 
@@ -33,7 +30,8 @@ log = logging.getLogger("hashvae")
 
 # Mistakes in the config, the data or the workdir: entry points report them
 # in one line, without a traceback.
-USER_ERRORS = (config_check.ConfigError, data_lib.DataError, WorkdirError)
+USER_ERRORS = (config_check.ConfigError, data_lib.DataError, WorkdirError,
+               methods.MethodError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,96 +53,12 @@ class SweepResult:
   epoch_metrics: dict  # method -> {term: [epochs, runs]}
 
 
-def log_epoch(method: str, runs: int):
-  """A progress reporter; the ETA leaves out the first epoch (compilation)."""
-  first = {}
-
-  def report(epoch, epochs, terms, elapsed):
-    loss = terms["loss"]
-    finite = np.isfinite(loss)
-    mean = float(loss[finite].mean()) if finite.any() else float("nan")
-    first.setdefault("epoch", epoch)
-    first.setdefault("elapsed", elapsed)
-    done = epoch - first["epoch"]
-    eta = grid_lib.eta(elapsed - first["elapsed"], done, epochs - first["epoch"] - 1)
-    log.info("%s: epoch %d/%d, %d runs, elapsed %.1fs, ETA %s, mean loss %.4f%s",
-             method, epoch + 1, epochs, runs, elapsed,
-             "?" if np.isnan(eta) else f"{eta:.0f}s", mean,
-             "" if finite.all() else f" ({(~finite).sum()} runs non-finite)")
-  return report
-
-
-def checkpoint_layout(workdir: str, method: str, chunks: int, width: int) -> str:
-  """The folder of a method's chunk checkpoints for this chunk layout.
-
-  A checkpoint holds one chunk's padded program of `width` runs, so it can
-  resume only the same layout: a rerun on another device count (e.g.
-  --cpu_devices) trains anew, and says why, rather than restore it.
-  """
-  parent = os.path.join(workdir, "checkpoints", method)
-  layout = f"{chunks}_chunks_of_{width}"
-  others = sorted(set(os.listdir(parent)) - {layout}) if os.path.isdir(parent) else []
-  layouts = [o for o in others if re.fullmatch(r"\d+_chunks_of_\d+", o)]
-  if layouts:
-    log.warning("%s: checkpoints of another chunk layout (%s) are not used: "
-                "this run's layout is %s", method, ", ".join(layouts), layout)
-  if len(layouts) < len(others):
-    log.warning("%s: checkpoints from an earlier version's folder layout in %s "
-                "are not used", method, parent)
-  return os.path.join(parent, layout)
-
-
 def train_method(config, dataset, method: str,
                  workdir: Optional[str] = None) -> MethodResult:
-  """Trains and evaluates one method's grid: one compiled program, run over
-  consecutive chunks of runs when the stacked state would not fit
-  config.state_memory_budget_mb per device, or, on CPU devices, to at most
-  config.cpu_runs_per_chunk runs a device."""
+  """Trains one method's grid (grid.train: one compiled program, in chunks
+  when needed) and evaluates every run on the test queries."""
   grid = grid_lib.build_grid(config, method)
-  run = make_run(config, dataset, method)
-  mesh = sharding.run_mesh(config.devices)
-  size = grid_lib.chunk_size(config, run, len(grid), mesh)
-  starts = range(0, len(grid), size)
-  log.info("%s: %d runs in %d chunk(s) of up to %d, over %d %s device(s) "
-           "(state budget %d MB per device, cpu_runs_per_chunk %d)", method,
-           len(grid), len(starts), size, mesh.devices.size,
-           mesh.devices.flat[0].platform, config.state_memory_budget_mb,
-           config.cpu_runs_per_chunk)
-  # One compile for all chunks (a narrower last chunk is padded).
-  functions = grid_lib.grid_functions(run, config.base_seed, mesh, runs=size)
-  layout = checkpoint_layout(workdir, method, len(starts),
-                             sharding.padded_size(size, mesh)) if workdir else None
-  metrics_log = (MetricsLog(workdir, method, chunked=len(starts) > 1)
-                 if workdir and sharding.is_primary() else None)
-  parts = []
-  for number, first in enumerate(starts):
-    part = grid.take(slice(first, first + size))
-    name = method if len(starts) == 1 else f"{method} chunk {number + 1}/{len(starts)}"
-    progress = log_epoch(name, len(part))
-
-    def on_epoch(epoch, epochs, terms, elapsed, first=first, progress=progress):
-      progress(epoch, epochs, terms, elapsed)
-      if metrics_log is not None:
-        metrics_log.epoch(epoch, terms, first_run=first)
-
-    checkpoints = None
-    if workdir is not None:
-      folder = os.path.join(layout, f"chunk_{number}")
-      checkpoints = Checkpoints(folder, every=config.checkpoint_every,
-                                keep=config.checkpoints_to_keep)
-      if checkpoints.latest_epoch() is not None:
-        log.info("%s: resuming from the checkpoint after epoch %d", name,
-                 checkpoints.latest_epoch())
-    try:
-      parts.append(grid_lib.train_grid(run, part, config.base_seed, on_epoch, checkpoints,
-                                       functions=functions))
-    finally:
-      if checkpoints is not None:
-        checkpoints.close()
-  out = grid_lib.concat_outputs(parts)
-  if metrics_log is not None:
-    metrics_log.finish(out.epoch_metrics)
-  db_labels = dataset.database.labels
+  out = grid_lib.train(config, make_run(config, dataset, method), grid, workdir)
   rows = []
   for i, row in enumerate(grid.rows()):
     diverged = int(out.diverged_at[i])
@@ -152,14 +66,12 @@ def train_method(config, dataset, method: str,
       log.warning("%s seed %d level %g: loss became non-finite at epoch %d; "
                   "the run is excluded from the means", method, row["seed"],
                   row["level"], diverged + 1)
-    scores = metrics.evaluate(out.query_codes[i], out.db_codes[i],
-                              dataset.test.labels, db_labels, tuple(config.ks))
-    rows.append(dict(dataset=config.data.name, method=method, bits=config.bits,
-                     seed=row["seed"], level=row["level"], alpha=row["alpha"],
-                     beta=row["beta"], gamma=row["gamma"],
+    scores = metrics.evaluate(out.query_codes[i], out.db_codes[i], dataset.test.labels,
+                              dataset.database.labels, tuple(config.ks))
+    first = dict(dataset=config.data.name, method=method, bits=config.bits)
+    rows.append(dict(first, **row,
                      status="ok" if diverged < 0 else "diverged",
-                     diverged_epoch="" if diverged < 0 else diverged + 1,
-                     **scores))
+                     diverged_epoch="" if diverged < 0 else diverged + 1, **scores))
   return MethodResult(rows, out.db_codes, out.query_codes, out.epoch_metrics,
                       out.variables)
 

@@ -1,14 +1,20 @@
 """A sweep as one flat run axis: (seeds x levels) -> `jit(vmap(run))`.
 
-Each row of the grid is one run with its own key, level and traced loss
-weights. The epochs are driven from a short host loop around one compiled
-epoch step, which is where progress is reported.
+Each row of the grid is one run with its own key, level and traced weights.
+`train` drives the epochs from a short host loop around one compiled epoch
+step, over consecutive chunks of runs when the stacked state would not fit
+a device; that loop is where progress is logged, metrics are written and
+checkpoints are saved. Sharding, checkpoints and the metrics log are
+leaves it calls.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import os
+import re
 import time
 from typing import Callable, NamedTuple, Optional
 
@@ -16,9 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hashvae import config_check, sharding
+from hashvae import config_check, methods, sharding
 from hashvae.checkpoint import Checkpoints, history_from_json, history_to_json
-from hashvae.train import HPARAM_NAMES, RUNS_AXIS, Run, TrainState
+from hashvae.metrics_log import MetricsLog
+from hashvae.train import RUNS_AXIS, Run, TrainState
+
+log = logging.getLogger("hashvae")
 
 
 def run_key(base_seed: int, seed):
@@ -33,7 +42,7 @@ class Grid:
   method: str
   seeds: np.ndarray  # [runs] int
   levels: np.ndarray  # [runs] float64, as written in the config
-  hparams: dict  # name -> [runs] float64
+  hparams: dict  # name -> [runs] float64: the method's weights, then the trainer's
 
   def __len__(self):
     return len(self.seeds)
@@ -48,28 +57,25 @@ class Grid:
                 {k: v[rows] for k, v in self.hparams.items()})
 
   def rows(self):
-    """One dict per run: method, seed, level, alpha, beta, gamma."""
-    return [dict(method=self.method, seed=int(self.seeds[i]),
-                 level=float(self.levels[i]),
-                 **{k: float(self.hparams[k][i]) for k in ("alpha", "beta", "gamma")})
+    """One dict per run: method, seed, level and the method's weights."""
+    weights = [k for k in self.hparams if k not in methods.registry.TRAINER_WEIGHTS]
+    return [dict(method=self.method, seed=int(self.seeds[i]), level=float(self.levels[i]),
+                 **{k: float(self.hparams[k][i]) for k in weights})
             for i in range(len(self))]
 
 
 def build_grid(config, method: str) -> Grid:
-  """Seeds x levels (level-major), each level with its own loss weights
-  (config.weights[method], or config.weights.default)."""
-  block, where = config_check.weights_block(config, method)
+  """Seeds x levels (level-major), each level with the method's weights for
+  it (config.weights.<method>, else the method's defaults)."""
   levels = tuple(config.levels)
-  table = {k: config_check.level_values(block, k, levels, where)
-           for k in ("alpha", "beta", "gamma")}
+  table = config_check.weight_table(config, methods.get(method))
+  table.update(learning_rate=(config.learning_rate,) * len(levels),
+               temperature=(config.temperature,) * len(levels))
   cells = [(seed, i) for i in range(len(levels)) for seed in config.seeds]
   column = lambda values: np.array(values, np.float64)
-  hparams = {k: column([table[k][i] for _, i in cells]) for k in table}
-  hparams["learning_rate"] = column([config.learning_rate] * len(cells))
-  hparams["temperature"] = column([config.temperature] * len(cells))
-  return Grid(method=method,
-              seeds=np.array([s for s, _ in cells], np.int64),
-              levels=column([levels[i] for _, i in cells]), hparams=hparams)
+  return Grid(method=method, seeds=np.array([s for s, _ in cells], np.int64),
+              levels=column([levels[i] for _, i in cells]),
+              hparams={k: column([v[i] for _, i in cells]) for k, v in table.items()})
 
 
 class GridState(NamedTuple):
@@ -88,9 +94,6 @@ class GridOutput:
   variables: dict  # the trained {"params", "batch_stats"}, leaves [runs, ...]
 
 
-EpochCallback = Callable[[int, int, dict, float], None]
-
-
 def concat_outputs(parts: list[GridOutput]) -> GridOutput:
   """Outputs of consecutive chunks of one grid -> the grid's output."""
   cat = lambda *xs, axis=0: np.concatenate(xs, axis=axis)
@@ -106,7 +109,7 @@ def concat_outputs(parts: list[GridOutput]) -> GridOutput:
 def state_bytes_per_run(run: Run, base_seed: int) -> int:
   """Bytes of one run's train state (parameters, Adam moments, batch-norm
   statistics, mask, ...), from shapes alone."""
-  hp = {k: jnp.float32(1.0) for k in HPARAM_NAMES}
+  hp = {k: jnp.float32(1.0) for k in run.weights}
   shapes = jax.eval_shape(run.init, run.arrays, run_key(base_seed, 0), jnp.float32(1.0), hp)
   return sum(x.size * getattr(x.dtype, "itemsize", 8) for x in jax.tree.leaves(shapes))
 
@@ -139,27 +142,11 @@ def chunk_size(config, run: Run, runs: int, mesh: jax.sharding.Mesh) -> int:
                         config.cpu_runs_per_chunk if on_cpu else 0)
 
 
-def grid_epoch_fn(run: Run):
-  """(arrays, GridState, epoch) -> (GridState, {term: [runs]}), vmapped over runs.
-
-  A run whose loss turns NaN/inf is marked here, inside the program; the
-  other runs are untouched (vmap keeps them independent).
-  """
-  def step(arrays, carry: GridState, epoch):
-    train, terms = jax.vmap(run.train_epoch, in_axes=(None, 0),
-                            axis_name=RUNS_AXIS)(arrays, carry.train)
-    newly = (carry.diverged_at < 0) & ~jnp.isfinite(terms["loss"])
-    return GridState(train, jnp.where(newly, epoch, carry.diverged_at)), terms
-  return step
-
-
 @dataclasses.dataclass(frozen=True)
-class GridFunctions:
-  """A grid's jitted pieces for one run, base seed and mesh, and the run's
-  data placed on that mesh. Build them once and pass them to every chunk of
-  a grid: the chunks then share one compiled program (a new jit per chunk
-  would compile each again), a narrower last chunk being padded to `runs`,
-  and the data is copied to the devices once, not once per chunk."""
+class GridProgram:
+  """A run's jitted grid pieces on a mesh, and its data placed there. Build it
+  once for all chunks of a grid: they share one compiled program (each
+  padded to `runs` runs) and one copy of the data on the devices."""
 
   init: Callable  # (arrays, seeds, levels, hparams) -> GridState, all [runs]
   epoch_step: Callable  # (arrays, GridState, epoch) -> (GridState, {term: [runs]})
@@ -169,13 +156,11 @@ class GridFunctions:
   arrays: dict  # run.arrays, replicated over the mesh
 
 
-def grid_functions(run: Run, base_seed: int,
-                   mesh: Optional[jax.sharding.Mesh] = None,
-                   runs: int = 0) -> GridFunctions:
-  """The jitted init, epoch step and encoder of `run`'s grids on `mesh`
-  (default: every device), the run axis split over it, and `run`'s data
-  placed there; programs are padded to at least `runs` runs (the chunk
-  size), so that every chunk of a grid has one shape."""
+def grid_program(run: Run, base_seed: int, mesh: Optional[jax.sharding.Mesh] = None,
+                 runs: int = 0) -> GridProgram:
+  """`run`'s grid pieces jitted on `mesh` (default: every device), the run
+  axis split over it. A run whose loss turns NaN/inf is marked inside the
+  epoch step; the other runs are untouched (vmap keeps them independent)."""
   mesh = sharding.run_mesh() if mesh is None else mesh
   by_run = sharding.split_runs(mesh)
 
@@ -184,64 +169,49 @@ def grid_functions(run: Run, base_seed: int,
     train = jax.vmap(run.init, in_axes=(None, 0, 0, 0))(arrays, keys, levels, hparams)
     return GridState(train, jnp.full(seeds.shape, -1, jnp.int32))
 
-  return GridFunctions(
+  def epoch_step(arrays, carry: GridState, epoch):
+    train, terms = jax.vmap(run.train_epoch, in_axes=(None, 0),
+                            axis_name=RUNS_AXIS)(arrays, carry.train)
+    newly = (carry.diverged_at < 0) & ~jnp.isfinite(terms["loss"])
+    return GridState(train, jnp.where(newly, epoch, carry.diverged_at)), terms
+
+  return GridProgram(
       init=jax.jit(init, out_shardings=by_run),
-      epoch_step=jax.jit(grid_epoch_fn(run), donate_argnums=1,
-                         out_shardings=(by_run, by_run)),
+      epoch_step=jax.jit(epoch_step, donate_argnums=1, out_shardings=(by_run, by_run)),
       encode=jax.jit(jax.vmap(run.encode, in_axes=(None, 0)), out_shardings=by_run),
       mesh=mesh, runs=runs,
       arrays=jax.tree.map(lambda a: sharding.place(a, sharding.replicated(mesh)),
                           run.arrays))
 
 
-@dataclasses.dataclass(frozen=True)
-class GridProgram:
-  """A grid's jitted pieces on a mesh, and its placed data and first state."""
-
-  epoch_step: Callable  # (arrays, GridState, epoch) -> (GridState, {term: [runs]})
-  encode: Callable  # (arrays, TrainState) -> {"db_codes", "query_codes"} [runs, ...]
-  arrays: dict  # the data, replicated over the mesh
-  state: GridState  # initial, [padded runs, ...] split over the mesh
-  runs: int  # real runs; the rest is padding
-
-
-def grid_program(run: Run, grid: Grid, base_seed: int,
-                 mesh: Optional[jax.sharding.Mesh] = None,
-                 functions: Optional[GridFunctions] = None) -> GridProgram:
-  """Places the per-run settings on `mesh` (default: every device, or that
-  of `functions`) and initialises every run. `functions` (from
-  grid_functions(run, base_seed, mesh)) reuses compiled programs and the
-  data already placed."""
-  if functions is None:
-    functions = grid_functions(run, base_seed, mesh)
-  mesh = functions.mesh
-  total = sharding.padded_size(max(len(grid), functions.runs), mesh)
-  by_run = sharding.split_runs(mesh)
+def initial_state(program: GridProgram, grid: Grid) -> GridState:
+  """Every run of `grid` initialised, padded and split over the program's mesh."""
+  total = sharding.padded_size(max(len(grid), program.runs), program.mesh)
+  by_run = sharding.split_runs(program.mesh)
   per_run = lambda x, dtype: sharding.place(
       sharding.pad_runs(np.asarray(x, dtype), total), by_run)
-  arrays = functions.arrays
-  state = functions.init(
-      arrays, per_run(grid.seeds, np.uint32), per_run(grid.levels, np.float32),
-      {k: per_run(v, np.float32) for k, v in grid.hparams.items()})
-  return GridProgram(epoch_step=functions.epoch_step, encode=functions.encode,
-                     arrays=arrays, state=state, runs=len(grid))
+  return program.init(program.arrays, per_run(grid.seeds, np.uint32),
+                      per_run(grid.levels, np.float32),
+                      {k: per_run(v, np.float32) for k, v in grid.hparams.items()})
+
+
+EpochCallback = Callable[[int, int, dict, float], None]
 
 
 def train_grid(run: Run, grid: Grid, base_seed: int,
                on_epoch: Optional[EpochCallback] = None,
                checkpoints: Optional[Checkpoints] = None,
-               mesh: Optional[jax.sharding.Mesh] = None,
-               functions: Optional[GridFunctions] = None) -> GridOutput:
-  """Trains every run of `grid` as one vmapped program, split over `mesh`.
+               program: Optional[GridProgram] = None) -> GridOutput:
+  """Trains every run of `grid` as one vmapped program.
 
   `on_epoch(epoch, epochs, metrics, elapsed)` is called after each epoch
   with the per-run metrics ({term: [runs]} numpy arrays). With
   `checkpoints`, the stacked state is saved when due and training resumes
-  from the latest checkpoint found there. `mesh` defaults to every device;
-  `functions` (grid_functions) reuses programs compiled for earlier chunks.
+  from the latest readable checkpoint found there. `program` (grid_program)
+  reuses a program compiled for earlier chunks; default: one on every device.
   """
-  program = grid_program(run, grid, base_seed, mesh, functions)
-  arrays, carry, runs = program.arrays, program.state, program.runs
+  program = grid_program(run, base_seed) if program is None else program
+  carry, runs = initial_state(program, grid), len(grid)
   history, first = [], 0
   if checkpoints is not None and checkpoints.latest_epoch() is not None:
     first = checkpoints.latest_epoch()
@@ -249,20 +219,19 @@ def train_grid(run: Run, grid: Grid, base_seed: int,
     history = [history_from_json(h) for h in saved]
   start = time.perf_counter()
   for epoch in range(first, run.epochs):
-    carry, metrics = program.epoch_step(arrays, carry, jnp.int32(epoch))
+    carry, metrics = program.epoch_step(program.arrays, carry, jnp.int32(epoch))
     metrics = {k: v[:runs] for k, v in sharding.to_host(metrics).items()}
     history.append(metrics)
     if on_epoch is not None:
       on_epoch(epoch, run.epochs, metrics, time.perf_counter() - start)
     if checkpoints is not None and checkpoints.due(epoch + 1, run.epochs):
       checkpoints.save(epoch + 1, carry, [history_to_json(h) for h in history])
-  codes = sharding.to_host(program.encode(arrays, carry.train))
-  stacked = {k: np.stack([h[k] for h in history]) for k in history[0]}
+  codes = sharding.to_host(program.encode(program.arrays, carry.train))
   variables = sharding.to_host(dict(params=carry.train.params,
                                     batch_stats=carry.train.batch_stats))
   return GridOutput(db_codes=codes["db_codes"][:runs],
                     query_codes=codes["query_codes"][:runs],
-                    epoch_metrics=stacked,
+                    epoch_metrics={k: np.stack([h[k] for h in history]) for k in history[0]},
                     diverged_at=np.asarray(sharding.to_host(carry.diverged_at))[:runs],
                     variables=jax.tree.map(lambda x: np.asarray(x)[:runs], variables))
 
@@ -272,3 +241,88 @@ def eta(elapsed: float, done: int, total: int) -> float:
   if done >= total:
     return 0.0
   return math.nan if done == 0 else elapsed / done * (total - done)
+
+
+def log_epoch(name: str, runs: int):
+  """A progress reporter; the ETA leaves out the first epoch (compilation)."""
+  first = {}
+
+  def report(epoch, epochs, terms, elapsed):
+    loss = terms["loss"]
+    finite = np.isfinite(loss)
+    mean = float(loss[finite].mean()) if finite.any() else float("nan")
+    first.setdefault("epoch", epoch)
+    first.setdefault("elapsed", elapsed)
+    left = eta(elapsed - first["elapsed"], epoch - first["epoch"],
+               epochs - first["epoch"] - 1)
+    log.info("%s: epoch %d/%d, %d runs, elapsed %.1fs, ETA %s, mean loss %.4f%s",
+             name, epoch + 1, epochs, runs, elapsed,
+             "?" if np.isnan(left) else f"{left:.0f}s", mean,
+             "" if finite.all() else f" ({(~finite).sum()} runs non-finite)")
+  return report
+
+
+def checkpoint_layout(workdir: str, method: str, chunks: int, width: int) -> str:
+  """The folder of a method's chunk checkpoints for this chunk layout.
+
+  A checkpoint holds one chunk's padded program of `width` runs, so it can
+  resume only the same layout: a rerun on another device count (e.g.
+  --cpu_devices) trains anew, and says why, rather than restore it.
+  """
+  parent = os.path.join(workdir, "checkpoints", method)
+  layout = f"{chunks}_chunks_of_{width}"
+  others = sorted(set(os.listdir(parent)) - {layout}) if os.path.isdir(parent) else []
+  layouts = [o for o in others if re.fullmatch(r"\d+_chunks_of_\d+", o)]
+  if layouts:
+    log.warning("%s: checkpoints of another chunk layout (%s) are not used: "
+                "this run's layout is %s", method, ", ".join(layouts), layout)
+  if len(layouts) < len(others):
+    log.warning("%s: checkpoints from an earlier version's folder layout in %s "
+                "are not used", method, parent)
+  return os.path.join(parent, layout)
+
+
+def train(config, run: Run, grid: Grid, workdir: Optional[str] = None) -> GridOutput:
+  """Trains `grid` as one compiled program, run over consecutive chunks of
+  runs when the stacked state would not fit config.state_memory_budget_mb
+  per device or, on CPU devices, config.cpu_runs_per_chunk runs a device.
+  With a workdir, each chunk checkpoints under
+  checkpoints/<method>/<layout>/chunk_<n>/ and resumes from there, and
+  process 0 logs the epochs' metrics (metrics.jsonl, TensorBoard)."""
+  method, mesh = grid.method, sharding.run_mesh(config.devices)
+  size = chunk_size(config, run, len(grid), mesh)
+  starts = range(0, len(grid), size)
+  log.info("%s: %d runs in %d chunk(s) of up to %d, over %d %s device(s) "
+           "(state budget %d MB per device, cpu_runs_per_chunk %d)", method,
+           len(grid), len(starts), size, mesh.devices.size,
+           mesh.devices.flat[0].platform, config.state_memory_budget_mb,
+           config.cpu_runs_per_chunk)
+  program = grid_program(run, config.base_seed, mesh, runs=size)
+  layout = workdir and checkpoint_layout(workdir, method, len(starts),
+                                         sharding.padded_size(size, mesh))
+  metrics_log = (MetricsLog(workdir, method, chunked=len(starts) > 1)
+                 if workdir and sharding.is_primary() else None)
+  parts = []
+  for number, first in enumerate(starts):
+    part = grid.take(slice(first, first + size))
+    progress = log_epoch(method if len(starts) == 1
+                         else f"{method} chunk {number + 1}/{len(starts)}", len(part))
+
+    def on_epoch(epoch, epochs, terms, elapsed, first=first, progress=progress):
+      progress(epoch, epochs, terms, elapsed)
+      if metrics_log is not None:
+        metrics_log.epoch(epoch, terms, first_run=first)
+
+    checkpoints = layout and Checkpoints(os.path.join(layout, f"chunk_{number}"),
+                                         every=config.checkpoint_every,
+                                         keep=config.checkpoints_to_keep)
+    try:
+      parts.append(train_grid(run, part, config.base_seed, on_epoch,
+                              checkpoints or None, program))
+    finally:
+      if checkpoints:
+        checkpoints.close()
+  out = concat_outputs(parts)
+  if metrics_log is not None:
+    metrics_log.finish(out.epoch_metrics)
+  return out

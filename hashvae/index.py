@@ -18,13 +18,13 @@ import numpy as np
 from flax import traverse_util
 from sklearn.feature_extraction.text import CountVectorizer
 
-from hashvae import results
-from hashvae.api import Encoder, Sweep
+from hashvae import methods, results
 from hashvae.data.text import TextVectoriser
-from hashvae.models import HashModel
+from hashvae.encoder import Encoder
+from hashvae.models import ModelSpec
 
 FORMAT = "hashvae-index"
-VERSION = 1
+VERSION = 2  # 2: the network is rebuilt from its method and ModelSpec
 ANALYSER_FIELDS = ("lowercase", "token_pattern", "stop_words", "ngram_range")
 QUERY_BLOCK = 256  # queries compared with the database at once (memory bound)
 
@@ -69,19 +69,17 @@ class Index:
     return np.concatenate(positions), np.concatenate(distances)
 
 
-def build(sweep: Sweep, run: int, path: str):
-  """Writes the index of one run (a row of the sweep's results.csv)."""
+def build(sweep, run: int, path: str):
+  """Writes the index of one run (a row of the sweep's results.csv) of a
+  finished sweep (an api.Sweep)."""
   row = sweep.row(run)
   encoder = sweep.encoder(run)
   data = sweep.dataset
   _, db_codes = sweep.codes(run)
   db = data.database
   vec: Optional[TextVectoriser] = data.vectoriser
-  model = encoder.model
-  meta = dict(format=FORMAT, version=VERSION, run=run, row=row,
-              model=dict(dims=model.dims, bits=model.bits, num_classes=model.num_classes,
-                         latent=model.latent, classifier_on=model.classifier_on,
-                         hidden=list(model.hidden), batch_norm=model.batch_norm),
+  meta = dict(format=FORMAT, version=VERSION, run=run, row=row, model=encoder.describe(),
+              extra_modules=sweep.config.get("extra_modules", ""),
               class_names=list(data.class_names), dataset=data.name,
               text=None if vec is None else dict(
                   {f: vec.counter.get_params()[f] for f in ANALYSER_FIELDS},
@@ -116,7 +114,6 @@ def load(path: str) -> Index:
   if meta.get("version") != VERSION:
     raise IndexFormatError(f"{path}: index version {meta.get('version')!r}; this "
                            f"hashvae reads version {VERSION}: rebuild it with launch.index")
-  spec = meta["model"]
   variables = traverse_util.unflatten_dict(
       {tuple(k[4:].split("/")): v for k, v in files.items() if k.startswith("var/")})
   vectoriser = None
@@ -127,9 +124,11 @@ def load(path: str) -> Index:
                               **{f: text[f] for f in ANALYSER_FIELDS[:3]},
                               ngram_range=tuple(text["ngram_range"]))
     vectoriser = TextVectoriser(counter, files.get("idf"))
-  model = HashModel(**dict(spec, hidden=tuple(spec["hidden"])))
-  bits = spec["bits"]
-  codes = np.unpackbits(files["db_codes"], axis=1, count=bits)
-  return Index(meta=meta, encoder=Encoder(model, variables, vectoriser), db_codes=codes,
+  spec = meta["model"]["spec"]
+  spec = ModelSpec(**dict(spec, hidden=tuple(spec["hidden"])))
+  methods.import_modules(meta.get("extra_modules", ""))  # a user's method registers itself
+  encoder = Encoder(meta["model"]["method"], spec, variables, vectoriser)
+  codes = np.unpackbits(files["db_codes"], axis=1, count=spec.bits)
+  return Index(meta=meta, encoder=encoder, db_codes=codes,
                db_ids=files["db_ids"], db_labels=files["db_labels"],
                db_texts=tuple(files["db_texts"].tolist()))

@@ -10,67 +10,35 @@ and, up to float rounding, the same outputs.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+import dataclasses
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from hashvae.sparse import SparseEntries, SparseRows, gather_rows
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """What every method's network is built from (its own parts come on top).
+
+  A method's model is a linen module with `__call__(x, temperature, train)`
+  -> dict of [batch, ...] outputs (the objective's `out`) and
+  `code_scores(x, train=False)` -> [batch, bits] scores whose sign is the
+  code. `x` is [batch, dims] or a sparse batch (SparseRows, SparseEntries).
+  """
+
+  dims: int
+  bits: int
+  num_classes: int
+  hidden: tuple = (500, 500)
+  batch_norm: bool = True
+
+
 Dense = lambda features, name=None: nn.Dense(
     features, kernel_init=nn.initializers.glorot_uniform(), name=name)
-
-
-class SparseRows(NamedTuple):
-  """A padded bag of words: item i holds values[i, j] at column indices[i, j].
-
-  Padding entries have index = the table's row count (out of range: read as
-  a zero row, their gradient dropped) and value 0.
-
-  Attributes:
-    indices: [items, width] int32, a row's nonzero columns, then padding.
-    values: [items, width] float32, their values, then zeros.
-    rows: None (the indices are columns of the input, i.e. rows of the first
-      kernel) or [rows, features] kernel rows the indices point into instead;
-      the training step passes the rows a batch reads, so that the gradient
-      is taken with respect to those rows only.
-  """
-
-  indices: jax.Array
-  values: jax.Array
-  rows: Optional[jax.Array] = None
-
-
-class SparseEntries(NamedTuple):
-  """A sparse batch as a flat list of its nonzero entries: entry k adds
-  values[k] * rows[indices[k]] to item items[k].
-
-  Shorter than a SparseRows batch's [items, width] when the widths vary
-  (a batch of 100 Snippets items: ~1,400 entries against 100 x 59 slots).
-  Padding entries have item = num_items (dropped) and value 0.
-
-  Attributes:
-    indices: [entries] int32, rows of `rows` (out of range: a zero row).
-    values: [entries] float32.
-    items: [entries] int32, the item each entry belongs to.
-    rows: [rows, features], the kernel rows the batch reads.
-    num_items: the batch size, a Python int (the output's shape): build a
-      SparseEntries inside the traced function, not as a jit argument.
-  """
-
-  indices: jax.Array
-  values: jax.Array
-  items: jax.Array
-  rows: jax.Array
-  num_items: int
-
-
-def gather_rows(table, indices):
-  """table[indices] with out-of-range indices read as zero rows.
-
-  [rows, features], [...] int -> [..., features]. The gradient with respect
-  to `table` drops the out-of-range (padding) entries.
-  """
-  return jnp.take(table, indices, axis=0, mode="fill", fill_value=0)
 
 
 class SparseDense(nn.Module):

@@ -13,6 +13,7 @@ from hashvae import data, experiment, metrics_log, sharding
 from hashvae import grid as grid_lib
 from hashvae.train import make_run
 
+from conftest import with_fields
 from test_metrics_log import read_events
 
 
@@ -105,15 +106,16 @@ def test_the_run_cap_applies_on_cpu_devices_only():
   assert grid_lib.chunk_size(config, run, 6, gpu) == 6  # the state budget alone
 
 
-def test_chunks_of_a_grid_share_the_data_placed_once():
-  config = synthetic.get_config("method=ssb_vae")
+def test_chunks_of_a_grid_share_one_program_and_one_copy_of_the_data(monkeypatch):
+  config = with_fields(synthetic.get_config("method=ssb_vae"), cpu_runs_per_chunk=1,
+                       devices=1, epochs=1)
   run = make_run(config, data.load(config.data))
   grid = grid_lib.build_grid(config, "ssb_vae")
-  functions = grid_lib.grid_functions(run, 0, runs=2)
-  first, second = (grid_lib.grid_program(run, grid.take(rows), 0, functions=functions)
-                   for rows in (slice(0, 2), slice(2, 4)))
-  # The same device buffers, not a copy per chunk.
-  for a, b in zip(jax.tree.leaves(first.arrays), jax.tree.leaves(second.arrays),
-                  strict=True):
-    assert a is b
-  np.testing.assert_array_equal(first.arrays["label_rows"], run.arrays["label_rows"])
+  programs, build = [], grid_lib.grid_program
+  monkeypatch.setattr(grid_lib, "grid_program",
+                      lambda *a, **k: programs.append(build(*a, **k)) or programs[-1])
+  out = grid_lib.train(config, run, grid)
+  assert len(grid) == 4 and out.db_codes.shape[0] == 4  # four chunks of one run
+  (program,) = programs  # built once: the data placed on the devices once
+  assert program.epoch_step._cache_size() == 1  # and compiled once
+  np.testing.assert_array_equal(program.arrays["label_rows"], run.arrays["label_rows"])

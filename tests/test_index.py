@@ -175,7 +175,7 @@ def test_bad_index_files_fail_clearly(trained, tmp_path):
     index.load(str(garbage))
   with np.load(good, allow_pickle=False) as f:
     arrays = {k: f[k] for k in f.files}
-  arrays["meta"] = np.array(str(arrays["meta"]).replace('"version": 1', '"version": 99'))
+  arrays["meta"] = np.array(str(arrays["meta"]).replace(f'"version": {index.VERSION}', '"version": 99'))
   np.savez(tmp_path / "future.npz", **arrays)
   with pytest.raises(index.IndexFormatError, match="version 99"):
     index.load(str(tmp_path / "future.npz"))

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hashvae import losses
+from hashvae import losses, sparse
+from hashvae.sparse import SparseRows
 
 rng = np.random.default_rng(0)
 
@@ -45,11 +46,21 @@ def test_sparse_softmax_reconstruction_equals_the_dense_one():
     indices[i, :len(cols)], values[i, :len(cols)] = cols, row[cols]
   logits = jnp.asarray(rng.normal(size=(4, dims)).astype(np.float32) * 5.0)
   dense = lambda z: losses.softmax_reconstruction(z, targets)
-  sparse = lambda z: losses.sparse_softmax_reconstruction(z, indices, values)
+  rows = SparseRows(jnp.asarray(indices), jnp.asarray(values))
+  sparse = lambda z: losses.softmax_reconstruction(z, rows)
   np.testing.assert_allclose(sparse(logits), dense(logits), rtol=1e-6)
   assert sparse(logits)[2] == 0.0
   grad = lambda f: jax.grad(lambda z: jnp.sum(f(z)))(logits)
   np.testing.assert_allclose(grad(sparse), grad(dense), rtol=1e-5, atol=1e-7)
+
+
+def test_gaussian_reconstruction_reads_sparse_targets_as_dense():
+  targets = np.zeros((3, 6), np.float32)
+  targets[0, [1, 4]], targets[2, 5] = (0.5, 2.0), 3.0
+  recon = rng.normal(size=(3, 6)).astype(np.float32)
+  rows = SparseRows(*map(jnp.asarray, sparse.padded_rows(targets)))
+  np.testing.assert_allclose(losses.gaussian_reconstruction(recon, rows),
+                             0.5 * ((recon - targets) ** 2).sum(-1), rtol=1e-6)
 
 
 def test_softmax_reconstruction_zero_target_row_is_zero():

@@ -6,10 +6,18 @@ import numpy as np
 import pytest
 
 from hashvae import losses, methods
-from hashvae.methods import LossOptions
+from hashvae.methods import study
+from hashvae.models import ModelSpec
 
 rng = np.random.default_rng(1)
 B, K, C, D = 6, 4, 3, 5
+
+
+def LossOptions(multilabel_data=False, **given):
+  """The study methods' options (they share them), parity unless given."""
+  return methods.default_options("ssb_vae", multilabel_data, **given)
+
+
 HP = dict(alpha=jnp.float32(0.3), beta=jnp.float32(0.2), gamma=jnp.float32(5.0))
 
 
@@ -52,7 +60,7 @@ def written_out(out, b, s, w=None, reduction="sum"):
 
 def test_phs_gs_parity_uses_label_products_over_every_pair():
   out, b = bernoulli_out(), batch()
-  loss, terms = methods.phs_gs(out, b, HP, LossOptions())
+  loss, terms = study.phs_gs(out, b, HP, LossOptions())
   s = b["label_rows"] @ b["label_rows"].T
   np.testing.assert_allclose(loss, written_out(out, b, s), rtol=1e-4)
   assert set(terms) == {"loss", "reconstruction", "kl", "pointwise", "pairwise"}
@@ -62,7 +70,7 @@ def test_phs_gs_corrected_counts_only_labelled_pairs_without_diagonal():
   out, b = bernoulli_out(), batch()
   opts = LossOptions(pair_labelled_only=True, pair_diagonal=False,
                      pair_reduction="mean")
-  loss, _ = methods.phs_gs(out, b, HP, opts)
+  loss, _ = study.phs_gs(out, b, HP, opts)
   s = b["label_rows"] @ b["label_rows"].T
   w = np.outer(b["labelled"], b["labelled"]) * (1 - np.eye(B))
   np.testing.assert_allclose(loss, written_out(out, b, s, w, "mean"), rtol=1e-4)
@@ -70,12 +78,12 @@ def test_phs_gs_corrected_counts_only_labelled_pairs_without_diagonal():
 
 def test_ssb_vae_uses_predicted_similarity_with_gradient_through_it():
   out, b = bernoulli_out(), batch()
-  loss, terms = methods.ssb_vae(out, b, HP, LossOptions())
+  loss, terms = study.ssb_vae(out, b, HP, LossOptions())
   p = np_softmax(out["class_logits"])
   np.testing.assert_allclose(loss, written_out(out, b, p @ p.T), rtol=1e-4)
 
   def pair_only(class_logits):
-    _, t = methods.ssb_vae(dict(out, class_logits=class_logits), b, HP,
+    _, t = study.ssb_vae(dict(out, class_logits=class_logits), b, HP,
                            LossOptions())
     return t["pairwise"]
   grad = jax.grad(pair_only)(jnp.asarray(out["class_logits"]))
@@ -87,7 +95,7 @@ def test_vdsh_s_matches_formula():
   out = dict(mu=mu, logvar=logvar, sample=mu,
              recon_logits=rng.normal(size=(B, D)), class_logits=rng.normal(size=(B, C)))
   b = batch()
-  loss, _ = methods.vdsh_s(out, b, HP, LossOptions())
+  loss, _ = study.vdsh_s(out, b, HP, LossOptions())
   rec = -(b["targets"] * np.log(np_softmax(out["recon_logits"]))).sum(-1).mean()
   kl = (-0.5 * (1 + logvar - mu**2 - np.exp(logvar)).sum(-1)).mean()
   ce = -(b["label_rows"] * np.log(np_softmax(out["class_logits"]))).sum(-1).mean()
@@ -98,8 +106,10 @@ def test_unsupervised_variants_are_the_alpha_zero_cases():
   out, b = bernoulli_out(), batch()
   zero = dict(HP, alpha=jnp.float32(0.0))
   assert float(methods.get("bernoulli_vae").objective(out, b, HP, LossOptions())[0]) \
-      == pytest.approx(float(methods.phs_gs(out, b, zero, LossOptions())[0]))
-  assert methods.get("vdsh").latent == "gaussian"
+      == pytest.approx(float(study.phs_gs(out, b, zero, LossOptions())[0]))
+  spec = ModelSpec(dims=D, bits=K, num_classes=C)
+  assert methods.get("vdsh").build_model(spec).latent == "gaussian"
+  assert set(methods.get("vdsh").weights) == {"beta"}
 
 
 def test_multilabel_sigmoid_path_keeps_similarity_in_unit_interval():
@@ -107,8 +117,8 @@ def test_multilabel_sigmoid_path_keeps_similarity_in_unit_interval():
   b["label_rows"] = np.array([[1, 1, 0], [1, 1, 1], [0, 0, 0], [0, 1, 1],
                               [0, 0, 0], [0, 0, 0]], np.float32)
   opts = LossOptions(multilabel="sigmoid", multilabel_data=True)
-  _, parity = methods.phs_gs(out, b, HP, LossOptions(multilabel_data=True))
-  _, fixed = methods.phs_gs(out, b, HP, opts)
+  _, parity = study.phs_gs(out, b, HP, LossOptions(multilabel_data=True))
+  _, fixed = study.phs_gs(out, b, HP, opts)
   # Parity S counts shared labels (up to 3 here); the fix caps it at 1.
   s = np.minimum(b["label_rows"] @ b["label_rows"].T, 1)
   codes = np.asarray(out["sample"])
@@ -128,7 +138,7 @@ def test_unknown_method_lists_known_ones():
 
 
 def test_registering_a_new_method():
-  @methods.register("test_only_rec", latent="bernoulli")
+  @methods.register("test_only_rec", weights=dict(beta=0.5), latent="bernoulli")
   def rec_only(out, b, hp, options):
     rec = jnp.mean(losses.softmax_reconstruction(out["recon_logits"], b["targets"]))
     return rec, dict(loss=rec)
@@ -137,4 +147,17 @@ def test_registering_a_new_method():
   finally:
     del methods.METHODS["test_only_rec"]
   with pytest.raises(ValueError, match="latent"):
-    methods.register("bad", latent="poisson")
+    methods.register("bad", weights={}, latent="poisson")
+  with pytest.raises(ValueError, match="reserved"):
+    methods.register("bad", weights=dict(learning_rate=1.0))
+
+
+def test_reading_an_undeclared_weight_or_option_names_the_method():
+  hp = methods.Weights("phs_gs", dict(HP, learning_rate=1e-3, temperature=0.67))
+  with pytest.raises(methods.MethodError, match=r"'phs_gs' reads weight 'delta'.*"
+                     r"\['alpha', 'beta', 'gamma'\]"):
+    hp["delta"]
+  with pytest.raises(methods.MethodError, match=r"'ssb_vae' reads option 'nope'"):
+    LossOptions().nope
+  with pytest.raises(methods.MethodError, match=r"no options \['nope'\]"):
+    LossOptions(nope=1)

@@ -9,18 +9,18 @@ import optax
 import pytest
 
 from configs import synthetic
-from hashvae import data, train
+from hashvae import data, optim, train
 from hashvae import grid as grid_lib
 
 HP = dict(alpha=0.01, beta=0.1, gamma=10.0, learning_rate=1e-3,
           temperature=0.67)
-KERNEL = train.FIRST_KERNEL
+KERNEL = optim.FIRST_KERNEL
 rng = np.random.default_rng(0)
 
 
 def optax_adam_steps(kernel, dense_grads, learning_rate=1e-3):
   """Reference: optax's scale_by_adam on the whole kernel, one step per grad."""
-  adam = optax.scale_by_adam(**train.ADAM)
+  adam = optax.scale_by_adam(**optim.ADAM)
   state = adam.init(kernel)
   for g in dense_grads:
     update, state = adam.update(g, state)
@@ -37,8 +37,8 @@ def row_steps(update_rows, kernel, steps):
   for count, (rows, grad_rows) in enumerate(steps, start=1):
     kernel, mu, nu = update_rows(kernel, mu, nu, jnp.asarray(rows),
                                  jnp.asarray(grad_rows), count, 1e-3, count)
-  if update_rows is train.dense_adam_rows:
-    mu, nu = train.apply_decay(mu, nu, len(steps))
+  if update_rows is optim.dense_adam_rows:
+    mu, nu = optim.apply_decay(mu, nu, len(steps))
   return kernel, mu, nu
 
 
@@ -66,7 +66,7 @@ def test_dense_adam_from_rows_is_optax_adam_on_the_dense_gradient():
   kernel = rng.normal(size=(dims, feats)).astype(np.float32)
   steps, dense = row_steps_for(([1, 4, 7], [0, 4, 11], [2, 3]), dims, feats,
                                size)
-  got = row_steps(train.dense_adam_rows, kernel, steps)
+  got = row_steps(optim.dense_adam_rows, kernel, steps)
   want = optax_adam_steps(kernel, dense)
   for a, b in zip(got, want, strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
@@ -79,9 +79,9 @@ def test_deferring_the_decay_for_a_whole_chunk_keeps_adam_on_the_dense_gradient(
   dims, feats = 30, 4
   kernel = rng.normal(size=(dims, feats)).astype(np.float32)
   present = (np.sort(rng.choice(dims, rng.integers(1, 7), replace=False))
-             for _ in range(train.DECAY_CHUNK))
+             for _ in range(optim.DECAY_CHUNK))
   steps, dense = row_steps_for(present, dims, feats, 6)
-  got = row_steps(train.dense_adam_rows, kernel, steps)
+  got = row_steps(optim.dense_adam_rows, kernel, steps)
   want = optax_adam_steps(kernel, dense)
   np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
   for a, b in zip(got[1:], want[1:], strict=True):
@@ -93,7 +93,7 @@ def test_lazy_adam_is_dense_adam_when_every_row_is_present():
   kernel = rng.normal(size=(dims, feats)).astype(np.float32)
   grads = [rng.normal(size=(dims, feats)).astype(np.float32) for _ in range(3)]
   every = np.arange(dims, dtype=np.int32)
-  got = row_steps(train.lazy_adam_rows, kernel, [(every, g) for g in grads])
+  got = row_steps(optim.lazy_adam_rows, kernel, [(every, g) for g in grads])
   want = optax_adam_steps(kernel, grads)
   for a, b in zip(got, want, strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
@@ -108,7 +108,7 @@ def test_lazy_adam_leaves_absent_rows_alone_and_uses_the_global_count():
                                               np.float32)])
   steps = [(padded([0, 3], size, dims), pad(g1)),
            (padded([3], size, dims), pad(g2))]
-  new, mu, nu = row_steps(train.lazy_adam_rows, kernel, steps)
+  new, mu, nu = row_steps(optim.lazy_adam_rows, kernel, steps)
   # Row 0: updated at step 1 only, then frozen (dense Adam would keep moving
   # it by its momentum). Rows 1, 2, 4, 5: never present, never touched.
   once = optax_adam_steps(kernel[:1], [g1[:1]])
@@ -122,7 +122,7 @@ def test_lazy_adam_leaves_absent_rows_alone_and_uses_the_global_count():
   both = optax_adam_steps(kernel[3:4], [g1[1:2], g2])
   np.testing.assert_allclose(new[3], both[0][0], rtol=1e-6)
   # Dense Adam from the same rows moves row 0 at step 2 as well.
-  dense_new = row_steps(train.dense_adam_rows, kernel, steps)[0]
+  dense_new = row_steps(optim.dense_adam_rows, kernel, steps)[0]
   assert not np.allclose(dense_new[0], new[0])
 
 

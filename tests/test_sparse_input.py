@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from hashvae import data, methods, train
+from hashvae import data, methods, optim, sparse, train
 from hashvae import grid as grid_lib
-from hashvae.models import HashModel, SparseRows
+from hashvae.models import HashModel
+from hashvae.sparse import SparseRows
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def test_padded_rows_hold_each_row_and_pad_with_an_out_of_range_index():
   x = np.zeros((4, 7), np.float32)
   x[0, [1, 5]] = [0.5, 2.0]
   x[2, [0, 3, 6]] = [1.0, 3.0, 4.0]  # row 1 and row 3 stay empty
-  indices, values = train.padded_rows(x)
+  indices, values = sparse.padded_rows(x)
   assert indices.shape == values.shape == (4, 3)
   assert indices.dtype == np.int32 and values.dtype == np.float32
   np.testing.assert_array_equal(indices[0], [1, 5, 7])
@@ -49,16 +50,16 @@ def test_padded_rows_hold_each_row_and_pad_with_an_out_of_range_index():
 
 def test_auto_picks_sparse_only_for_mostly_zero_rows(dataset):
   # synthetic: 50 words, up to ~20 distinct per document: dense.
-  assert not train.use_sparse_input("auto", dataset)
-  assert train.use_sparse_input("sparse", dataset)
-  assert not train.use_sparse_input("dense", dataset)
+  assert not sparse.use_sparse_input("auto", dataset)
+  assert sparse.use_sparse_input("sparse", dataset)
+  assert not sparse.use_sparse_input("dense", dataset)
   config = synthetic.get_config()
   with config.unlocked():
     config.data.dims = 2000
   wide = data.load(config.data)  # ~30 words of 2,000: sparse
-  assert train.use_sparse_input("auto", wide)
+  assert sparse.use_sparse_input("auto", wide)
   with pytest.raises(ValueError, match="sparse_input"):
-    train.use_sparse_input("yes", wide)
+    sparse.use_sparse_input("yes", wide)
 
 
 def test_same_key_gives_the_same_parameters_on_both_paths(dataset):
@@ -76,7 +77,7 @@ def test_same_loss_and_gradients_on_the_same_batch(dataset):
   model = HashModel(dims=dataset.dims, bits=8, num_classes=dataset.num_classes,
                     hidden=(32, 16))
   x = db.inputs[:24]
-  sparse_x = SparseRows(*map(jnp.asarray, train.padded_rows(x)))
+  sparse_x = SparseRows(*map(jnp.asarray, sparse.padded_rows(x)))
   variables = model.init({"params": jax.random.key(0),
                           "sample": jax.random.key(0)}, x[:1], 1.0, train=False)
   labelled = np.array([1.0, 0.0] * 12, np.float32)
@@ -88,16 +89,16 @@ def test_same_loss_and_gradients_on_the_same_batch(dataset):
   objective = methods.get("ssb_vae").objective
 
   sparse_targets = SparseRows(*map(jnp.asarray,
-                                   train.padded_rows(db.targets[:24])))
+                                   sparse.padded_rows(db.targets[:24])))
 
-  def loss(params, inputs, sparse):
+  def loss(params, inputs, is_sparse):
     out, _ = model.apply({"params": params,
                           "batch_stats": variables["batch_stats"]},
                          inputs, 0.67, train=True, mutable=["batch_stats"],
                          rngs={"sample": jax.random.key(7)})
-    targets = sparse_targets if sparse else batch["targets"]
+    targets = sparse_targets if is_sparse else batch["targets"]
     return objective(out, dict(batch, targets=targets), hp,
-                     methods.LossOptions())[0]
+                     methods.default_options("ssb_vae"))[0]
 
   value_and_grad = jax.jit(jax.value_and_grad(loss), static_argnums=2)
   dense_loss, dense_grads = value_and_grad(variables["params"], x, False)
@@ -120,11 +121,11 @@ def test_gradient_by_rows_equals_the_dense_kernel_gradient_rows():
   dims, feats = 30, 5
   x = np.where(rng.uniform(size=(6, dims)) < 0.2, rng.uniform(size=(6, dims)),
                0.0).astype(np.float32)
-  indices, values = train.padded_rows(x)
+  indices, values = sparse.padded_rows(x)
   kernel = rng.normal(size=(dims, feats)).astype(np.float32)
   head = rng.normal(size=(feats,)).astype(np.float32)
-  size = train.max_batch_rows(train.row_widths(x), 6, dims)
-  rows, local = train.batch_rows(jnp.asarray(indices), dims, size)
+  size = sparse.max_batch_rows(sparse.row_widths(x), 6, dims)
+  rows, local = sparse.batch_rows(jnp.asarray(indices), dims, size)
   dense = jax.grad(lambda k: jnp.sum(jnp.tanh(x @ k) * head))(kernel)
   by_rows = jax.grad(lambda r: jnp.sum(jnp.tanh(jnp.einsum(
       "bj,bjf->bf", values, jnp.take(r, local, axis=0, mode="fill",
@@ -159,7 +160,7 @@ def test_epochs_longer_than_a_decay_chunk_match_the_dense_path(dataset,
                                                               monkeypatch):
   # 200 items / batch 32 = 6 steps an epoch: with chunks of 4, one whole
   # chunk and a remainder of 2, each followed by the deferred decay.
-  monkeypatch.setattr(train, "DECAY_CHUNK", 4)
+  monkeypatch.setattr(optim, "DECAY_CHUNK", 4)
   key = jax.random.key(2)
   hp = dict(alpha=0.01, beta=0.1, gamma=10.0, learning_rate=1e-3,
             temperature=0.67)
@@ -181,25 +182,25 @@ def test_batch_entries_list_each_nonzero_once_in_row_major_order():
   x = np.zeros((3, 9), np.float32)
   x[0, [2, 7]] = [1.0, 2.0]
   x[2, [0, 4, 8]] = [3.0, 4.0, 5.0]  # row 1 empty
-  indices, values = train.padded_rows(x)
-  cols, vals, items = map(np.asarray, train.batch_entries(
+  indices, values = sparse.padded_rows(x)
+  cols, vals, items = map(np.asarray, sparse.batch_entries(
       jnp.asarray(indices), jnp.asarray(values), 9, size=7))
   np.testing.assert_array_equal(cols, [2, 7, 0, 4, 8, 9, 9])
   np.testing.assert_array_equal(vals, [1, 2, 3, 4, 5, 0, 0])
   np.testing.assert_array_equal(items, [0, 0, 2, 2, 2, 3, 3])  # 3: padding
-  assert int(train.batch_distinct(jnp.asarray(indices), 9)) == 5
+  assert int(sparse.batch_distinct(jnp.asarray(indices), 9)) == 5
 
 
 def test_typical_sizes_bound_random_batches_of_the_parts_together():
   x = (rng_uniform((400, 300)) < 0.05).astype(np.float32)
-  rows, entries = train.typical_batch_sizes((x[:250], x[250:]), 20)
+  rows, entries = sparse.typical_batch_sizes((x[:250], x[250:]), 20)
   assert rows % 64 == 0 and entries % 64 == 0
   gen = np.random.default_rng(5)
   for _ in range(50):
     nz = x[gen.choice(400, 20, replace=False)] != 0
     assert nz.any(axis=0).sum() <= rows and nz.sum() <= entries
   # The parts are sampled as one set: the same sizes as concatenated.
-  assert train.typical_batch_sizes((x,), 20) == (rows, entries)
+  assert sparse.typical_batch_sizes((x,), 20) == (rows, entries)
 
 
 def without_pre_norm_bias(tree):
@@ -219,7 +220,7 @@ def rng_uniform(shape):
   return np.random.default_rng(3).uniform(size=shape)
 
 
-def train_two_epochs(config, dataset, axis_name=train.RUNS_AXIS):
+def train_two_epochs(config, dataset, axis_name=sparse.RUNS_AXIS):
   """Two epochs (6 steps each) of a 3-run vmapped grid."""
   run = train.make_run(config, dataset)
   keys = jax.random.split(jax.random.key(4), 3)
@@ -239,7 +240,7 @@ def train_two_epochs(config, dataset, axis_name=train.RUNS_AXIS):
 def count_paths(monkeypatch):
   """Counts, as the program runs, the steps that take each path of the
   sparse step: [typical sizes, worst case] (train_step's run_if order)."""
-  counts, traced, run_if = [0, 0], [], train.run_if
+  counts, traced, run_if = [0, 0], [], sparse.run_if
 
   def counted_run_if(flag, fn, carry):
     path = len(traced) % 2
@@ -250,7 +251,7 @@ def count_paths(monkeypatch):
       return fn(c)
     return run_if(flag, counted, carry)
 
-  monkeypatch.setattr(train, "run_if", counted_run_if)
+  monkeypatch.setattr(sparse, "run_if", counted_run_if)
   return counts
 
 
@@ -267,16 +268,16 @@ def dense_two_epochs(dataset):
     ((50, 403), "both"), ((46, 403), "per run")])
 def test_every_batch_size_path_matches_the_dense_path(
     dataset, dense_two_epochs, monkeypatch, sizes, paths):
-  monkeypatch.setattr(train, "typical_batch_sizes", lambda *a: sizes)
+  monkeypatch.setattr(sparse, "typical_batch_sizes", lambda *a: sizes)
   counts = count_paths(monkeypatch)
   dense, dense_terms = dense_two_epochs
-  sparse, sparse_terms = train_two_epochs(
+  sparse_state, sparse_terms = train_two_epochs(
       config_with("sparse"), dataset,
-      axis_name=None if paths == "per run" else train.RUNS_AXIS)
+      axis_name=None if paths == "per run" else sparse.RUNS_AXIS)
   state = lambda s: without_pre_norm_bias((s.params, s.opt_state,
                                            s.batch_stats))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5),
-               state(dense), state(sparse))
+               state(dense), state(sparse_state))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4),
                dense_terms, sparse_terms)
   jax.effects_barrier()
@@ -290,7 +291,7 @@ def test_every_batch_size_path_matches_the_dense_path(
 def test_fast_mode_takes_either_path_alike(dataset, monkeypatch):
   states = []
   for sizes in ((1, 1), (46, 403)):
-    monkeypatch.setattr(train, "typical_batch_sizes", lambda *a, s=sizes: s)
+    monkeypatch.setattr(sparse, "typical_batch_sizes", lambda *a, s=sizes: s)
     states.append(train_two_epochs(config_with("sparse", "fast"), dataset)[0])
   state = lambda s: without_pre_norm_bias((s.params, s.opt_state,
                                            s.batch_stats))
@@ -320,12 +321,11 @@ def test_sparse_arrays_replace_the_dense_inputs(dataset):
   np.testing.assert_array_equal(
       densify(np.asarray(arrays["inputs"].indices),
               np.asarray(arrays["inputs"].values), dataset.dims), db.inputs)
-  np.testing.assert_array_equal(arrays["targets"], db.targets)
-  with_targets = train.device_arrays(dataset, sparse=True, sparse_targets=True)
-  targets = with_targets["targets"]
+  # The targets too: the reconstruction reads their nonzeros only.
+  targets = arrays["targets"]
   np.testing.assert_array_equal(
       densify(np.asarray(targets.indices), np.asarray(targets.values),
               dataset.dims), db.targets)
   empty = dataclasses.replace(dataset.test, inputs=np.zeros_like(
       dataset.test.inputs))
-  assert train.padded_rows(empty.inputs)[0].shape == (len(empty), 1)
+  assert sparse.padded_rows(empty.inputs)[0].shape == (len(empty), 1)

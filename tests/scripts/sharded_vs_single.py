@@ -28,9 +28,11 @@ def counted(arrays, state):
 
 
 grid = grid_lib.build_grid(config, "ssb_vae")
-sharded = grid_lib.train_grid(dataclasses.replace(run, train_epoch=counted), grid, 0,
-                              mesh=sharding.run_mesh(0))
-single = grid_lib.train_grid(run, grid, 0, mesh=sharding.run_mesh(1))
+counted_run = dataclasses.replace(run, train_epoch=counted)
+sharded = grid_lib.train_grid(counted_run, grid, 0,
+                              program=grid_lib.grid_program(counted_run, 0, sharding.run_mesh(0)))
+single = grid_lib.train_grid(run, grid, 0,
+                             program=grid_lib.grid_program(run, 0, sharding.run_mesh(1)))
 mesh = sharding.run_mesh(0)
 placed = sharding.place(sharding.pad_runs(np.zeros((6, 3)), 8), sharding.split_runs(mesh))
 print(json.dumps(dict(

@@ -1,0 +1,30 @@
+"""Hashing methods: the registry, the blocks they share, and the methods.
+
+Each method lives in a module of this package and registers itself on
+import (registry.py says what a method declares). A user's method registers
+the same way from its own module (`--config.extra_modules`).
+"""
+
+from hashvae.methods import registry, study  # noqa: F401  (importing registers a method)
+from hashvae.methods.blocks import (
+                                    class_probabilities,
+                                    pairwise,
+                                    pointwise,
+                                    reconstruction,
+                                    sigmoid_labels,
+)
+from hashvae.methods.registry import (
+                                    METHODS,
+                                    Method,
+                                    MethodError,
+                                    Options,
+                                    Weights,
+                                    default_options,
+                                    get,
+                                    import_modules,
+                                    register,
+)
+
+__all__ = ["METHODS", "Method", "MethodError", "Options", "Weights", "class_probabilities",
+           "default_options", "get", "import_modules", "pairwise", "pointwise",
+           "reconstruction", "register", "registry", "sigmoid_labels"]

@@ -1,0 +1,183 @@
+"""The method registry: what a method declares, and how it is looked up.
+
+A method declares
+- its traced weights by name, with defaults: one value per run, so a sweep
+  over levels and weights is one compiled program (`hp[name]` in the
+  objective; set per level from the config as
+  `--config.weights.<method>.<name>='(0.1,1.0)'`);
+- its static options by name, with defaults (and, optionally, the allowed
+  values): `options.<name>` in the objective, set as
+  `--config.loss.<name>=...`;
+- its network: a function of a models.ModelSpec returning a linen module
+  (models.ModelSpec says what the module must provide). The study's
+  HashModel is the default, with the method's `latent` and `classifier_on`;
+- its objective, a pure function
+      objective(out, batch, hp, options) -> (loss, {term: scalar})
+  of the network's outputs `out`, the batch (targets: dense [batch, dims]
+  or a sparse.SparseRows, which losses.softmax_reconstruction and
+  losses.gaussian_reconstruction both take; label_rows [batch, classes],
+  zero for unlabelled items; labelled [batch] in {0, 1}), the weights and
+  the options. The terms are logged per epoch.
+
+Register from any module, the package's or a user's (`--config.extra_modules`):
+
+    @methods.register("my_method", weights=dict(beta=0.1, delta=1.0),
+                      options=dict(word_drop=0.1), latent="bernoulli")
+    def my_method(out, batch, hp, options): ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Callable, Mapping, Optional
+
+from hashvae.models import HashModel, ModelSpec
+
+Objective = Callable[..., tuple]
+TRAINER_WEIGHTS = ("learning_rate", "temperature")  # traced per run, not a method's
+
+
+class MethodError(ValueError):
+  """A method's declaration, or a weight or option it reads, is wrong."""
+
+
+class Options(Mapping):
+  """A method's static options (hashable, so it can close over a program).
+
+  Read as attributes (`options.pair_reduction`) or items. `multilabel_data`
+  (whether label rows may hold several ones) comes from the dataset.
+  """
+
+  def __init__(self, method: str, values: Mapping[str, Any], multilabel_data=False):
+    self._method = method
+    self._items = tuple(sorted(values.items()))
+    self.multilabel_data = bool(multilabel_data)
+
+  def __getitem__(self, name):
+    for key, value in self._items:
+      if key == name:
+        return value
+    raise MethodError(f"method {self._method!r} reads option {name!r}, which it does "
+                      f"not declare; declared: {[k for k, _ in self._items]}")
+
+  def __getattr__(self, name):
+    if name.startswith("_"):
+      raise AttributeError(name)
+    return self[name]
+
+  def __iter__(self):
+    return (k for k, _ in self._items)
+
+  def __len__(self):
+    return len(self._items)
+
+  def __hash__(self):
+    return hash((self._method, self._items, self.multilabel_data))
+
+  def __eq__(self, other):
+    return isinstance(other, Options) and hash(self) == hash(other)
+
+  def __repr__(self):
+    return f"Options({self._method!r}, {dict(self._items)}, multilabel_data={self.multilabel_data})"
+
+
+class Weights(dict):
+  """A run's traced weights; reading one the method did not declare fails
+  naming the method and its weights (instead of a bare KeyError mid-trace)."""
+
+  def __init__(self, method: str, values):
+    super().__init__(values)
+    self.method = method
+
+  def __missing__(self, name):
+    declared = [k for k in self if k not in TRAINER_WEIGHTS]
+    raise MethodError(f"method {self.method!r} reads weight {name!r}, which it does "
+                      f"not declare; declared: {declared} (add it to "
+                      "register(..., weights=...))")
+
+
+def study_model(latent: str, classifier_on: str):
+  """The study's network (HashModel) with this latent and classifier input."""
+  return lambda spec: HashModel(**dataclasses.asdict(spec), latent=latent,
+                                classifier_on=classifier_on)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  name: str
+  objective: Objective
+  weights: Mapping[str, float]  # traced per run; name -> default
+  options: Mapping[str, Any]  # static; name -> default
+  choices: Mapping[str, tuple]  # option name -> allowed values
+  model: Callable[[ModelSpec], Any]  # ModelSpec -> linen module
+  doc: str = ""
+
+  def build_model(self, spec: ModelSpec):
+    return self.model(spec)
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(name: str, *, weights: Mapping[str, float],
+             options: Optional[Mapping[str, Any]] = None,
+             choices: Optional[Mapping[str, tuple]] = None,
+             model: Optional[Callable[[ModelSpec], Any]] = None,
+             latent: str = "bernoulli", classifier_on: str = "hidden"):
+  """Decorator: registers `objective` under `name` and returns it unchanged.
+
+  `model` builds the network from a ModelSpec; without it the study's
+  HashModel with `latent` ("gaussian" or "bernoulli") and `classifier_on`
+  ("hidden" or "sample") is used.
+  """
+  options, choices = dict(options or {}), dict(choices or {})
+  clash = set(weights) & set(TRAINER_WEIGHTS)
+  if clash or "levels" in weights:
+    raise MethodError(f"method {name!r}: weight names {sorted(clash) or ['levels']} "
+                      "are reserved")
+  for key, allowed in choices.items():
+    if key not in options or options[key] not in allowed:
+      raise MethodError(f"method {name!r}: choices for {key!r} need a declared "
+                        f"option whose default is one of {allowed}")
+  if model is None:
+    if latent not in ("gaussian", "bernoulli"):
+      raise MethodError(f"latent must be 'gaussian' or 'bernoulli', got {latent!r}")
+    if classifier_on not in ("hidden", "sample"):
+      raise MethodError(f"classifier_on must be 'hidden' or 'sample', got "
+                        f"{classifier_on!r}")
+    model = study_model(latent, classifier_on)
+
+  def decorate(objective: Objective) -> Objective:
+    METHODS[name] = Method(name, objective, {k: float(v) for k, v in weights.items()},
+                           options, choices, model, (objective.__doc__ or "").strip())
+    return objective
+
+  return decorate
+
+
+def default_options(method: str, multilabel_data: bool = False, **values) -> Options:
+  """A method's options: its declared defaults, with `values` replacing some
+  (for calling an objective directly)."""
+  m = get(method)
+  unknown = sorted(set(values) - set(m.options))
+  if unknown:
+    raise MethodError(f"method {method!r} has no options {unknown}; declared: "
+                      f"{sorted(m.options)}")
+  return Options(m.name, dict(m.options, **values), multilabel_data)
+
+
+def get(name: str) -> Method:
+  if name not in METHODS:
+    raise MethodError(f"unknown method {name!r}; known: {sorted(METHODS)}")
+  return METHODS[name]
+
+
+def import_modules(names: str):
+  """Imports the comma-separated modules `names` (config.extra_modules), whose
+  import registers their methods."""
+  for name in filter(None, (n.strip() for n in names.split(","))):
+    try:
+      importlib.import_module(name)
+    except ImportError as e:
+      raise MethodError(f"config.extra_modules: cannot import {name!r}: {e}") from e
