@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from hashvae import data, methods, sparse
+from hashvae import data, methods, optim, sparse
 
 
 class ConfigError(ValueError):
@@ -163,8 +163,8 @@ def check(config):
   need(config.model.sparse_input in ("auto", "sparse", "dense"),
        "model.sparse_input", "'auto', 'sparse' or 'dense'",
        config.model.sparse_input)
-  need(config.optimizer in ("exact", "fast"), "optimizer",
-       "'exact' or 'fast'", config.optimizer)
+  need(config.optimizer in optim.OPTIMISERS, "optimizer",
+       f"one of {sorted(optim.OPTIMISERS)}", config.optimizer)
   need(config.optimizer != "fast" or config.model.sparse_input != "dense",
        "optimizer", "'fast' needs the sparse input path (model.sparse_input "
        "'auto' or 'sparse')", config.optimizer)

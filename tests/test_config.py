@@ -35,7 +35,7 @@ def changed(**fields):
     (dict(loss__word_drop=0.1), r"config.loss.word_drop: not an option of the methods.*"
      r"'margin_fraction'"),
     (dict(model__sparse_input="yes"), r"model.sparse_input.*'auto', 'sparse' or 'dense'"),
-    (dict(optimizer="lazy"), r"config.optimizer.*'exact' or 'fast'"),
+    (dict(optimizer="lazy"), r"config.optimizer.*\['exact', 'fast'\]"),
     (dict(cpu_runs_per_chunk=-1), r"config.cpu_runs_per_chunk.*>= 0"),
     (dict(optimizer="fast", model__sparse_input="dense"), r"config.optimizer.*sparse input"),
 ])
