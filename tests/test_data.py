@@ -185,3 +185,127 @@ def test_newsgroups_from_a_folder(tmp_path):
   assert d.class_names == ("rec.autos", "sci.space")
   assert len(d.train) == 3 and d.test.labels.tolist() == [0]
   assert "newsgroups" not in d.vectoriser.counter.vocabulary_  # header words unseen
+
+
+# --- degenerate data: refused or warned before training ----------------------
+
+def split_of(labels, inputs=None):
+  labels = np.asarray(labels)
+  inputs = np.random.default_rng(0).uniform(size=(len(labels), 4)) if inputs is None else inputs
+  return data.dataset.make_split(inputs, inputs, labels)
+
+
+def dataset_of(train_labels, num_classes=3, inputs=None):
+  test = split_of(np.eye(num_classes, dtype=np.uint8)[[0, 1]] if np.ndim(train_labels) == 2
+                  else [0, 1])
+  return data.Dataset(name="t", train=split_of(train_labels, inputs),
+                      validation=split_of(np.asarray(train_labels)[:0]), test=test,
+                      num_classes=num_classes)
+
+
+def test_fewer_than_two_training_classes_are_refused():
+  with pytest.raises(DataError, match=r"t: the training items hold 1 class \(\[2\]\)"):
+    dataset_of([2, 2, 2, 2])
+  with pytest.raises(DataError, match=r"hold 1 class"):  # multi-hot, one column used
+    dataset_of(np.array([[0, 1, 0]] * 4, np.uint8))
+  assert dataset_of([0, 2, 2, 2]).num_classes == 3  # two classes are enough
+  assert dataset_of(np.array([[1, 1, 0]] * 4, np.uint8)).multilabel
+
+
+def test_a_label_matrix_of_class_ids_is_refused(tmp_path):
+  with pytest.raises(DataError, match=r"a column of class ids, not one-hot"):
+    dataset_of(np.array([[0, 2, 1]] * 4, np.uint8))
+  rng = np.random.default_rng(0)
+  arrays = {k: rng.uniform(size=(10, 5)) for k in ("train", "cv", "test")}
+  arrays.update({f"gnd_{k}": np.arange(10)[:, None] % 3 + 1 for k in ("train", "cv",
+                                                                        "test")})
+  scipy.io.savemat(tmp_path / "x.mat", arrays)
+  with pytest.raises(DataError, match=r"gnd_train holds values 1, 2, 3 in a \(10, 1\) "
+                                      r"matrix: a column of class ids"):
+    data.load(cfg(name="vdsh_mat", path=str(tmp_path / "x.mat")))
+
+
+def test_constant_features_are_warned_about(tmp_path, caplog):
+  np.save(tmp_path / "x.npy", np.full((40, 6), 3.0))
+  np.save(tmp_path / "y.npy", np.repeat([0, 1], 20))
+  load = lambda: data.load(cfg(name="features_npy", path=str(tmp_path / "x.npy"),
+                               labels_path=str(tmp_path / "y.npy"), queries_per_class=2,
+                               split_seed=0))
+  with caplog.at_level("WARNING", logger="hashvae"):
+    load()
+  assert "every training feature has the same value in every item" in caplog.text
+  caplog.clear()
+  np.save(tmp_path / "x.npy", np.arange(240.0).reshape(40, 6))
+  with caplog.at_level("WARNING", logger="hashvae"):
+    load()
+  assert "same value" not in caplog.text
+
+
+def test_text_with_undecodable_bytes_is_warned_about(tmp_path, caplog):
+  (tmp_path / "train.txt").write_bytes(b"aaa bbb sports\nccc d\xffd arts\neee f\xfe arts\n")
+  with caplog.at_level("WARNING", logger="hashvae"):
+    docs, labels = data.text.read_labelled_lines(str(tmp_path / "train.txt"))
+  assert "2 line(s) hold bytes that are not UTF-8 (first: line 2)" in caplog.text
+  assert docs[1] == "ccc d\ufffdd" and labels == ["sports", "arts", "arts"]
+  caplog.clear()
+  (tmp_path / "ok.txt").write_text("aaa bbb sports\n")
+  with caplog.at_level("WARNING", logger="hashvae"):
+    data.text.read_labelled_lines(str(tmp_path / "ok.txt"))
+  assert "UTF-8" not in caplog.text
+
+
+def test_npy_of_objects_or_truncated_is_refused(tmp_path):
+  np.save(tmp_path / "x.npy", np.array([{"a": 1}] * 4, dtype=object), allow_pickle=True)
+  np.save(tmp_path / "y.npy", np.array([0, 1, 0, 1]))
+  load = lambda: data.load(cfg(name="features_npy", path=str(tmp_path / "x.npy"),
+                               labels_path=str(tmp_path / "y.npy"), queries_per_class=1,
+                               split_seed=0))
+  with pytest.raises(DataError, match=r"x.npy: it holds pickled Python objects"):
+    load()
+  np.save(tmp_path / "x.npy", np.ones((400, 8)))
+  raw = (tmp_path / "x.npy").read_bytes()
+  (tmp_path / "x.npy").write_bytes(raw[:len(raw) // 2])
+  with pytest.raises(DataError, match=r"x.npy: not a complete .npy file"):
+    load()
+
+
+def test_validation_fraction_outside_zero_one_is_refused(tmp_path):
+  (tmp_path / "train.txt").write_text("aaa bbb sports\nccc ddd arts\n")
+  (tmp_path / "test.txt").write_text("aaa sports\n")
+  for fraction in (1.5, 1.0, -0.1):
+    with pytest.raises(DataError, match=rf"validation_fraction={fraction}: a fraction in "
+                                        r"\[0, 1\)"):
+      data.load(cfg(name="snippets", path=str(tmp_path), max_features=10,
+                    validation_fraction=fraction, split_seed=0))
+
+
+def test_newsgroups_archive_cut_short_is_refused(tmp_path):
+  import io
+  import tarfile
+  buffer = io.BytesIO()
+  with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    for i in range(50):
+      payload = os.urandom(2000)
+      info = tarfile.TarInfo(f"20news-bydate-train/sci.space/{i}")
+      info.size = len(payload)
+      archive.addfile(info, io.BytesIO(payload))
+  raw = buffer.getvalue()
+  (tmp_path / "ng.tar.gz").write_bytes(raw[:len(raw) // 2])
+  with pytest.raises(DataError, match=r"cannot read .*ng.tar.gz as a tar archive .*"
+                                      r"truncated download"):
+    data.load(cfg(name="newsgroups", path=str(tmp_path / "ng.tar.gz"), max_features=10,
+                  validation_fraction=0.1, split_seed=0))
+
+
+def test_index_consistency_checks():
+  from hashvae import index_check
+  codes, ids = np.zeros((5, 16), np.uint8), np.arange(5)
+  assert index_check.length_problems(codes, ids, np.zeros(5), ("t",) * 5, 16) == []
+  assert index_check.length_problems(codes[:3], ids, np.zeros(5), (), 16) == [
+      "db_codes has 3 rows for 5 ids (db_ids)"]
+  assert "db_texts has 4 rows" in index_check.length_problems(codes, ids, np.zeros(5),
+                                                              ("t",) * 4, 16)[0]
+  assert "needs 2 bytes" in index_check.length_problems(np.zeros((5, 3)), ids, np.zeros(5),
+                                                        (), 16, packed=True)[0]
+  assert index_check.missing_arrays({"meta": 1, "db_codes": 1}) == ["db_ids", "db_labels",
+                                                                    "db_texts"]
