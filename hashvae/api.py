@@ -129,6 +129,9 @@ class Sweep:
     row = self.row(run)
     method = row["method"]
     config_check.import_extra_modules(self.config)  # a user's method registers itself
+    if methods.get(method).fit is not None:
+      raise ValueError(f"run {run} is of {method!r}, a fitted method with no trained "
+                       "network to encode new items")
     within = sum(1 for r in self.rows[:run] if r["method"] == method)
     data = self.dataset
     variables = experiment.load_variables(self.path, method, within)

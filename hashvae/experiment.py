@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 from flax import traverse_util
 
-from hashvae import config_check, methods, metrics, reports, results, sharding
+from hashvae import config_check, fitted, methods, metrics, reports, results, sharding
 from hashvae import data as data_lib
 from hashvae import grid as grid_lib
 from hashvae.train import make_run
@@ -56,9 +56,13 @@ class SweepResult:
 def train_method(config, dataset, method: str,
                  workdir: Optional[str] = None) -> MethodResult:
   """Trains one method's grid (grid.train: one compiled program, in chunks
-  when needed) and evaluates every run on the test queries."""
+  when needed; a fitted method's runs one by one on the host) and evaluates
+  every run on the test queries."""
   grid = grid_lib.build_grid(config, method)
-  out = grid_lib.train(config, make_run(config, dataset, method), grid, workdir)
+  if methods.get(method).fit is not None:
+    out = fitted.fit_grid(config, dataset, grid)
+  else:
+    out = grid_lib.train(config, make_run(config, dataset, method), grid, workdir)
   rows = []
   for i, row in enumerate(grid.rows()):
     diverged = int(out.diverged_at[i])

@@ -101,6 +101,22 @@ class Run:
     return self.run(self.arrays, key, level, hparams)
 
 
+def run_mask(config, data: Dataset):
+  """(run key, level) -> [items] float32 in {0, 1}: which training items keep
+  their label in that run (train then validation, as device_arrays orders
+  them). Every method of a sweep, trained or fitted, draws the same mask."""
+  n_train, n_val = len(data.train), len(data.validation)
+  segments = (n_train, n_val) if config.mask_per_split else (n_train + n_val,)
+  mask_seed = config.get("shared_mask_seed")
+
+  def mask(key, level):
+    mask_key = jax.random.split(key, 3)[1]
+    if mask_seed is not None:  # the released protocol: one mask for all seeds
+      mask_key = jax.random.key(mask_seed)
+    return label_mask(mask_key, level, segments)
+  return mask
+
+
 def one_method(config, method: Optional[str]) -> str:
   if method is not None:
     return method
@@ -113,6 +129,9 @@ def one_method(config, method: Optional[str]) -> str:
 def make_run(config, data: Dataset, method: Optional[str] = None) -> Run:
   """Builds the run of `method` (default: the config's only method)."""
   method = methods.get(one_method(config, method))
+  if method.fit is not None:
+    raise methods.MethodError(f"method {method.name!r} is fitted, not trained: "
+                              "hashvae.fitted.fit_grid runs it")
   options = config_check.method_options(config, method, data.multilabel)
   model = method.build_model(ModelSpec(
       dims=data.dims, bits=config.bits, num_classes=data.num_classes,
@@ -125,15 +144,11 @@ def make_run(config, data: Dataset, method: Optional[str] = None) -> Run:
   sparse = (SparseInput.plan(data, batch_size)
             if use_sparse_input(config.model.sparse_input, data) else None)
   optimiser = optim.make_optimiser(config.optimizer, row_gradients=sparse is not None)
-  segments = ((len(data.train), len(data.validation)) if config.mask_per_split
-              else (n,))
-  mask_seed = config.get("shared_mask_seed")
+  mask = run_mask(config, data)
   names = tuple(method.weights) + methods.registry.TRAINER_WEIGHTS
 
   def init(arrays, key, level, hparams):
-    init_key, mask_key, loop_key = jax.random.split(key, 3)
-    if mask_seed is not None:  # the released protocol: one mask for all seeds
-      mask_key = jax.random.key(mask_seed)
+    init_key, _, loop_key = jax.random.split(key, 3)  # the second draws the mask
     variables = model.init({"params": init_key, "sample": init_key},
                            take_items(arrays["inputs"], slice(0, 1)), 1.0,
                            train=False)
@@ -141,7 +156,7 @@ def make_run(config, data: Dataset, method: Optional[str] = None) -> Run:
     return TrainState(
         params=params, batch_stats=variables.get("batch_stats", {}),
         opt_state=optimiser.init(params), step=jnp.zeros((), jnp.int32),
-        loop_key=loop_key, labelled=label_mask(mask_key, level, segments),
+        loop_key=loop_key, labelled=mask(key, level),
         hparams={k: jnp.asarray(hparams[k], jnp.float32) for k in names})
 
   def gradients(params, state, x, batch, sizes):

@@ -5,7 +5,7 @@ import (registry.py says what a method declares). A user's method registers
 the same way from its own module (`--config.extra_modules`).
 """
 
-from hashvae.methods import registry, study  # noqa: F401  (importing registers a method)
+from hashvae.methods import bmsh, nash, registry, study, vdsh_sp  # noqa: F401  (importing registers a method)
 from hashvae.methods.blocks import (
                                     class_probabilities,
                                     pairwise,
@@ -23,8 +23,9 @@ from hashvae.methods.registry import (
                                     get,
                                     import_modules,
                                     register,
+                                    register_fitted,
 )
 
 __all__ = ["METHODS", "Method", "MethodError", "Options", "Weights", "class_probabilities",
            "default_options", "get", "import_modules", "pairwise", "pointwise",
-           "reconstruction", "register", "registry", "sigmoid_labels"]
+           "reconstruction", "register", "register_fitted", "registry", "sigmoid_labels"]

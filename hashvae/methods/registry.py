@@ -110,8 +110,12 @@ class Method:
   weights: Mapping[str, float]  # traced per run; name -> default
   options: Mapping[str, Any]  # static; name -> default
   choices: Mapping[str, tuple]  # option name -> allowed values
-  model: Callable[[ModelSpec], Any]  # ModelSpec -> linen module
+  model: Optional[Callable[[ModelSpec], Any]]  # ModelSpec -> linen module
   doc: str = ""
+  # A method that is not trained by gradient (the classical baselines):
+  # fit(dataset, labelled [items] float32, rng, hp {name: float}, options,
+  # bits) -> (db_codes [items, bits], query_codes [queries, bits]) uint8.
+  fit: Optional[Callable] = None
 
   def build_model(self, spec: ModelSpec):
     return self.model(spec)
@@ -165,6 +169,26 @@ def default_options(method: str, multilabel_data: bool = False, **values) -> Opt
     raise MethodError(f"method {method!r} has no options {unknown}; declared: "
                       f"{sorted(m.options)}")
   return Options(m.name, dict(m.options, **values), multilabel_data)
+
+
+def register_fitted(name: str, *, weights: Mapping[str, float],
+                    options: Optional[Mapping[str, Any]] = None,
+                    choices: Optional[Mapping[str, tuple]] = None):
+  """Decorator: registers a method that is fitted, not trained by gradient:
+  fit(dataset, labelled, rng, hp, options, bits) -> (db_codes, query_codes).
+
+  `labelled` [items] marks the database items (train then validation) whose
+  label the run may use, the same mask a trained method of the sweep draws;
+  `rng` is a numpy Generator seeded from the run's key; `hp` holds the
+  run's weights as floats. Its sweep runs on the host, one run at a time.
+  """
+  def decorate(fit: Callable) -> Callable:
+    METHODS[name] = Method(name, None, {k: float(v) for k, v in weights.items()},
+                           dict(options or {}), dict(choices or {}), None,
+                           (fit.__doc__ or "").strip(), fit)
+    return fit
+
+  return decorate
 
 
 def get(name: str) -> Method:
