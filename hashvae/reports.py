@@ -18,7 +18,7 @@ from hashvae import results
 
 # Metrics shown in the tables, in this order, when present in the rows.
 METRICS = ("p@100", "r@100", "p@1000", "p@5000", "map@100", "map@1000", "map@5000",
-           "p@100_tie_aware")
+           "p@100_tie_aware", "ndcg@100", "map@all", "p@r2")
 METHOD_NAMES = {"vdsh_s": "VDSH-S", "phs_gs": "PHS-GS", "ssb_vae": "SSB-VAE",
                 "vdsh": "VDSH", "bernoulli_vae": "Bernoulli VAE"}
 
@@ -31,7 +31,9 @@ def cells(rows: list[dict]):
   out = {}
   for key, group in sorted(groups.items()):
     measured = [k for k, v in group[0].items() if "@" in k and v != ""]
-    metrics = [m for m in METRICS if m in measured] or measured[:1]
+    # The first measured metric (evaluate's p@K at the first cut-off) leads
+    # even when the cut-offs are not the usual ones.
+    metrics = list(dict.fromkeys(measured[:1] + [m for m in METRICS if m in measured]))
     out[key] = {m: {(s["method"], float(s["level"])): (s["mean"], s["std"], s["runs"],
                                                         s["diverged"])
                     for s in results.summarise(group, m)} for m in metrics}

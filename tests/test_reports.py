@@ -135,3 +135,20 @@ def test_pr_figure_of_real_radius_curves(tmp_path):
   assert drawn == {("toy", 6): ["SSB-VAE, 0.1"]}
   mean = reports.mean_curves(rows, curves)[("toy", 6)][("ssb_vae", 0.1)]
   assert np.all(np.diff(mean["recall"]) >= 0) and mean["recall"][-1] == 1.0
+
+
+def test_tables_include_the_new_metrics_when_measured(tmp_path):
+  rows = handmade(tmp_path)
+  for i, row in enumerate(rows):
+    row.update({"ndcg@100": 0.5 + 0.01 * i, "map@all": 0.3, "p@r2": 0.7, "p@r2_empty": 0.1})
+  text = reports.markdown(rows)
+  assert "### ndcg@100" in text and "### map@all" in text and "### p@r2 " in text
+  assert "p@r2_empty" not in text  # a diagnostic, not a table
+  assert text.index("### map@100") < text.index("### ndcg@100")  # METRICS order
+
+
+def test_tables_lead_with_the_first_cut_off_when_it_is_not_100(tmp_path):
+  rows = [dict(dataset="toy", method="ssb_vae", bits=8, seed=0, level=0.1, status="ok",
+               diverged_epoch="", **{"p@10": 0.4, "r@10": 0.1, "map@all": 0.3, "p@r2": 0.5})]
+  tables = reports.cells(rows)[("toy", 8)]
+  assert list(tables) == ["p@10", "map@all", "p@r2"]
