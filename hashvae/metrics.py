@@ -193,9 +193,9 @@ def _chunk_metrics(query_words, query_labels, db_words, db_labels, bits: int,
   n, chunk = len(ks), query_words.shape[0]
   # Two accumulators, so that the update is two fused loops per database
   # item (each loop of the scan body costs about as much as its arithmetic):
-  # [2 n, chunk]: the relevant items within each cut-off, then the sum of
-  # their DCG gains; [n + 1, chunk]: the sum of their precisions, then the
-  # same over the whole ranking (map@all).
+  # [2 n, chunk]: the relevant items within each cut-off (float32 counts,
+  # exact below 2^24), then the sum of their DCG gains; [n + 1, chunk]: the
+  # sum of their precisions, then the same over the whole ranking (map@all).
   counted_cutoffs = jnp.asarray(ks + ks)[:, None]
   count_row = (jnp.arange(2 * n) < n)[:, None]
   precision_cutoffs = jnp.asarray(ks + (db_words.shape[0],))[:, None]
