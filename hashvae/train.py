@@ -126,50 +126,57 @@ def one_method(config, method: Optional[str]) -> str:
   return config.methods[0]
 
 
-def make_run(config, data: Dataset, method: Optional[str] = None) -> Run:
-  """Builds the run of `method` (default: the config's only method)."""
-  method = methods.get(one_method(config, method))
-  if method.fit is not None:
-    raise methods.MethodError(f"method {method.name!r} is fitted, not trained: "
-                              "hashvae.fitted.fit_grid runs it")
-  options = config_check.method_options(config, method, data.multilabel)
-  model = method.build_model(ModelSpec(
-      dims=data.dims, bits=config.bits, num_classes=data.num_classes,
-      hidden=tuple(config.model.hidden), batch_norm=config.model.batch_norm))
-  n, batch_size = len(data.database), config.batch_size
-  if not 0 < batch_size <= n:
-    raise ValueError(f"batch_size={batch_size} must lie in [1, {n}] (the "
-                     "training set size)")
-  steps_per_epoch = n // batch_size  # the remainder is reshuffled next epoch
-  sparse = (SparseInput.plan(data, batch_size)
-            if use_sparse_input(config.model.sparse_input, data) else None)
-  optimiser = optim.make_optimiser(config.optimizer, row_gradients=sparse is not None)
-  mask = run_mask(config, data)
-  names = tuple(method.weights) + methods.registry.TRAINER_WEIGHTS
+@dataclasses.dataclass(frozen=True)
+class Steps:
+  """A run's pure pieces, closed over its static settings (each a method).
 
-  def init(arrays, key, level, hparams):
+  Attributes:
+    model: the method's network (a linen module).
+    method: the registered methods.Method (its objective is called in
+      `gradients`, the one place a method enters the step).
+    options: the method's static options.
+    sparse: how a sparse batch is read (sparse.SparseInput), or None for
+      dense rows.
+    optimiser: optim.Optimiser.
+    mask: (run key, level) -> [items] label mask (run_mask).
+    names: the names of the traced values in `hparams`.
+  """
+
+  model: Any
+  method: methods.Method
+  options: methods.Options
+  sparse: Optional[SparseInput]
+  optimiser: optim.Optimiser
+  mask: Callable
+  names: tuple
+  items: int
+  batch_size: int
+  steps_per_epoch: int
+  eval_batch_size: int
+
+  def init(self, arrays, key, level, hparams) -> TrainState:
     init_key, _, loop_key = jax.random.split(key, 3)  # the second draws the mask
-    variables = model.init({"params": init_key, "sample": init_key},
-                           take_items(arrays["inputs"], slice(0, 1)), 1.0,
-                           train=False)
+    variables = self.model.init({"params": init_key, "sample": init_key},
+                                take_items(arrays["inputs"], slice(0, 1)), 1.0,
+                                train=False)
     params = variables["params"]
     return TrainState(
         params=params, batch_stats=variables.get("batch_stats", {}),
-        opt_state=optimiser.init(params), step=jnp.zeros((), jnp.int32),
-        loop_key=loop_key, labelled=mask(key, level),
-        hparams={k: jnp.asarray(hparams[k], jnp.float32) for k in names})
+        opt_state=self.optimiser.init(params), step=jnp.zeros((), jnp.int32),
+        loop_key=loop_key, labelled=self.mask(key, level),
+        hparams={k: jnp.asarray(hparams[k], jnp.float32) for k in self.names})
 
-  def gradients(params, state, x, batch, sizes):
+  def gradients(self, params, state: TrainState, x, batch, sizes):
     """(optim.Gradients, (terms, batch_stats)); sizes: None (dense input) or
     the sparse row list's sizes."""
-    hp = methods.Weights(method.name, state.hparams)
+    hp = methods.Weights(self.method.name, state.hparams)
     noise_key = jax.random.fold_in(jax.random.fold_in(state.loop_key, 1), state.step)
 
     def loss_fn(params, x):
-      out, updated = model.apply(
+      out, updated = self.model.apply(
           {"params": params, "batch_stats": state.batch_stats}, x, hp["temperature"],
           train=True, rngs={"sample": noise_key}, mutable=["batch_stats"])
-      loss, terms = method.objective(out, batch, hp, options)
+      loss, terms = self.method.objective(out, batch, hp, self.options)
       return loss, (terms, updated.get("batch_stats", {}))
 
     if sizes is None:
@@ -177,14 +184,15 @@ def make_run(config, data: Dataset, method: Optional[str] = None) -> Run:
       return optim.Gradients(grads), aux
     # With respect to the kernel rows the batch reads, not the whole kernel:
     # the [dims, features] gradient, unused, is compiled away.
-    rows, as_input = sparse.with_rows(x, sizes)
+    rows, as_input = self.sparse.with_rows(x, sizes)
     kernel_rows = gather_rows(optim.get_path(params, optim.FIRST_KERNEL), rows)
     (grads, row_grads), aux = jax.grad(
         lambda p, r: loss_fn(p, as_input(r)), argnums=(0, 1), has_aux=True)(
             params, kernel_rows)
     return optim.Gradients(grads, rows, row_grads), aux
 
-  def train_step(arrays, state: TrainState, xs):
+  def train_step(self, arrays, state: TrainState, xs):
+    """One step on the batch of items idx [batch] -> (state, {term: scalar})."""
     idx, fits, deferred = xs
     labelled = state.labelled[idx]
     batch = dict(targets=take_items(arrays["targets"], idx),
@@ -193,42 +201,70 @@ def make_run(config, data: Dataset, method: Optional[str] = None) -> Run:
     x = take_items(arrays["inputs"], idx)
 
     def update(sizes, params, opt_state):
-      grads, (terms, batch_stats) = gradients(params, state, x, batch, sizes)
-      params, opt_state = optimiser.update(grads, opt_state, params,
-                                           state.hparams["learning_rate"], deferred)
+      grads, (terms, batch_stats) = self.gradients(params, state, x, batch, sizes)
+      params, opt_state = self.optimiser.update(
+          grads, opt_state, params, state.hparams["learning_rate"], deferred)
       return params, opt_state, batch_stats, terms
 
-    if sparse is None:
+    if self.sparse is None:
       params, opt_state, batch_stats, terms = update(None, state.params, state.opt_state)
     else:  # the typical sizes where the batch fits them, else the worst case
-      params, opt_state, batch_stats, terms = sparse.by_size(
+      params, opt_state, batch_stats, terms = self.sparse.by_size(
           fits, update, state.params, state.opt_state)
     return state._replace(params=params, batch_stats=batch_stats,
                           opt_state=opt_state, step=state.step + 1), terms
 
-  def train_epoch(arrays, state: TrainState):
-    epoch = state.step // steps_per_epoch
+  def train_epoch(self, arrays, state: TrainState):
+    """One reshuffled pass: floor(items / batch) full batches -> (state, mean terms)."""
+    epoch = state.step // self.steps_per_epoch
     shuffle_key = jax.random.fold_in(jax.random.fold_in(state.loop_key, 0), epoch)
-    order = jax.random.permutation(shuffle_key, n)
-    batches = order[:steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
-    fits = jnp.zeros(steps_per_epoch, bool)
-    if sparse is not None and sparse.typical is not None:
+    order = jax.random.permutation(shuffle_key, self.items)
+    batches = order[:self.steps_per_epoch * self.batch_size].reshape(
+        self.steps_per_epoch, self.batch_size)
+    fits = jnp.zeros(self.steps_per_epoch, bool)
+    if self.sparse is not None and self.sparse.typical is not None:
       # Each step's path, for the whole epoch at once: the runs agree on all
       # of them in one reduction, not one per step.
       fits = in_every_run(jax.vmap(
-          lambda i: sparse.fits_typical(arrays["inputs"].indices[i]))(batches))
-    state, terms = optimiser.scan(lambda s, xs: train_step(arrays, s, xs), state,
-                                  (batches, fits))
+          lambda i: self.sparse.fits_typical(arrays["inputs"].indices[i]))(batches))
+    state, terms = self.optimiser.scan(lambda s, xs: self.train_step(arrays, s, xs),
+                                       state, (batches, fits))
     return state, jax.tree.map(jnp.mean, terms)
 
-  def encode(arrays, state: TrainState):
+  def encode(self, arrays, state: TrainState):
+    """{"db_codes", "query_codes"}: [items, bits] uint8, batch norm in inference mode."""
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    scores = lambda x: model.apply(variables, x, method="code_scores")
-    code = lambda x: (jax.lax.map(scores, x, batch_size=config.eval_batch_size) > 0
+    scores = lambda x: self.model.apply(variables, x, method="code_scores")
+    code = lambda x: (jax.lax.map(scores, x, batch_size=self.eval_batch_size) > 0
                       ).astype(jnp.uint8)
     return dict(db_codes=code(arrays["inputs"]),
                 query_codes=code(arrays["query_inputs"]))
 
-  return Run(init=init, train_epoch=train_epoch, encode=encode,
+
+def make_run(config, data: Dataset, method: Optional[str] = None) -> Run:
+  """Builds the run of `method` (default: the config's only method)."""
+  method = methods.get(one_method(config, method))
+  if method.fit is not None:
+    raise methods.MethodError(f"method {method.name!r} is fitted, not trained: "
+                              "hashvae.fitted.fit_grid runs it")
+  n, batch_size = len(data.database), config.batch_size
+  if not 0 < batch_size <= n:
+    raise ValueError(f"batch_size={batch_size} must lie in [1, {n}] (the "
+                     "training set size)")
+  sparse = (SparseInput.plan(data, batch_size)
+            if use_sparse_input(config.model.sparse_input, data) else None)
+  steps = Steps(
+      model=method.build_model(ModelSpec(
+          dims=data.dims, bits=config.bits, num_classes=data.num_classes,
+          hidden=tuple(config.model.hidden), batch_norm=config.model.batch_norm)),
+      method=method, options=config_check.method_options(config, method, data.multilabel),
+      sparse=sparse,
+      optimiser=optim.make_optimiser(config.optimizer, row_gradients=sparse is not None),
+      mask=run_mask(config, data),
+      names=tuple(method.weights) + methods.registry.TRAINER_WEIGHTS,
+      items=n, batch_size=batch_size,
+      steps_per_epoch=n // batch_size,  # the remainder is reshuffled next epoch
+      eval_batch_size=config.eval_batch_size)
+  return Run(init=steps.init, train_epoch=steps.train_epoch, encode=steps.encode,
              arrays=device_arrays(data, sparse is not None), epochs=config.epochs,
-             steps_per_epoch=steps_per_epoch, weights=names)
+             steps_per_epoch=steps.steps_per_epoch, weights=steps.names)
