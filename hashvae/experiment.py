@@ -161,10 +161,19 @@ def run_sweep(config, dataset: Optional[data_lib.Dataset] = None,
 
 
 def write_outputs(folder: str, sweep: SweepResult) -> list[str]:
-  """results.csv, codes.npz and the reports of a finished sweep, each written
+  """results.csv, codes.npz, the reports and the precision-recall curves over
+  Hamming radius (pr_radius.png) of a finished sweep, each written
   atomically; returns the paths."""
   paths = [os.path.join(folder, "results.csv"), os.path.join(folder, "codes.npz")]
   results.write_csv(paths[0], sweep.rows)
   results.write_npz(paths[1], query_codes=sweep.query_codes, db_codes=sweep.db_codes,
                     query_labels=sweep.query_labels, db_labels=sweep.db_labels)
-  return paths + reports.write_reports(sweep.rows, folder)
+  paths += reports.write_reports(sweep.rows, folder)
+  if any(row["status"] == "ok" for row in sweep.rows):
+    # Precision and recall of the Hamming ball at every radius, per run.
+    curves = [metrics.radius_curve(sweep.query_codes[i], sweep.db_codes[i],
+                                   sweep.query_labels, sweep.db_labels)
+              for i in range(len(sweep.rows))]
+    paths.append(os.path.join(folder, "pr_radius.png"))
+    reports.pr_figure(sweep.rows, curves, paths[-1])
+  return paths

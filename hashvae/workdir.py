@@ -26,7 +26,7 @@ log = logging.getLogger("hashvae")
 # What a sweep writes besides config.json; --restart removes these.
 OUTPUTS = ("checkpoints", "methods", "results.csv", "codes.npz", "metrics.jsonl",
            "tensorboard", "summary.md", "summary.tex", "p_at_100.png",
-           "training_curves.png")
+           "training_curves.png", "pr_radius.png")
 
 # results.csv columns the reports need; every metric column (a name with
 # "@") must hold numbers.

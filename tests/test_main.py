@@ -27,7 +27,8 @@ def test_main_writes_results_codes_and_config(tmp_path):
   assert len(rows) == 2 * 3 * 2
   assert list(rows[0])[:8] == ["dataset", "method", "bits", "seed", "level",
                                "alpha", "beta", "gamma"]
-  for name in ("p@10", "r@10", "map@10", "p@10_tie_aware", "p@50", "map@50"):
+  for name in ("p@10", "r@10", "map@10", "p@10_tie_aware", "p@50", "map@50", "ndcg@10",
+               "map@all", "p@r2"):
     values = [float(r[name]) for r in rows]
     assert all(0.0 <= v <= 1.0 for v in values)
   assert [r["method"] for r in rows] == ["phs_gs"] * 6 + ["ssb_vae"] * 6
@@ -41,6 +42,7 @@ def test_main_writes_results_codes_and_config(tmp_path):
   assert "ssb_vae" in proc.stdout and "+-" in proc.stdout  # the summary
   assert "epoch 3/3" in proc.stderr  # progress lines
   assert "6 runs in 1 chunk(s) of up to 6, over 2 cpu device(s)" in proc.stderr
+  assert (workdir / "pr_radius.png").stat().st_size > 0
 
 
 def test_main_reports_bad_input_clearly(tmp_path):
