@@ -8,14 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from hashvae.metrics import (
-  distance_histogram,
-  evaluate,
-  hamming_distances,
-  nearest,
-  pack_codes,
-  radius_curve,
-)
+from hashvae.hamming import hamming_distances, pack_codes
+from hashvae.metrics import distance_histogram, evaluate, nearest, radius_curve
 
 from conftest import ROOT
 
