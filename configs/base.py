@@ -116,7 +116,39 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   # for the study's methods: hashvae/methods/blocks.py says what each does).
   c.loss = ml_collections.ConfigDict(options)
   c.data = ml_collections.ConfigDict()
+  c.tune = tune_block(methods)
   return c
+
+
+def tune_block(method_names) -> ml_collections.ConfigDict:
+  """The weight search of `python -m launch.tune` (hashvae/tune.py): read
+  only there; a sweep ignores it."""
+  t = ml_collections.ConfigDict()
+  t.kind = "random"  # "random": log-uniform draws; "grid": log-spaced points
+  t.candidates = 16  # settings drawn per method (a grid needs k**weights)
+  t.seed = 0  # draws the candidates (and holds out validation where none exists)
+  t.seeds = (0, 1)  # training seeds per candidate; selection on their mean
+  t.levels = ()  # labelled fractions searched (empty: config.levels)
+  t.metric = "p@100"  # validation metric maximised (K in config.ks)
+  # Comma-separated weights searched (empty: every declared weight); the
+  # others keep config.weights at each level.
+  t.search = ""
+  # Log-uniform range per method and weight; default: the declared value
+  # / 1e3 .. * 1e3. --config.tune.ranges.ssb_vae.alpha='(1e-4,1e4)'.
+  t.ranges = ml_collections.ConfigDict(
+      {m: {k: (v / 1e3, v * 1e3) for k, v in registry.get(m).weights.items()}
+       for m in method_names if m in registry.METHODS})
+  t.include_config = True  # also try config.weights as given (candidate 0)
+  # Successive halving: rounds of shorter training before the full epochs,
+  # each keeping the best 1/halving_eta of the candidates per level and
+  # continuing them from their state (0: every candidate trains in full).
+  t.halving_rounds = 0
+  t.halving_eta = 3
+  # Of the training split, held out as validation queries when the data
+  # has no validation split (digits, image features).
+  t.validation_fraction = 0.2
+  t.dataset_name = ""  # weights.csv's dataset column (empty: data.name)
+  return t
 
 
 RELEASED_CSV = os.path.join(os.path.dirname(__file__),
@@ -125,10 +157,47 @@ RELEASED_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 def require_released(grid):
-  """The `grid=` argument: only the study's released per-level weights exist."""
-  if grid != "released":
-    raise ValueError(f"grid={grid!r}: the known grid is 'released' (override "
-                     "single weights with --config.weights.<method>.alpha=...)")
+  """The `grid=` argument: 'released' or the path of a weights CSV."""
+  if grid != "released" and not os.path.isfile(grid):
+    raise ValueError(f"grid={grid!r}: no such weights file; give 'released' or the "
+                     "path of a CSV in released_hyperparameters.csv's columns (a "
+                     "launch.tune weights.csv); single weights: "
+                     "--config.weights.<method>.alpha=...")
+
+
+def file_weights(path, dataset, bits, method_names):
+  """{method: weights block} from a weights CSV (columns dataset, bits,
+  method, p, then one per weight; a cell is empty where a method lacks the
+  weight), for `dataset` at exactly `bits`, each method at the levels the
+  file gives it. Every method of `method_names` must be there, with a value
+  for each weight it declares; the error names what is missing."""
+  with open(path, newline="", encoding="utf-8") as f:
+    rows = list(csv.DictReader(f))
+  fixed = ("dataset", "bits", "method", "p")
+  if not rows or any(k not in rows[0] for k in fixed):
+    raise ValueError(f"grid={path}: expected a CSV with the columns {fixed} and "
+                     "one per weight")
+  held = sorted({(r["dataset"], int(r["bits"])) for r in rows})
+  mine = [r for r in rows if (r["dataset"], int(r["bits"])) == (dataset, bits)]
+  missing = [m for m in method_names if m not in {r["method"] for r in mine}]
+  if missing:
+    raise ValueError(f"grid={path}: no weights for dataset={dataset!r}, bits={bits}, "
+                     f"methods {missing} (the file holds (dataset, bits) {held} and "
+                     f"methods {sorted({r['method'] for r in mine})} for this cell)")
+  blocks = {}
+  for m in method_names:
+    by_level = {round(float(r["p"]), 6): r for r in mine if r["method"] == m}
+    levels = tuple(sorted(by_level))
+    values = {}
+    for k in registry.get(m).weights:
+      cells = [by_level[level].get(k) or "" for level in levels]
+      if "" in cells:
+        raise ValueError(f"grid={path}: method {m!r} declares weight {k!r}, which "
+                         f"has no value at level(s) "
+                         f"{[lv for lv, c in zip(levels, cells, strict=True) if c == '']}")
+      values[k] = tuple(float(c) for c in cells)
+    blocks[m] = weights(levels, **values)
+  return blocks
 
 
 def released_bits(bits):
@@ -166,4 +235,13 @@ def study_config(arg, released_dataset, **extra_args):
   c.levels = RELEASED_LEVELS
   for m in STUDY_METHODS:
     c.weights[m] = released_weights(released_dataset, released_bits(c.bits), m)
+  c.tune.dataset_name = released_dataset  # what a tune's weights.csv is keyed by
+  if args["grid"] != "released":  # e.g. a launch.tune weights.csv
+    blocks = file_weights(args["grid"], released_dataset, c.bits, c.methods)
+    for m, block in blocks.items():
+      c.weights[m] = block
+    # The levels every method has weights for; a sweep over others fails
+    # config_check naming the level.
+    common = set.intersection(*(set(b.levels) for b in blocks.values()))
+    c.levels = tuple(sorted(common)) or c.levels
   return c, args

@@ -1,0 +1,265 @@
+"""What a weight search tries and how it chooses (host side, no training).
+
+A search draws candidate weight settings per method (log-uniform draws or a
+log-spaced grid over each searched weight's range; the weights not searched
+keep config.weights), trains every candidate x seed x level as one grid and
+scores each run on the validation split. `search_dataset` is the only view
+of the data a search gets: the training split is the database, the
+validation items are the queries, and the test split is not in it at all.
+Selection per (method, level) is on the mean over seeds of one metric.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import zlib
+
+import numpy as np
+
+from hashvae import config_check, methods
+from hashvae.config_check import ConfigError
+from hashvae.data.dataset import Dataset, Split
+from hashvae.grid import Grid
+
+# A method's declared default d gives the range d / SPAN .. d * SPAN when
+# config.tune.ranges has none for it (a method registered after the config).
+SPAN = 1e3
+KINDS = ("random", "grid")
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+  """One weight setting of a method: a value per searched level for each of
+  its weights (a drawn setting is the same at every level; the config's
+  own setting may change with the level; pinned weights follow the config)."""
+
+  index: int
+  source: str  # "config" (config.weights as given) or "draw"
+  values: dict  # weight -> tuple, one per level of the search
+
+
+def levels(config) -> tuple:
+  """The labelled fractions searched: config.tune.levels, else config.levels."""
+  return tuple(config.tune.levels) or tuple(config.levels)
+
+
+def search_config(config):
+  """`config` with the search's seeds and levels: the grid of a search is
+  built from it (config.weights then gives the pinned weights per level)."""
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.seeds = tuple(config.tune.seeds)
+    c.levels = levels(config)
+  return c
+
+
+def metric_name(config) -> str:
+  return config.tune.metric
+
+
+def searched(config, method: methods.Method) -> tuple:
+  """The method's weights the search varies: those named in config.tune.search
+  that it declares (all it declares when the field is empty)."""
+  names = [n.strip() for n in config.tune.search.split(",") if n.strip()]
+  if not names:
+    return tuple(method.weights)
+  return tuple(n for n in method.weights if n in names)
+
+
+def ranges(config, method: methods.Method) -> dict:
+  """{weight: (low, high)} of each searched weight: config.tune.ranges where
+  given, else the method's declared default / SPAN .. * SPAN."""
+  given = config.tune.ranges[method.name] if method.name in config.tune.ranges else {}
+  out = {}
+  for name in searched(config, method):
+    if name in given:
+      low, high = (float(v) for v in given[name])
+    else:
+      default = method.weights[name]
+      low, high = default / SPAN, default * SPAN
+    out[name] = (low, high)
+  return out
+
+
+def check(config):
+  """The tune block's values, before any data is loaded (ConfigError names
+  the field). config_check.check covers the rest of the config."""
+  t = config.tune
+
+  def need(ok, field, allowed, value):
+    if not ok:
+      raise ConfigError(f"config.tune.{field}={value!r}: {allowed}")
+
+  need(t.kind in KINDS, "kind", f"one of {KINDS}", t.kind)
+  need(isinstance(t.candidates, int) and t.candidates >= 1, "candidates",
+       "an integer >= 1", t.candidates)
+  need(len(t.seeds) > 0, "seeds", "at least one seed", tuple(t.seeds))
+  need(all(0.0 <= lv <= 1.0 for lv in levels(config)), "levels",
+       "fractions in [0, 1]", tuple(t.levels))
+  match = re.fullmatch(r"(p|r|map|ndcg)@(\d+)(_tie_aware)?", t.metric)
+  need(match is not None and int(match.group(2)) in tuple(config.ks), "metric",
+       f"p@K, r@K, map@K, ndcg@K or p@K_tie_aware with K in config.ks "
+       f"{tuple(config.ks)}", t.metric)
+  need(isinstance(t.halving_rounds, int) and t.halving_rounds >= 0, "halving_rounds",
+       "an integer >= 0 (0: no halving)", t.halving_rounds)
+  need(isinstance(t.halving_eta, int) and t.halving_eta >= 2, "halving_eta",
+       "an integer >= 2 (each round keeps 1/eta)", t.halving_eta)
+  need(0.0 < t.validation_fraction < 1.0, "validation_fraction", "a fraction in (0, 1)",
+       t.validation_fraction)
+  names = {n.strip() for n in t.search.split(",") if n.strip()}
+  declared = {w for m in config.methods if m in methods.METHODS
+              for w in methods.get(m).weights}
+  need(names <= declared, "search", f"weights of the methods {tuple(config.methods)}: "
+       f"{sorted(declared)}", t.search)
+  for name in t.ranges:
+    if name not in methods.METHODS:
+      raise ConfigError(f"config.tune.ranges.{name}: no method {name!r} is registered")
+    for weight, bounds in t.ranges[name].items():
+      where = f"ranges.{name}.{weight}"
+      need(weight in methods.get(name).weights, where,
+           f"not a weight of {name!r}: {sorted(methods.get(name).weights)}", bounds)
+      numbers = len(bounds) == 2 and all(
+          isinstance(v, (int, float)) and math.isfinite(v) for v in bounds)
+      need(numbers and 0 < bounds[0] <= bounds[1], where,
+           "(low, high) with 0 < low <= high (log-uniform)", tuple(bounds))
+  for m in map(methods.get, config.methods):
+    space = ranges(config, m)
+    if t.kind == "grid" and space:
+      points = grid_points(t.candidates, len(space))
+      need(points ** len(space) == t.candidates, "candidates",
+           f"a grid over {len(space)} weights {sorted(space)} of {m.name!r} needs "
+           f"k**{len(space)} candidates (e.g. {points ** len(space)} or "
+           f"{(points + 1) ** len(space)})", t.candidates)
+    for weight, (low, _) in space.items():
+      need(low > 0, f"ranges.{m.name}.{weight}",
+           "a range with low > 0 (the declared default is 0: give one)", (low, _))
+
+
+def grid_points(count: int, weights: int) -> int:
+  """Points per weight of a grid of about `count` settings."""
+  return max(1, int(math.floor(count ** (1.0 / weights) + 1e-9)))
+
+
+def method_seed(seed: int, method: str) -> np.random.SeedSequence:
+  """Each method its own stream, the same in every search with this seed."""
+  return np.random.SeedSequence([int(seed), zlib.crc32(method.encode())])
+
+
+def draw(space: dict, count: int, kind: str, seed) -> list[dict]:
+  """`count` settings {weight: value} over `space` {weight: (low, high)}:
+  "random" draws each weight log-uniformly in its range; "grid" takes the
+  product of log-spaced points, endpoints included (count = k**weights)."""
+  names = list(space)
+  if not names:
+    return [{}]  # nothing to vary: one candidate, the pinned weights
+  low = np.log([space[n][0] for n in names])
+  high = np.log([space[n][1] for n in names])
+  if kind == "random":
+    u = np.random.default_rng(seed).uniform(size=(count, len(names)))
+    values = np.exp(low + u * (high - low))
+  else:
+    k = grid_points(count, len(names))
+    axes = [np.exp(np.linspace(lo, hi, k)) for lo, hi in zip(low, high, strict=True)]
+    values = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(names))
+  return [{n: float(v) for n, v in zip(names, row, strict=True)} for row in values]
+
+
+def candidates(config, method: str) -> list[Candidate]:
+  """The method's candidates: the config's own weights first (with
+  tune.include_config), then the draws; pinned weights from config.weights."""
+  m = methods.get(method)
+  table = config_check.weight_table(search_config(config), m)
+  out = []
+  if config.tune.include_config:
+    out.append(Candidate(0, "config", {k: tuple(v) for k, v in table.items()}))
+  space = ranges(config, m)
+  for values in draw(space, config.tune.candidates, config.tune.kind,
+                     method_seed(config.tune.seed, method)):
+    full = {k: (values[k],) * len(table[k]) if k in values else tuple(table[k])
+            for k in m.weights}
+    out.append(Candidate(len(out), "draw", full))
+  return out
+
+
+def search_grid(config, method: str, cands: list[Candidate]) -> tuple[Grid, np.ndarray]:
+  """(grid, [runs] candidate index): every candidate x level x seed, in
+  that order (candidate-major), with the trainer's weights of the config."""
+  lv, seeds = levels(config), tuple(config.tune.seeds)
+  cells = [(c, i, s) for c in cands for i in range(len(lv)) for s in seeds]
+  hp = {k: [c.values[k][i] for c, i, _ in cells] for k in cands[0].values}
+  hp.update(learning_rate=[config.learning_rate] * len(cells),
+            temperature=[config.temperature] * len(cells))
+  grid = Grid(method=method, seeds=np.array([s for _, _, s in cells], np.int64),
+              levels=np.array([lv[i] for _, i, _ in cells], np.float64),
+              hparams={k: np.array(v, np.float64) for k, v in hp.items()})
+  return grid, np.array([c.index for c, _, _ in cells], np.int64)
+
+
+def _rows(split: Split, idx) -> Split:
+  texts = tuple(split.texts[i] for i in idx) if split.texts else ()
+  return Split(split.inputs[idx], split.targets[idx], split.labels[idx], texts)
+
+
+def search_dataset(dataset: Dataset, tune) -> Dataset:
+  """The data a search sees: train = the training split (the database),
+  no validation, test = the validation split (the queries). A dataset
+  without a validation split (digits, features) holds out
+  tune.validation_fraction of its training split, drawn with tune.seed.
+  The test split is not part of the result."""
+  train, validation = dataset.train, dataset.validation
+  if len(validation) == 0:
+    order = np.random.default_rng(int(tune.seed)).permutation(len(train))
+    held = max(1, int(round(tune.validation_fraction * len(train))))
+    validation = _rows(train, np.sort(order[:held]))
+    train = _rows(train, np.sort(order[held:]))
+  return Dataset(name=dataset.name, train=train, validation=_rows(train, np.arange(0)),
+                 test=validation, num_classes=dataset.num_classes,
+                 class_names=dataset.class_names, vectoriser=dataset.vectoriser)
+
+
+# --- selection -----------------------------------------------------------------
+
+def seed_means(records: list[dict], metric: str) -> dict:
+  """{(level, candidate): mean over seeds of `metric`}; a candidate with a
+  diverged seed scores -inf (it is never preferred to one that trains)."""
+  groups = {}
+  for r in records:
+    value = r[metric] if r["status"] == "ok" else -math.inf
+    groups.setdefault((r["level"], r["candidate"]), []).append(value)
+  return {k: (-math.inf if -math.inf in v else float(np.mean(v)))
+          for k, v in groups.items()}
+
+
+def ranked(means: dict) -> dict:
+  """{level: [candidate, ...] best first}; ties go to the lower index."""
+  by_level = {}
+  for (level, cand), value in means.items():
+    by_level.setdefault(level, []).append((-value, cand))
+  return {level: [c for _, c in sorted(v)] for level, v in by_level.items()}
+
+
+def keep_top(means: dict, eta: int) -> dict:
+  """{level: set of candidates kept}: the best ceil(n / eta) of each level."""
+  return {level: set(order[:-(-len(order) // eta)])
+          for level, order in ranked(means).items()}
+
+
+def select(means: dict) -> dict:
+  """{level: the candidate with the best mean}."""
+  return {level: order[0] for level, order in ranked(means).items()}
+
+
+def rung_epochs(epochs: int, rounds: int, eta: int) -> tuple:
+  """Epochs each halving round trains to, the last the full `epochs`:
+  epochs / eta**(rounds - i) for round i (at least 1, no repeats)."""
+  points = [max(1, int(round(epochs / eta ** (rounds - i)))) for i in range(rounds + 1)]
+  return tuple(sorted(set(points)))
+
+
+def weight_rows(dataset: str, bits: int, method: str, chosen: dict) -> list[dict]:
+  """weights.csv rows (released_hyperparameters.csv's columns, one per
+  weight) of one method: `chosen` {level: {weight: value}}."""
+  return [dict(dataset=dataset, bits=bits, method=method, p=level, **values)
+          for level, values in sorted(chosen.items())]

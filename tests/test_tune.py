@@ -1,0 +1,242 @@
+"""The weight search (hashvae.tune, launch.tune): the candidate draw, the
+validation-only data, halving, resume, and weights.csv as a sweep's grid."""
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import base, snippets, synthetic
+from hashvae import config_check, data, results, tune
+from hashvae import grid as grid_lib
+from hashvae import tune_space as space
+from hashvae.config_check import ConfigError
+from hashvae.data.dataset import Dataset, Split
+
+from conftest import ROOT, with_fields
+
+
+def tiny(**fields):
+  """A search of seconds: ssb_vae, 3 draws + the config's weights, one seed,
+  two levels, 4 epochs (2 + 2 with halving)."""
+  c = synthetic.get_config("method=ssb_vae")
+  defaults = dict(epochs=4, tune__candidates=3, tune__seeds=(0,), tune__metric="p@10",
+                  tune__search="alpha,gamma")
+  return with_fields(c, **dict(defaults, **fields))
+
+
+# --- the candidates ------------------------------------------------------------
+
+def test_random_draw_is_reproducible_and_log_uniform_within_its_range():
+  box = dict(alpha=(1e-4, 1e2), gamma=(1.0, 1.0))
+  a = space.draw(box, 4000, "random", space.method_seed(7, "ssb_vae"))
+  assert a == space.draw(box, 4000, "random", space.method_seed(7, "ssb_vae"))
+  assert a != space.draw(box, 4000, "random", space.method_seed(7, "phs_gs"))
+  alpha = np.log10([c["alpha"] for c in a])
+  assert alpha.min() >= -4 and alpha.max() <= 2 and all(c["gamma"] == 1.0 for c in a)
+  # log10(alpha) ~ U(-4, 2): each decade holds about a sixth of the draws.
+  counts = np.histogram(alpha, bins=6, range=(-4, 2))[0]
+  assert np.all(np.abs(counts / 4000 - 1 / 6) < 0.03), counts
+
+
+def test_grid_draw_is_log_spaced_with_endpoints():
+  points = space.draw(dict(alpha=(1e-2, 1e2), beta=(1.0, 100.0)), 9, "grid", 0)
+  assert len(points) == 9
+  assert sorted({round(p["alpha"], 9) for p in points}) == [0.01, 1.0, 100.0]
+  assert sorted({round(p["beta"], 9) for p in points}) == [1.0, 10.0, 100.0]
+
+
+def test_candidates_put_the_config_first_and_keep_pinned_weights():
+  c = tiny(tune__levels=(0.2, 1.0), tune__candidates=5)
+  cands = space.candidates(c, "ssb_vae")
+  assert [x.source for x in cands] == ["config"] + ["draw"] * 5
+  assert cands[0].values == dict(alpha=(0.01, 0.01), beta=(0.1, 0.1), gamma=(10.0, 10.0))
+  for x in cands[1:]:
+    assert x.values["beta"] == (0.1, 0.1)  # not searched: the config's value
+    assert 1e-3 <= x.values["alpha"][0] <= 1e3 and 1e-3 <= x.values["gamma"][0] <= 1e3
+    assert x.values["alpha"][0] == x.values["alpha"][1]  # one draw for every level
+  narrowed = with_fields(c, tune__ranges__ssb_vae__alpha=(2.0, 3.0))
+  assert all(2.0 <= x.values["alpha"][0] <= 3.0
+             for x in space.candidates(narrowed, "ssb_vae")[1:])
+  grid, cand = space.search_grid(c, "ssb_vae", cands)
+  assert len(grid) == 6 * 2 and cand.tolist() == [i for i in range(6) for _ in range(2)]
+  assert grid.hparams["alpha"][2] == cands[1].values["alpha"][0]
+
+
+def test_tune_fields_are_checked():
+  with pytest.raises(ConfigError, match=r"tune.metric='p@100'.*config.ks \(10, 50\)"):
+    space.check(with_fields(tiny(), tune__metric="p@100"))
+  with pytest.raises(ConfigError, match=r"tune.candidates=10.*k\*\*2"):
+    space.check(with_fields(tiny(), tune__kind="grid", tune__candidates=10))
+  with pytest.raises(ConfigError, match=r"tune.search='delta'"):
+    space.check(with_fields(tiny(), tune__search="delta"))
+  with pytest.raises(ConfigError, match=r"ranges.ssb_vae.alpha"):
+    space.check(with_fields(tiny(), tune__ranges__ssb_vae__alpha=(0.0, 1.0)))
+  space.check(tiny())
+
+
+# --- selection and halving -----------------------------------------------------
+
+def test_keep_top_keeps_the_best_fraction_per_level_and_never_a_diverged_one():
+  means = {(0.1, c): v for c, v in enumerate([0.5, 0.9, -math.inf, 0.7, 0.9, 0.1, 0.3])}
+  means.update({(1.0, 0): 0.2, (1.0, 1): 0.1})
+  kept = space.keep_top(means, 3)
+  assert kept == {0.1: {1, 4, 3}, 1.0: {0}}
+  assert space.select(means) == {0.1: 1, 1.0: 0}  # a tie goes to the lower index
+  records = [dict(level=0.1, candidate=0, seed=s, status=st, m=v)
+             for s, (st, v) in enumerate([("ok", 0.9), ("diverged", 0.0)])]
+  assert space.seed_means(records, "m") == {(0.1, 0): -math.inf}
+  assert space.rung_epochs(60, 2, 3) == (7, 20, 60)
+  assert space.rung_epochs(4, 0, 3) == (4,)
+
+
+def test_search_data_is_train_and_validation_only():
+  d = data.load(synthetic.get_config().data)
+  s = space.search_dataset(d, tiny().tune)
+  assert np.array_equal(s.database.inputs, d.train.inputs)
+  assert np.array_equal(s.test.inputs, d.validation.inputs)
+  assert len(s.validation) == 0
+  no_val = dataclasses.replace(d, validation=s.validation)  # as digits: none
+  held = space.search_dataset(no_val, tiny().tune)
+  assert len(held.test) == round(0.2 * len(d.train))
+  assert len(held.database) + len(held.test) == len(d.train)
+  rows = lambda x: {r.tobytes() for r in x}
+  assert not rows(held.test.inputs) & rows(held.database.inputs)
+
+
+# --- weights.csv as a sweep's grid ---------------------------------------------
+
+def write_weights(path, dataset="snippets", bits=16):
+  rows = (space.weight_rows(dataset, bits, "ssb_vae", {0.1: dict(alpha=2.0, beta=0.5, gamma=30.0),
+                                                       1.0: dict(alpha=4.0, beta=0.25, gamma=60.0)})
+          + space.weight_rows(dataset, bits, "vdsh_s", {0.1: dict(alpha=5.0, beta=0.125),
+                                                        1.0: dict(alpha=6.0, beta=0.125)}))
+  results.write_csv(str(path), rows)
+
+
+def test_a_weights_file_is_a_grid_for_the_study_configs(tmp_path):
+  path = tmp_path / "weights.csv"
+  write_weights(path)
+  assert open(path).readline().strip() == "dataset,bits,method,p,alpha,beta,gamma"
+  config = snippets.get_config(f"method=ssb_vae+vdsh_s,grid={path}")
+  assert config.levels == (0.1, 1.0)
+  config_check.check(config)
+  g = grid_lib.build_grid(with_fields(config, seeds=(0,)), "ssb_vae")
+  assert g.hparams["alpha"].tolist() == [2.0, 4.0] and g.hparams["gamma"].tolist() == [30.0, 60.0]
+  g = grid_lib.build_grid(with_fields(config, seeds=(0,), levels=(1.0,)), "vdsh_s")
+  assert g.hparams["alpha"].tolist() == [6.0]
+  with pytest.raises(ConfigError, match="no weight for level 0.5"):
+    config_check.check(with_fields(config, levels=(0.5,)))
+  with pytest.raises(ValueError, match=r"methods \['phs_gs'\]"):
+    snippets.get_config(f"method=all,grid={path}")
+  with pytest.raises(ValueError, match=r"bits=32.*\('snippets', 16\)"):
+    snippets.get_config(f"method=ssb_vae,bits=32,grid={path}")
+  with pytest.raises(ValueError, match="grid='nope.csv': no such weights file"):
+    snippets.get_config("grid=nope.csv")
+  with open(path) as f:  # a declared weight without a value
+    text = f.read().replace("0.1,2.0,0.5,30.0", "0.1,2.0,,30.0")
+  (tmp_path / "holes.csv").write_text(text)
+  with pytest.raises(ValueError, match=r"'beta', which has no value at level\(s\) \[0.1\]"):
+    snippets.get_config(f"method=ssb_vae,grid={tmp_path / 'holes.csv'}")
+
+
+def test_the_released_grid_reads_as_a_weights_file():
+  blocks = base.file_weights(base.RELEASED_CSV, "snippets", 16, ("ssb_vae",))
+  assert blocks["ssb_vae"] == base.released_weights("snippets", 16, "ssb_vae")
+
+
+# --- whole searches ------------------------------------------------------------
+
+def poisoned(d: Dataset) -> Dataset:
+  """The same data with every test label replaced by class 0."""
+  t = d.test
+  return dataclasses.replace(d, test=Split(t.inputs, t.targets, np.zeros_like(t.labels)))
+
+
+@pytest.fixture(scope="module")
+def full_search(tmp_path_factory):
+  config = tiny()
+  folder = tmp_path_factory.mktemp("full")
+  found = tune.search(config, data.load(config.data), str(folder / "search"))
+  tune.write_search(config, found, str(folder))
+  return config, found, folder
+
+
+def test_poisoned_test_labels_change_nothing_in_the_search(full_search, tmp_path):
+  config, found, folder = full_search
+  clean = data.load(config.data)
+  again = tune.search(config, poisoned(clean), str(tmp_path / "search"))
+  tune.write_search(config, again, str(tmp_path))
+  assert again.chosen == found.chosen and again.records == found.records
+  assert (tmp_path / "weights.csv").read_bytes() == (folder / "weights.csv").read_bytes()
+  assert os.path.exists(folder / "tune_p_at_10.png")
+
+
+@pytest.mark.slow  # two more searches (about a minute on 2 quiet cores)
+def test_halving_resumes_and_continues_survivors_exactly(full_search, tmp_path, monkeypatch):
+  config, full, _ = full_search
+  halving = with_fields(config, tune__halving_rounds=1, tune__halving_eta=2)
+  folder, d = str(tmp_path / "search"), data.load(config.data)
+  real, calls = grid_lib.log_epoch, []
+
+  def interrupting(name, runs):
+    report = real(name, runs)
+
+    def on_epoch(epoch, epochs, terms, elapsed):
+      calls.append(epoch)
+      if epoch == 2:  # the first epoch of the second round
+        raise KeyboardInterrupt
+      report(epoch, epochs, terms, elapsed)
+    return on_epoch
+
+  monkeypatch.setattr(grid_lib, "log_epoch", interrupting)
+  with pytest.raises(KeyboardInterrupt):
+    tune.search(halving, d, folder)
+  assert os.path.exists(os.path.join(folder, "ssb_vae", "rung_0.json"))
+  monkeypatch.setattr(grid_lib, "log_epoch", real)
+  found = tune.search(halving, d, folder)  # resumes in round 2
+  by_run = lambda recs: {(r["candidate"], r["level"], r["seed"]): r for r in recs}
+  mine, ref = by_run(found.records), by_run(full.records)
+  survivors = [k for k, r in mine.items() if r["epochs"] == 4]
+  # 4 candidates a level, half kept; a survivor's scores are those it has
+  # after 4 uninterrupted epochs.
+  assert len(survivors) == 2 * 2
+  for k in survivors:
+    assert mine[k]["val_p@10"] == pytest.approx(ref[k]["val_p@10"], abs=1e-6)
+    assert "val_p@10_epoch2" in mine[k]
+  cost = found.cost["ssb_vae"]
+  assert (cost["run_epochs"], cost["full_run_epochs"]) == (8 * 2 + 4 * 2, 8 * 4)
+  for level, cand in found.chosen["ssb_vae"].items():  # chosen among the survivors
+    assert (cand, level, 0) in survivors
+  assert not os.path.exists(os.path.join(folder, "ssb_vae"))  # checkpoints removed
+  with open(os.path.join(folder, "ssb_vae.json")) as f:
+    assert json.load(f)["cost"]["rungs"] == [2, 4]
+
+
+@pytest.mark.slow
+def test_launch_tune_end_to_end_and_its_weights_in_the_final_sweep(tmp_path):
+  workdir = tmp_path / "tune"
+  args = [sys.executable, "-m", "launch.tune", "--config=configs/synthetic.py:method=ssb_vae",
+          f"--workdir={workdir}", "--config.tune.candidates=3", "--config.tune.seeds=(0,)",
+          "--config.tune.metric=p@10", "--config.epochs=3", "--cpu_devices=1"]
+  proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(workdir / "weights.csv") as f:
+    chosen = {float(r["p"]): r for r in csv.DictReader(f)}
+  with open(workdir / "final" / "results.csv") as f:
+    final = list(csv.DictReader(f))
+  assert {float(r["level"]) for r in final} == set(chosen)
+  for r in final:
+    for k in ("alpha", "beta", "gamma"):
+      assert float(r[k]) == pytest.approx(float(chosen[float(r["level"])][k]))
+  with open(workdir / "candidates.csv") as f:
+    rows = list(csv.DictReader(f))
+  assert all(bool(r["test_p@10"]) == (r["selected"] == "1") for r in rows)
+  again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert again.returncode == 0 and "search already finished" in again.stderr
