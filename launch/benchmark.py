@@ -2,11 +2,11 @@
 
     python -m launch.benchmark --sections=eval,train --data_path=../shared/data/snippets
 
-Each section lives in a launch/bench_*.py module exposing
-`run(flags) -> iterable of dicts`; every dict is printed as a JSON line.
+The sections live in hashvae/benchmarks/ (train, devices, search; eval in
+launch/bench_eval.py); each yields dicts, and every dict is printed as a
+JSON line with its section's name.
 """
 
-import importlib
 import json
 import platform
 
@@ -15,12 +15,31 @@ from absl import app, flags
 
 from launch import cpu_devices, errors
 
-SECTIONS = {
-    "eval": "launch.bench_eval",
-    "train": "launch.bench_train",
-    "devices": "launch.bench_devices",
-    "search": "launch.bench_search",
-}
+
+def eval_section(flags_):
+  from launch import bench_eval
+  return bench_eval.run(flags_)
+
+
+def train_section(flags_):
+  from hashvae.benchmarks import train
+  return train.run(flags_.data_path, quick=flags_.quick, full=flags_.full)
+
+
+def devices_section(flags_):
+  from hashvae.benchmarks import devices
+  return devices.run(quick=flags_.quick)
+
+
+def search_section(flags_):
+  from hashvae.benchmarks import search
+  return search.run(flags_.sweep)
+
+
+# name -> (flags) -> iterable of figure dicts. Each imports its module when
+# called: after main has split the CPU into devices (cpu_devices.apply).
+SECTIONS = {"eval": eval_section, "train": train_section,
+            "devices": devices_section, "search": search_section}
 
 _SECTIONS = flags.DEFINE_list("sections", ["eval", "train", "devices"],
                               f"Which benchmarks, of {sorted(SECTIONS)}.")
@@ -47,8 +66,7 @@ def main(argv):
                         cpu=platform.processor() or platform.machine())),
         flush=True)
   for name in _SECTIONS.value:
-    module = importlib.import_module(SECTIONS[name])
-    for figure in module.run(flags.FLAGS):
+    for figure in SECTIONS[name](flags.FLAGS):
       print(json.dumps(dict(section=name, **figure)), flush=True)
 
 

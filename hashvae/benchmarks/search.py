@@ -9,6 +9,8 @@ CLI answering one query after loading (as it prints it), and the whole CLI
 call.
 """
 
+from __future__ import annotations
+
 import os
 import re
 import subprocess
@@ -18,19 +20,24 @@ import time
 
 import numpy as np
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+QUERIES = 200
 
-def run(flags_):
+
+def run(sweep_dir: str):
+  """Yields the search_top10_label_agreement and search_cli_one_query figures."""
   from hashvae import api, index, metrics
 
-  if not flags_.sweep:
+  if not sweep_dir:
     raise ValueError("the search section needs --sweep=WORKDIR of a finished text sweep")
-  sweep = api.Sweep(flags_.sweep)
+  sweep = api.Sweep(sweep_dir)
   run_id = sweep.best_run(1.0, "p@100", "ssb_vae")
   path = os.path.join(tempfile.mkdtemp(), "index.npz")
   index.build(sweep, run_id, path)
   loaded = index.load(path)
   test = sweep.dataset.test
-  pick = np.random.default_rng(0).choice(len(test), size=min(200, len(test)), replace=False)
+  pick = np.random.default_rng(0).choice(len(test), size=min(QUERIES, len(test)),
+                                         replace=False)
   start = time.perf_counter()
   codes = loaded.encoder.encode_texts([test.texts[i] for i in pick])
   positions, _ = loaded.search(codes, 10)
@@ -43,11 +50,10 @@ def run(flags_):
              p_at_10_same_queries=same["p@10"],
              run_p_at_100_all_queries=float(sweep.row(run_id)["p@100"]),
              encode_and_search_s=seconds)
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   query = test.texts[int(pick[0])]
   start = time.perf_counter()
   proc = subprocess.run([sys.executable, "-m", "launch.search", f"--index={path}",
-                         "--text", query, "--k=10"], cwd=root, capture_output=True,
+                         "--text", query, "--k=10"], cwd=ROOT, capture_output=True,
                         text=True, timeout=300)
   total = time.perf_counter() - start
   answered = re.search(r"answered in (\d+) ms after loading", proc.stderr)

@@ -1,11 +1,11 @@
 """Training benchmarks: the "train" section of launch.benchmark.
 
     python -m launch.benchmark --sections=train --data_path=../shared/data/snippets
-    python -m launch.bench_train --full --data_path=../shared/data/snippets
+    python -m launch.benchmark --sections=train --full --data_path=../shared/data/snippets
 
 Every comparison is measured side by side in one process, the contenders
-taking turns (A, B, A, B, ...), and reported as medians and ratios: other
-work on the machine slows both alike. Compilation is timed apart. Figures:
+taking turns (common.take_turns), and reported as medians and ratios.
+Compilation is timed apart. Figures:
 
 * vmap_vs_sequential: R runs (ssb_vae, the released weights, R = 1, 10, 50)
   as one `jit(vmap(train_epoch))` program against the same R runs one after
@@ -21,7 +21,8 @@ work on the machine slows both alike. Compilation is timed apart. Figures:
 * input_path: dense rows against the padded sparse rows (and, on the sparse
   path, the exact against the fast optimiser) on the whole Snippets training
   set, one run: ms per step, and XLA's memory analysis of the compiled epoch
-  (arguments = data + state, temporaries).
+  (arguments = data + state, temporaries); the peak resident memory of each
+  path in a fresh process (peak_rss).
 * roofline: this machine's matmul FLOP/s (a 2048 x 2048 float32 product) and
   memory bandwidth (an in-place update of a 256 MiB array: read + write);
   each input_path step's model FLOPs and optimiser bytes, counted
@@ -29,7 +30,9 @@ work on the machine slows both alike. Compilation is timed apart. Figures:
   fractions of those peaks.
 * step_breakdown: the vmapped exact step (R = 10 runs, the Snippets subset)
   against the same program with SGD in place of Adam, without the
-  reconstruction term, and without both: each part's share of the step.
+  reconstruction term, and without both (ablations.py: a registered
+  optimiser mode and method, chosen through the config): each part's share
+  of the step.
 * sweep_estimate: the Snippets 16-bit sweep (150 runs x 30 epochs x 100
   steps) from the per-run step time of the R = 50 contender that runs as
   the sweep does (chunked on a CPU).
@@ -42,159 +45,44 @@ epochs and 2 seeds.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
 import os
-import subprocess
-import sys
 import time
-from unittest import mock
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import digits, snippets
+from configs import digits
 from hashvae import data as data_lib
 from hashvae import grid as grid_lib
-from hashvae import methods, metrics, sharding, train
+from hashvae import metrics, sharding, sparse, train
+from hashvae.benchmarks import ablations, peak_rss
+from hashvae.benchmarks.common import (
+  METHOD,
+  Consecutive,
+  Program,
+  first_runs,
+  init_one,
+  init_stacked,
+  load_snippets,
+  median,
+  ms_per_step,
+  take_turns,
+  training_subset,
+  with_modes,
+)
 
-METHOD = "ssb_vae"
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = dict(runs=150, epochs=30, steps=100)  # Snippets, 16 bits, released
 F32 = 4  # bytes
 
 
-# --- timing -------------------------------------------------------------
+def vmapped_program(run, grid) -> Program:
+  """Every run of `grid` as one vmapped epoch program on one device."""
+  return Program(jax.vmap(run.train_epoch, in_axes=(None, 0), axis_name=train.RUNS_AXIS),
+                 run.arrays, init_stacked(run, grid))
 
 
-class Program:
-  """A compiled epoch step and the state it carries, timed per call."""
-
-  def __init__(self, epoch_fn, arrays, state):
-    start = time.perf_counter()
-    self.step = jax.jit(epoch_fn, donate_argnums=1).lower(arrays, state).compile()
-    self.compile_s = time.perf_counter() - start
-    self.arrays, self.state = arrays, state
-
-  def __call__(self):
-    self.state, _ = self.step(self.arrays, self.state)
-    jax.block_until_ready(self.state)
-
-  def memory(self) -> dict:
-    m = self.step.memory_analysis()
-    return dict(argument_bytes=int(m.argument_size_in_bytes),
-                temp_bytes=int(m.temp_size_in_bytes),
-                output_bytes=int(m.output_size_in_bytes),
-                donated_alias_bytes=int(m.alias_size_in_bytes))
-
-
-def take_turns(contenders: dict, rounds: int) -> dict:
-  """{name: callable} -> {name: [seconds per round]}, calls interleaved."""
-  times = {name: [] for name in contenders}
-  for _ in range(rounds):
-    for name, fn in contenders.items():
-      start = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - start)
-  return times
-
-
-# --- runs ---------------------------------------------------------------
-
-
-def first_runs(config, runs: int) -> grid_lib.Grid:
-  """The first `runs` rows of the config's grid (levels cycled, then seeds)."""
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.seeds = tuple(range(-(-runs // len(config.levels))))
-  grid = grid_lib.build_grid(config, METHOD)
-  rows = np.arange(runs)
-  return grid_lib.Grid(grid.method, grid.seeds[rows], grid.levels[rows],
-                       {k: v[rows] for k, v in grid.hparams.items()})
-
-
-def init_stacked(run, grid: grid_lib.Grid, base_seed: int = 0):
-  f32 = lambda v: jnp.asarray(v, jnp.float32)
-  return jax.jit(jax.vmap(run.init, in_axes=(None, 0, 0, 0)))(
-      run.arrays, grid.keys(base_seed), f32(grid.levels),
-      {k: f32(v) for k, v in grid.hparams.items()})
-
-
-def init_one(run, grid: grid_lib.Grid, i: int, base_seed: int = 0):
-  return jax.jit(run.init)(run.arrays, grid.keys(base_seed)[i],
-                           jnp.float32(grid.levels[i]),
-                           {k: jnp.float32(v[i]) for k, v in grid.hparams.items()})
-
-
-class Consecutive:
-  """The runs of a grid as consecutive programs of `size` runs, `epochs`
-  epochs each. Size 1 is one run at a time through `jit(train_epoch)` on
-  one device; more is how experiment.train_method runs a grid: chunks of
-  `size` runs through one compiled grid.grid_functions program, the run
-  axis split over `mesh` (default: every device), a narrower last chunk
-  padded. Only the epoch calls are timed (init is not, as for the vmapped
-  program). `last` is the trained state of the last run (size 1) or of the
-  last chunk's runs ([runs, ...], padding dropped); `round_seconds` holds
-  each call's timed seconds."""
-
-  def __init__(self, run, grid, epochs, size: int = 1, mesh=None):
-    self.run, self.grid, self.epochs, self.size = run, grid, epochs, size
-    if size == 1:
-      self.program = Program(run.train_epoch, run.arrays, init_one(run, grid, 0))
-    else:
-      self.functions = grid_lib.grid_functions(run, 0, mesh, size)
-    self.train(0, epochs=1)  # warm-up: compiles
-    self.round_seconds = []
-
-  def train(self, first: int, epochs: int) -> float:
-    """Trains the chunk starting at run `first`; returns the seconds its
-    epoch calls took."""
-    if self.size == 1:
-      program = self.program
-      program.state = init_one(self.run, self.grid, first)
-      jax.block_until_ready(program.state)
-      start = time.perf_counter()
-      for _ in range(epochs):
-        program()
-      self.last = program.state
-      return time.perf_counter() - start
-    program = grid_lib.grid_program(
-        self.run, self.grid.take(slice(first, first + self.size)), 0,
-        functions=self.functions)  # pads a narrower last chunk
-    carry = jax.block_until_ready(program.state)
-    start = time.perf_counter()
-    for epoch in range(epochs):  # waits for each epoch, as train_grid does
-      carry, terms = program.epoch_step(program.arrays, carry, jnp.int32(epoch))
-      jax.block_until_ready(terms)
-    self.last = jax.tree.map(lambda a: a[:program.runs], carry.train)
-    return time.perf_counter() - start
-
-  def __call__(self):
-    self.round_seconds.append(sum(
-        self.train(first, self.epochs)
-        for first in range(0, len(self.grid), self.size)))
-
-
-def training_subset(dataset, items: int):
-  """The first `items` database items as the training set (validation empty)."""
-  db = dataset.database
-  head = lambda x: x[:items]
-  split = data_lib.Split(head(db.inputs), head(db.targets), head(db.labels))
-  empty = data_lib.Split(db.inputs[:0], db.targets[:0], db.labels[:0])
-  return dataclasses.replace(dataset, train=split, validation=empty)
-
-
-def with_modes(config, sparse_input="auto", optimizer="exact"):
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.model.sparse_input = sparse_input
-    config.optimizer = optimizer
-  return config
-
-
-# --- analytic counts ----------------------------------------------------
+# --- analytic counts ----------------------------------------------------------
 
 
 def step_flops(dims, hidden, bits, classes, batch, first_width) -> int:
@@ -234,7 +122,7 @@ def optimizer_bytes(dims, hidden, bits, classes, mode, row_slots) -> int:
 
   Dense Adam (optax) reads gradient, weight and both moments and writes the
   weight and moments: 7 float32 per weight. The sparse path's exact mode
-  defers the first kernel's moment decay (train.dense_adam_rows): per
+  defers the first kernel's moment decay (optim.dense_adam_rows): per
   weight it reads weight and both moments and writes the weight (4), plus
   the moments' row slots read and written and the [row_slots, hidden]
   gradient rows read (5 per row-slot weight); the decay itself, 4 per weight
@@ -272,15 +160,13 @@ def machine_peaks(rounds: int) -> dict:
                   "over 256 MiB (bytes read + written)")
 
 
-# --- figures ------------------------------------------------------------
+# --- figures ------------------------------------------------------------------
 
 
 def vmap_vs_sequential(name, config, dataset, runs, epochs, rounds):
   run = train.make_run(config, dataset)
   grid = first_runs(config, runs)
-  vmapped = Program(jax.vmap(run.train_epoch, in_axes=(None, 0),
-                              axis_name=train.RUNS_AXIS), run.arrays,
-                    init_stacked(run, grid))
+  vmapped = vmapped_program(run, grid)
   vmapped()  # warm-up
 
   def vmapped_epochs():
@@ -289,24 +175,21 @@ def vmap_vs_sequential(name, config, dataset, runs, epochs, rounds):
 
   contenders = dict(vmapped=vmapped_epochs,
                     sequential=Consecutive(run, grid, epochs))
-  # How train_method runs these runs: on CPU devices, chunks of at most
+  # How grid.train runs these runs: on CPU devices, chunks of at most
   # config.cpu_runs_per_chunk runs a device, over every device (--cpu_devices).
   mesh = sharding.run_mesh()
   size = grid_lib.chunk_size(config, run, runs, mesh)
   if size > 1 and (size < runs or mesh.devices.size > 1):
     contenders["chunked"] = Consecutive(run, grid, epochs, size, mesh)
   times = take_turns(contenders, rounds)
-  # Every contender's figure is the median of its rounds (slow phases of
-  # the machine only ever lengthen a round); the consecutive ones time
-  # their epoch calls only.
-  median = lambda seconds: float(np.median(seconds))
+  # The consecutive contenders time their epoch calls only.
   seq = median(contenders["sequential"].round_seconds)
   vm = median(times["vmapped"])
   items = run.steps_per_epoch * config.batch_size * epochs * runs
   steps = run.steps_per_epoch * epochs * runs
   figure = dict(
       figure="vmap_vs_sequential", dataset=name, runs=runs,
-      input_path="sparse" if train.use_sparse_input(
+      input_path="sparse" if sparse.use_sparse_input(
           config.model.sparse_input, dataset) else "dense",
       training_items=len(dataset.database), steps_per_epoch=run.steps_per_epoch,
       epochs_timed=epochs, rounds=rounds,
@@ -325,75 +208,39 @@ def vmap_vs_sequential(name, config, dataset, runs, epochs, rounds):
   return figure
 
 
-def resident_bytes() -> dict:
-  """{"now", "peak"}: this process's resident memory (Linux /proc)."""
-  fields = {}
-  with open("/proc/self/status", encoding="ascii") as f:
-    for line in f:
-      name, _, value = line.partition(":")
-      if name in ("VmRSS", "VmHWM"):
-        fields[name] = int(value.split()[0]) * 1024  # kB
-  return dict(now=fields["VmRSS"], peak=fields["VmHWM"])
-
-
-def training_peak_rss(data_path: str, inputs: str) -> dict:
-  """In this process: load Snippets, reset the peak resident memory to the
-  current one (Linux: /proc/self/clear_refs), then build, compile and train
-  one run for one epoch on the `inputs` path ("dense" or "sparse", exact
-  Adam). Returns bytes: resident after loading, and the peak above that.
-  Loading's own transient peak (vectorising the corpus) is left out: it is
-  the same for both paths and larger than either."""
-  config, dataset = load_snippets(data_path)
-  with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-    f.write("5")
-  loaded = resident_bytes()["now"]
-  run = train.make_run(with_modes(config, inputs, "exact"), dataset)
-  Program(run.train_epoch, run.arrays, init_one(run, first_runs(config, 1), 0))()
-  return dict(loaded=loaded, above_loaded=resident_bytes()["peak"] - loaded)
-
-
-def peak_rss(data_path: str, inputs: str) -> dict:
-  """training_peak_rss in a fresh process, or {"unavailable": reason}."""
-  code = ("import json; from launch import bench_train; print(json.dumps("
-          f"bench_train.training_peak_rss({data_path!r}, {inputs!r})))")
-  done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                        text=True)
-  if done.returncode != 0:  # e.g. no /proc (not Linux)
-    return dict(unavailable=done.stderr.strip().splitlines()[-1][:200])
-  return json.loads(done.stdout.splitlines()[-1])
-
-
 def input_path(config, dataset, rounds, peaks, data_path):
-  """Dense vs sparse input (exact optimiser), and exact vs fast (sparse)."""
+  """Dense vs sparse input (exact optimiser), and exact vs fast (sparse);
+  yields the input_path, exact_vs_fast_time and roofline figures and
+  returns {mode: median ms per step}."""
   modes = dict(dense=("dense", "exact"), sparse=("sparse", "exact"),
                fast=("sparse", "fast"))
   programs, runs = {}, {}
   for key, (inputs, optimizer) in modes.items():
     cfg = with_modes(config, inputs, optimizer)
     run = train.make_run(cfg, dataset)
-    state = init_one(run, first_runs(cfg, 1), 0)
-    programs[key] = Program(run.train_epoch, run.arrays, state)
+    programs[key] = Program(run.train_epoch, run.arrays,
+                            init_one(run, first_runs(cfg, 1), 0))
     programs[key]()  # warm-up
     runs[key] = run
   times = take_turns(programs, rounds)
   steps = runs["dense"].steps_per_epoch
-  ms = {k: 1e3 * float(np.median(v)) / steps for k, v in times.items()}
+  ms = ms_per_step(times, steps)
   ms_best = {k: 1e3 * min(v) / steps for k, v in times.items()}
   db = dataset.database
-  widths = train.row_widths(db.inputs)
-  width = int(widths.max())
-  # Most steps run with the typical sizes (train.typical_batch_sizes); a
+  widths = sparse.row_widths(db.inputs)
+  # Most steps run with the typical sizes (sparse.typical_batch_sizes); a
   # batch beyond them takes the worst case.
-  slots, entries = train.typical_batch_sizes((db.inputs,), config.batch_size)
+  slots, entries = sparse.typical_batch_sizes((db.inputs,), config.batch_size)
   shape = (dataset.dims, tuple(config.model.hidden), config.bits,
            dataset.num_classes)
   memory = {k: p.memory() for k, p in programs.items()}
-  rss = {k: peak_rss(data_path, k) for k in ("dense", "sparse")}
+  rss = {k: peak_rss.in_fresh_process(data_path, k) for k in peak_rss.INPUTS}
   if not any("unavailable" in v for v in rss.values()):
     rss["dense_over_sparse"] = (rss["dense"]["above_loaded"]
                                 / rss["sparse"]["above_loaded"])
   input_bytes = {k: int(sum(a.nbytes for a in jax.tree.leaves(
       runs[k].arrays["inputs"]))) for k in ("dense", "sparse")}
+  compiled = lambda k: sum(memory[k][f] for f in ("argument_bytes", "temp_bytes"))
   yield dict(
       figure="input_path", dataset="snippets", runs=1, optimizer="exact",
       steps_per_epoch=steps, rounds=rounds,
@@ -403,17 +250,15 @@ def input_path(config, dataset, rounds, peaks, data_path):
       best_ms_per_step_sparse=ms_best["sparse"],
       compile_s_dense=programs["dense"].compile_s,
       compile_s_sparse=programs["sparse"].compile_s,
-      padded_width=width, mean_nonzeros=float(widths.mean()),
+      padded_width=int(widths.max()), mean_nonzeros=float(widths.mean()),
       row_slots_per_batch=slots, entry_slots_per_batch=entries,
-      row_slots_worst_case=train.max_batch_rows(widths, config.batch_size,
-                                                dataset.dims),
+      row_slots_worst_case=sparse.max_batch_rows(widths, config.batch_size,
+                                                 dataset.dims),
       input_bytes_dense=input_bytes["dense"],
       input_bytes_sparse=input_bytes["sparse"],
       memory_dense=memory["dense"], memory_sparse=memory["sparse"],
-      compiled_bytes_dense=sum(memory["dense"][k] for k in (
-          "argument_bytes", "temp_bytes")),
-      compiled_bytes_sparse=sum(memory["sparse"][k] for k in (
-          "argument_bytes", "temp_bytes")),
+      compiled_bytes_dense=compiled("dense"),
+      compiled_bytes_sparse=compiled("sparse"),
       peak_rss=rss,
       how="median of interleaved epochs / steps; compiled bytes from XLA's "
           "memory_analysis of the compiled epoch (arguments + temporaries; "
@@ -453,56 +298,38 @@ def input_path(config, dataset, rounds, peaks, data_path):
   return ms
 
 
-def without_adam():
-  """Plain SGD in place of Adam (every weight; the first kernel by rows)."""
-  sgd = lambda optimiser, grads, opt_state, params, lr: (
-      jax.tree.map(lambda p, g: p - lr * g, params, grads), opt_state)
-  sgd_rows = lambda kernel, mu, nu, rows, grad_rows, count, lr, deferred: (
-      kernel.at[rows].add(-lr * grad_rows, mode="drop"), mu, nu)
-  return [mock.patch.object(train, "adam", sgd),
-          mock.patch.object(train, "dense_adam_rows", sgd_rows)]
-
-
-def without_reconstruction():
-  """A zero reconstruction loss: the decoder and its softmax compile away."""
-  zero = lambda out, batch, options: jnp.zeros(out["recon_logits"].shape[0])
-  return [mock.patch.object(methods, "reconstruction", zero)]
+# step_breakdown's variants: (Adam kept, reconstruction term kept).
+VARIANTS = dict(full=(True, True), no_adam=(False, True),
+                no_reconstruction=(True, False), neither=(False, False))
 
 
 def step_breakdown(config, dataset, runs, rounds):
   """Where a vmapped exact sparse step's time goes: the same program with
-  Adam replaced by SGD, without the reconstruction term, and without both,
-  timed side by side. The differences are each part's share (the parts
-  overlap a little: they share memory traffic)."""
-  variants = dict(full=[], no_adam=without_adam(),
-                  no_reconstruction=without_reconstruction(),
-                  neither=without_adam() + without_reconstruction())
-  cfg = with_modes(config, "sparse", "exact")
-  grid = first_runs(cfg, runs)
+  SGD in place of Adam, without the reconstruction term, and without both
+  (ablations.py), timed side by side. The differences are each part's
+  share (the parts overlap a little: they share memory traffic)."""
+  config = with_modes(config, "sparse", "exact")
   programs = {}
-  for name, patches in variants.items():
-    with contextlib.ExitStack() as stack:  # patched while tracing only
-      for patch in patches:
-        stack.enter_context(patch)
+  with ablations.registered():  # the runs look the ablations up when built
+    for name, (adam, reconstruction) in VARIANTS.items():
+      cfg = ablations.ablated(config, adam=adam, reconstruction=reconstruction)
       run = train.make_run(cfg, dataset)
-      programs[name] = Program(jax.vmap(run.train_epoch, in_axes=(None, 0),
-                              axis_name=train.RUNS_AXIS),
-                               run.arrays, init_stacked(run, grid))
-    programs[name]()  # warm-up
+      programs[name] = vmapped_program(run, first_runs(cfg, runs, cfg.methods[0]))
+      programs[name]()  # warm-up
   times = take_turns(programs, rounds)
-  steps = run.steps_per_epoch * runs
-  ms = {k: 1e3 * float(np.median(v)) / steps for k, v in times.items()}
+  ms = ms_per_step(times, run.steps_per_epoch * runs)
   share = lambda k: (ms["full"] - ms[k]) / ms["full"]
+  widths = sparse.row_widths(dataset.database.inputs)
   return dict(
       figure="step_breakdown", dataset="snippets", runs=runs, rounds=rounds,
       training_items=len(dataset.database), ms_per_run_step=ms,
       adam_share=share("no_adam"),
       reconstruction_share=share("no_reconstruction"),
       rest_share=ms["neither"] / ms["full"],
-      padded_width=int(train.row_widths(dataset.database.inputs).max()),
-      mean_nonzeros=float(train.row_widths(dataset.database.inputs).mean()),
-      how="median ms per run-step of each variant, one vmapped program each; "
-          "share = 1 - variant / full")
+      padded_width=int(widths.max()), mean_nonzeros=float(widths.mean()),
+      how="median ms per run-step of each variant, one vmapped program each "
+          "(optimizer 'sgd', method 'ssb_vae_no_reconstruction': "
+          "hashvae/benchmarks/ablations.py); share = 1 - variant / full")
 
 
 def sweep_estimate(per_run_step_ms: dict, fast_ratio: float, as_swept: str):
@@ -539,8 +366,7 @@ def exact_vs_fast_precision(config, dataset, quick):
   for optimizer in ("exact", "fast"):
     cfg = with_modes(config, "sparse", optimizer)
     start = time.perf_counter()
-    result = grid_lib.train_grid(train.make_run(cfg, dataset), grid,
-                                 cfg.base_seed)
+    result = grid_lib.train_grid(train.make_run(cfg, dataset), grid, cfg.base_seed)
     seconds = time.perf_counter() - start
     p = np.array([metrics.evaluate(
         result.query_codes[i], result.db_codes[i], dataset.test.labels,
@@ -559,19 +385,11 @@ def exact_vs_fast_precision(config, dataset, quick):
                         for level in levels})
 
 
-# --- entry --------------------------------------------------------------
+# --- the section --------------------------------------------------------------
 
 
-def load_snippets(path):
-  config = snippets.get_config(f"method={METHOD}")
-  with config.unlocked():
-    config.data.path = path
-  return config, data_lib.load(config.data)
-
-
-def run(flags):
-  quick = bool(flags.quick)
-  full = bool(getattr(flags, "full", False))
+def run(data_path: str, quick: bool = False, full: bool = False):
+  """Yields the section's figures, one dict each (see the module docstring)."""
   rounds = 1 if quick else 3
   run_counts = (1, 4) if quick else (1, 10, 50)
   peaks = machine_peaks(rounds)
@@ -583,10 +401,10 @@ def run(flags):
     yield vmap_vs_sequential("digits", digits_config, digits_data, runs,
                              epochs=1 if quick else 3, rounds=rounds)
 
-  if not os.path.isdir(flags.data_path):
-    yield dict(figure="snippets", skipped=f"no data folder {flags.data_path}")
+  if not os.path.isdir(data_path):
+    yield dict(figure="snippets", skipped=f"no data folder {data_path}")
     return
-  config, dataset = load_snippets(flags.data_path)
+  config, dataset = load_snippets(data_path)
   subset = training_subset(dataset, 500 if quick else 2000)
   per_run = {}
   for runs in run_counts:
@@ -600,7 +418,7 @@ def run(flags):
       per_run[f"chunked_{runs}"] = figure["ms_per_run_step_chunked"]
     yield figure
   yield step_breakdown(config, subset, run_counts[1], rounds)
-  ms = yield from input_path(config, dataset, rounds, peaks, flags.data_path)
+  ms = yield from input_path(config, dataset, rounds, peaks, data_path)
   most = run_counts[-1]
   yield sweep_estimate(per_run, ms["sparse"] / ms["fast"],
                        f"chunked_{most}" if f"chunked_{most}" in per_run
@@ -609,29 +427,5 @@ def run(flags):
     yield exact_vs_fast_precision(config, dataset, quick)
   else:
     yield dict(figure="exact_vs_fast_precision",
-               skipped="30-epoch trainings: run python -m launch.bench_train "
-                       "--full")
-
-
-def _main():
-  from absl import app, flags
-
-  from launch import cpu_devices
-
-  flags.DEFINE_string("data_path", "../shared/data/snippets",
-                      "Snippets folder (train.txt, test.txt).")
-  flags.DEFINE_bool("quick", False, "Smaller sizes, for a smoke run.")
-  flags.DEFINE_bool("full", False, "Also train 30 epochs with each optimiser "
-                    "and compare p@100.")
-
-  def main(argv):
-    del argv
-    cpu_devices.apply()
-    for figure in run(flags.FLAGS):
-      print(json.dumps(dict(section="train", **figure)), flush=True)
-
-  app.run(main)
-
-
-if __name__ == "__main__":
-  _main()
+               skipped="30-epoch trainings: run python -m launch.benchmark "
+                       "--sections=train --full")
