@@ -11,7 +11,6 @@ codes and its trained encoders.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from typing import Optional, Union
 
@@ -19,7 +18,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from hashvae import config_check, experiment, methods, results, workdir
+from hashvae import config_check, experiment, lock, methods, workdir
 from hashvae import data as data_lib
 from hashvae.encoder import Encoder
 from hashvae.models import ModelSpec
@@ -51,11 +50,13 @@ def run(config: Union[str, ml_collections.ConfigDict], workdir_path: Optional[st
   elif overrides:
     config = config_check.apply_overrides(config.copy_and_resolve_references(),
                                           overrides)
+  if workdir_path is None:
+    return pd.DataFrame(experiment.run_sweep(config).rows)
+  lock.check_free(workdir_path)  # a sweep running there: refused before loading
   dataset = experiment.checked_dataset(config)  # before touching the workdir
-  if workdir_path is not None:
+  with lock.hold(workdir_path):
     workdir.prepare(workdir_path, config.to_dict())
-  sweep = experiment.run_sweep(config, dataset, workdir=workdir_path)
-  if workdir_path is not None:
+    sweep = experiment.run_sweep(config, dataset, workdir=workdir_path)
     experiment.write_outputs(workdir_path, sweep)
   return pd.DataFrame(sweep.rows)
 
@@ -70,12 +71,10 @@ class Sweep:
 
   def __init__(self, path: str):
     self.path = path
-    for name in ("config.json", "results.csv"):
-      if not os.path.exists(os.path.join(path, name)):
-        raise FileNotFoundError(f"{path} holds no finished sweep ({name} is missing)")
-    with open(os.path.join(path, "config.json"), encoding="utf-8") as f:
-      self.config = ml_collections.ConfigDict(json.load(f))
-    self.rows = results.read_csv(os.path.join(path, "results.csv"))
+    workdir.check_finished(path)  # names a missing or damaged file
+    self.config = ml_collections.ConfigDict(
+        workdir.read_config(os.path.join(path, "config.json")))
+    self.rows = workdir.read_results(os.path.join(path, "results.csv"))
     self._dataset = None
 
   @property

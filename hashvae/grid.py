@@ -213,9 +213,9 @@ def train_grid(run: Run, grid: Grid, base_seed: int,
   program = grid_program(run, base_seed) if program is None else program
   carry, runs = initial_state(program, grid), len(grid)
   history, first = [], 0
-  if checkpoints is not None and checkpoints.latest_epoch() is not None:
-    first = checkpoints.latest_epoch()
-    carry, saved = checkpoints.restore(first, carry)
+  restored = checkpoints.restore_latest(carry) if checkpoints is not None else None
+  if restored is not None:  # the newest readable checkpoint
+    first, carry, saved = restored
     history = [history_from_json(h) for h in saved]
   start = time.perf_counter()
   for epoch in range(first, run.epochs):

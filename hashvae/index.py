@@ -18,7 +18,7 @@ import numpy as np
 from flax import traverse_util
 from sklearn.feature_extraction.text import CountVectorizer
 
-from hashvae import methods, results
+from hashvae import index_check, methods, results
 from hashvae.data.text import TextVectoriser
 from hashvae.encoder import Encoder
 from hashvae.models import ModelSpec
@@ -98,6 +98,22 @@ def build(sweep, run: int, path: str):
 
 
 def load(path: str) -> Index:
+  """The index at `path`; IndexFormatError naming what is wrong when it is not
+  a readable index of this version, an array is missing, or its arrays
+  disagree with each other (lengths, weight shapes, vocabulary)."""
+  try:
+    index = _load(path)
+  except KeyError as e:  # an array or metadata field missing
+    raise IndexFormatError(f"{path}: not a complete hashvae index ({e} is missing): "
+                           "rebuild it with launch.index") from e
+  problems = index_check.loaded_index_problems(index)
+  if problems:
+    raise IndexFormatError(f"{path}: inconsistent index: {'; '.join(problems)}: "
+                           "rebuild it with launch.index")
+  return index
+
+
+def _load(path: str) -> Index:
   try:
     with np.load(path, allow_pickle=False) as f:
       files = {name: f[name] for name in f.files}

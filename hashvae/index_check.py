@@ -41,12 +41,11 @@ def length_problems(db_codes, db_ids, db_labels, db_texts, bits: int,
   return problems
 
 
-def variable_problems(model, variables: dict) -> list[str]:
+def variable_problems(model, variables: dict, dims: int) -> list[str]:
   """The encoder's variables (those `model.code_scores` reads) must all be
-  present, each of the shape `model` gives it."""
-  x = jnp.zeros((1, model.dims), jnp.float32)
-  expected = jax.eval_shape(lambda: model.init(jax.random.key(0), x,
-                                               method=type(model).code_scores))
+  present, each of the shape `model` gives it for `dims` inputs."""
+  x = jnp.zeros((1, dims), jnp.float32)
+  expected = jax.eval_shape(lambda: model.init(jax.random.key(0), x, method="code_scores"))
   have = traverse_util.flatten_dict(variables, sep="/")
   problems = []
   for name, shape in traverse_util.flatten_dict(dict(expected), sep="/").items():
@@ -68,9 +67,9 @@ def loaded_index_problems(index) -> list[str]:
   """Every problem of a loaded hashvae.index.Index (unpacked codes)."""
   encoder = index.encoder
   problems = length_problems(index.db_codes, index.db_ids, index.db_labels,
-                             index.db_texts, encoder.model.bits)
-  problems += variable_problems(encoder.model, encoder.variables)
+                             index.db_texts, encoder.spec.bits)
+  problems += variable_problems(encoder.model, encoder.variables, encoder.spec.dims)
   if encoder.vectoriser is not None:
     problems += vocabulary_problems(len(encoder.vectoriser.counter.vocabulary),
-                                    encoder.model.dims)
+                                    encoder.spec.dims)
   return problems

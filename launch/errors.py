@@ -194,11 +194,21 @@ def _unknown_field(error: Exception, argv) -> Optional[str]:
           + (f" (did you mean {hint.group(1)!r}?)" if hint else ""))
 
 
+def import_extra_modules(argv):
+  """Imports the modules of `--config.extra_modules` before the config file is
+  read: a user's method must be registered for its config fields (weights,
+  options) to exist and take overrides."""
+  if any(a.startswith("--config.extra_modules") for a in argv):
+    from hashvae.config_check import import_modules_named_in
+    import_modules_named_in(argv)
+
+
 def parse_flags(argv):
   """absl's flag parsing, every failure one line and exit status 2."""
   try:
     check_overrides_once(argv)
     check_config_files(argv)
+    import_extra_modules(argv)
     try:
       rest = flags.FLAGS(argv)
     except (AttributeError, KeyError) as e:  # ml_collections: no such field

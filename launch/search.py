@@ -15,7 +15,6 @@ import numpy as np
 from absl import app, flags
 
 from hashvae import index as index_lib
-from hashvae import index_check
 from launch import errors
 
 _INDEX = flags.DEFINE_string("index", None, "Index file from launch.index.")
@@ -24,21 +23,6 @@ _QUERY_FILE = flags.DEFINE_string("query-file", None, "One query document per li
 _QUERY_ID = flags.DEFINE_integer("query-id", None, "Query with an indexed item's code.")
 _K = flags.DEFINE_integer("k", 10, "Results per query.", lower_bound=1)
 flags.mark_flags_as_required(["index"])
-
-
-def load_checked(path: str):
-  """The index at `path`, refused (IndexFormatError naming what is wrong) when
-  an array is missing or the arrays disagree with each other."""
-  try:
-    index = index_lib.load(path)
-  except KeyError as e:  # an array or metadata field missing
-    raise index_lib.IndexFormatError(f"{path}: not a complete hashvae index ({e} is "
-                                     "missing): rebuild it with launch.index") from e
-  problems = index_check.loaded_index_problems(index)
-  if problems:
-    raise index_lib.IndexFormatError(f"{path}: inconsistent index: {'; '.join(problems)}"
-                                     ": rebuild it with launch.index")
-  return index
 
 
 def read_queries(path: str) -> list[str]:
@@ -68,7 +52,7 @@ def main(argv):
   given = [f for f in (_TEXT.value, _QUERY_FILE.value, _QUERY_ID.value) if f is not None]
   if len(given) != 1:
     raise app.UsageError("give exactly one of --text, --query-file, --query-id")
-  index = load_checked(_INDEX.value)
+  index = index_lib.load(_INDEX.value)
   start = time.perf_counter()
   if _QUERY_ID.value is not None:
     if not 0 <= _QUERY_ID.value < len(index.db_codes):

@@ -241,7 +241,7 @@ CASES = [
      r"batch_size=10000: at most the training set size", None),
     ("cut-off larger than the database", M, [S, W, "--config.ks=(10,500)"], 1,
      r"every cut-off must be at most the database size", None),
-    ("extra module missing", M, [S, W, "--config.extra_modules=no_such_module"], 1,
+    ("extra module missing", M, [S, W, "--config.extra_modules=no_such_module"], 2,
      r"cannot import 'no_such_module'", None),
     ("unknown dataset", M, [S, W, "--config.data.name=nope"], 1, r"data.name='nope'", None),
     ("zero-width layer", M, [S, W, "--config.model.hidden=(0,)"], 1, r"model.hidden", None),

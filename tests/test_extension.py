@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from conftest import ROOT
 
 USER_MODULE = textwrap.dedent('''
@@ -34,12 +36,12 @@ USER_MODULE = textwrap.dedent('''
 ''')
 
 
-def launch(tmp_path, *args):
+def launch(tmp_path, config, *args):
   (tmp_path / "my_losses.py").write_text(USER_MODULE)
   env = dict(os.environ, PYTHONPATH=str(tmp_path))
   return subprocess.run(
-      [sys.executable, "-m", "launch.main", "--config.extra_modules=my_losses", *args],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+      [sys.executable, "-m", "launch.main", config, "--config.extra_modules=my_losses",
+       *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_user_method_with_its_own_weight_and_option(tmp_path):
@@ -57,7 +59,7 @@ def test_user_method_with_its_own_weight_and_option(tmp_path):
   # One program for the four runs, and the values reached the objective.
   assert "bvae_ce: 4 runs in 1 chunk(s)" in proc.stderr
   last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-  assert last["delta"]["runs"] == [0.1, 0.1, 1.0, 1.0]
+  assert last["delta"]["runs"] == pytest.approx([0.1, 0.1, 1.0, 1.0])  # float32
   assert last["ce_scale"]["runs"] == [2.5] * 4
   config = json.loads((out / "config.json").read_text())
   assert config["loss"] == {"ce_scale": 2.5, "multilabel": "softmax",
