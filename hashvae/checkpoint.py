@@ -1,6 +1,6 @@
 """Saving and restoring a sweep's stacked train state with orbax-checkpoint.
 
-One folder per chunk program of a method (experiment.checkpoint_layout);
+One folder per chunk program of a method (layout_folder);
 orbax keeps the last `keep` epochs and writes each checkpoint to a
 temporary folder first, so a crash mid-save never leaves a checkpoint that
 looks complete. Typed PRNG keys are stored as their raw key data and
@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import re
 from typing import Any, Optional
 
 import jax
@@ -148,3 +149,23 @@ def history_to_json(metrics: dict) -> dict:
 def history_from_json(metrics: dict) -> dict:
   return {k: np.array([np.nan if v is None else v for v in a], np.float32)
           for k, a in metrics.items()}
+
+
+def layout_folder(workdir: str, method: str, chunks: int, width: int) -> str:
+  """The folder of a method's chunk checkpoints for this chunk layout.
+
+  A checkpoint holds one chunk's padded program of `width` runs, so it can
+  resume only the same layout: a rerun on another device count (e.g.
+  --cpu_devices) trains anew, and says why, rather than restore it.
+  """
+  parent = os.path.join(workdir, "checkpoints", method)
+  layout = f"{chunks}_chunks_of_{width}"
+  others = sorted(set(os.listdir(parent)) - {layout}) if os.path.isdir(parent) else []
+  layouts = [o for o in others if re.fullmatch(r"\d+_chunks_of_\d+", o)]
+  if layouts:
+    log.warning("%s: checkpoints of another chunk layout (%s) are not used: "
+                "this run's layout is %s", method, ", ".join(layouts), layout)
+  if len(layouts) < len(others):
+    log.warning("%s: checkpoints from an earlier version's folder layout in %s "
+                "are not used", method, parent)
+  return os.path.join(parent, layout)

@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import math
 import os
-import re
 import time
 from typing import Callable, NamedTuple, Optional
 
@@ -22,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hashvae import config_check, methods, sharding
+from hashvae import checkpoint, config_check, methods, sharding
 from hashvae.checkpoint import Checkpoints, history_from_json, history_to_json
 from hashvae.metrics_log import MetricsLog
 from hashvae.train import RUNS_AXIS, Run, TrainState
@@ -262,26 +261,6 @@ def log_epoch(name: str, runs: int):
   return report
 
 
-def checkpoint_layout(workdir: str, method: str, chunks: int, width: int) -> str:
-  """The folder of a method's chunk checkpoints for this chunk layout.
-
-  A checkpoint holds one chunk's padded program of `width` runs, so it can
-  resume only the same layout: a rerun on another device count (e.g.
-  --cpu_devices) trains anew, and says why, rather than restore it.
-  """
-  parent = os.path.join(workdir, "checkpoints", method)
-  layout = f"{chunks}_chunks_of_{width}"
-  others = sorted(set(os.listdir(parent)) - {layout}) if os.path.isdir(parent) else []
-  layouts = [o for o in others if re.fullmatch(r"\d+_chunks_of_\d+", o)]
-  if layouts:
-    log.warning("%s: checkpoints of another chunk layout (%s) are not used: "
-                "this run's layout is %s", method, ", ".join(layouts), layout)
-  if len(layouts) < len(others):
-    log.warning("%s: checkpoints from an earlier version's folder layout in %s "
-                "are not used", method, parent)
-  return os.path.join(parent, layout)
-
-
 def train(config, run: Run, grid: Grid, workdir: Optional[str] = None) -> GridOutput:
   """Trains `grid` as one compiled program, run over consecutive chunks of
   runs when the stacked state would not fit config.state_memory_budget_mb
@@ -298,7 +277,7 @@ def train(config, run: Run, grid: Grid, workdir: Optional[str] = None) -> GridOu
            mesh.devices.flat[0].platform, config.state_memory_budget_mb,
            config.cpu_runs_per_chunk)
   program = grid_program(run, config.base_seed, mesh, runs=size)
-  layout = workdir and checkpoint_layout(workdir, method, len(starts),
+  layout = workdir and checkpoint.layout_folder(workdir, method, len(starts),
                                          sharding.padded_size(size, mesh))
   metrics_log = (MetricsLog(workdir, method, chunked=len(starts) > 1)
                  if workdir and sharding.is_primary() else None)

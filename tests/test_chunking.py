@@ -5,7 +5,6 @@ import dataclasses
 import types
 from unittest import mock
 
-import jax
 import numpy as np
 
 from configs import synthetic

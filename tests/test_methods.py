@@ -158,6 +158,6 @@ def test_reading_an_undeclared_weight_or_option_names_the_method():
                      r"\['alpha', 'beta', 'gamma'\]"):
     hp["delta"]
   with pytest.raises(methods.MethodError, match=r"'ssb_vae' reads option 'nope'"):
-    LossOptions().nope
+    _ = LossOptions().nope
   with pytest.raises(methods.MethodError, match=r"no options \['nope'\]"):
     LossOptions(nope=1)
