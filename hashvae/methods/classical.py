@@ -25,23 +25,44 @@ of that space; 4 * bits (and at least 256) leaves room beyond the
 top-variance directions for the supervised methods (SSH, CCA) to find the
 label-correlated ones, and the SVD's cost grows only linearly with it.
 Inputs at most DENSE_MAX_DIMS wide (digits' 64 pixels, CIFAR's 512 VGG
-features) are used as they are.
+features) are used as they are. Each fit runs on one BLAS thread
+(one_blas_thread says why).
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import weakref
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse
 from sklearn.decomposition import TruncatedSVD
+from threadpoolctl import threadpool_limits
 
 from hashvae.methods.registry import MethodError, register_fitted
 
 DENSE_MAX_DIMS = 512  # wider inputs are projected by a truncated randomised SVD
 ITQ_ITERATIONS = 50  # as in Gong and Lazebnik 2011
+
+
+def one_blas_thread(fit):
+  """Runs `fit` with BLAS (and OpenMP) limited to one thread.
+
+  Why: the work is tall-skinny products, QRs and small eigenproblems, which
+  the BLAS threads serve poorly. Measured on this project's 2-core host
+  while it was shared (Snippets' randomised SVD, r = 256): 6.9 s wall and
+  2.3 s CPU on one thread against 39.7 s wall and 15.3 s CPU on two (their
+  spinning threads contend). One thread also fixes the order of the BLAS
+  sums, so codes do not depend on the host's core count.
+  """
+  @functools.wraps(fit)
+  def limited(*args, **kwargs):
+    with threadpool_limits(1):
+      return fit(*args, **kwargs)
+
+  return limited
 
 
 # --- inputs ------------------------------------------------------------------
@@ -100,6 +121,23 @@ _PROJECTIONS: collections.OrderedDict = collections.OrderedDict()
 PROJECTIONS_KEPT = 8  # ~25 MB each for Snippets at r = 256
 
 
+_SPARSE: dict = {}  # id(array) -> (weak reference to it, its CSR copy)
+
+
+def sparse_rows(inputs: np.ndarray) -> scipy.sparse.csr_matrix:
+  """A float64 CSR copy of dense [items, dims] rows, kept while the array
+  lives: building it scans every entry (about 1 s for Snippets' training
+  split), and each run of a sweep reads the same arrays."""
+  hit = _SPARSE.get(id(inputs))
+  if hit is not None and hit[0]() is inputs:
+    return hit[1]
+  for key in [k for k, (ref, _) in _SPARSE.items() if ref() is None]:
+    del _SPARSE[key]  # arrays that are gone (their ids may be reused)
+  rows = scipy.sparse.csr_matrix(inputs, dtype=np.float64)
+  _SPARSE[id(inputs)] = (weakref.ref(inputs), rows)
+  return rows
+
+
 def sparse_projection(splits, width: int, seed: int):
   """(database [train + validation, width], queries [test, width]) float64:
   the rows projected on the top `width` right singular vectors of the
@@ -110,7 +148,7 @@ def sparse_projection(splits, width: int, seed: int):
   if hit is not None and all(ref() is s for ref, s in zip(hit[0], splits, strict=True)):
     _PROJECTIONS.move_to_end(key)
     return hit[1], hit[2]
-  train, valid, test = (scipy.sparse.csr_matrix(s, dtype=np.float64) for s in splits)
+  train, valid, test = (sparse_rows(s) for s in splits)
   svd = TruncatedSVD(width, algorithm="randomized", random_state=seed)
   db = svd.fit_transform(scipy.sparse.vstack([train, valid], format="csr"))
   queries = svd.transform(test)
@@ -194,6 +232,7 @@ def itq(v: np.ndarray, rng: np.random.Generator, iterations: int = ITQ_ITERATION
 # --- the methods -------------------------------------------------------------
 
 @register_fitted("lsh", weights={})
+@one_blas_thread
 def lsh(dataset, labelled, rng, hp, options, bits):
   """Locality-sensitive hashing by random hyperplanes (Charikar, "Similarity
   estimation techniques from rounding algorithms", STOC 2002; the "LSH" row
@@ -207,8 +246,8 @@ def lsh(dataset, labelled, rng, hp, options, bits):
   w = rng.standard_normal((dataset.dims, bits))
 
   def code(inputs):
-    rows = (scipy.sparse.csr_matrix(inputs, dtype=np.float64)
-            if dataset.dims > DENSE_MAX_DIMS else inputs.astype(np.float64))
+    rows = (sparse_rows(inputs) if dataset.dims > DENSE_MAX_DIMS
+            else inputs.astype(np.float64))
     return to_bits(rows @ w)
 
   db = np.concatenate([code(dataset.train.inputs), code(dataset.validation.inputs)])
@@ -216,6 +255,7 @@ def lsh(dataset, labelled, rng, hp, options, bits):
 
 
 @register_fitted("pca_itq", weights={})
+@one_blas_thread
 def pca_itq(dataset, labelled, rng, hp, options, bits):
   """PCA followed by iterative quantisation (Gong and Lazebnik, "Iterative
   quantization: a Procrustean approach to learning binary codes", CVPR 2011).
@@ -261,6 +301,7 @@ def spectral_bits(x: np.ndarray, low: np.ndarray, direction: np.ndarray,
 
 
 @register_fitted("spectral", weights={})
+@one_blas_thread
 def spectral(dataset, labelled, rng, hp, options, bits):
   """Spectral hashing (Weiss, Torralba and Fergus, NIPS 2008).
 
@@ -307,6 +348,7 @@ def pairwise_scatter(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
 # at 1.0 (seeds 10, 11); on digits (search split 1) all of 1e-3 .. 0.3 gave
 # 0.39 - 0.41.
 @register_fitted("ssh", weights=dict(eta=0.01))
+@one_blas_thread
 def ssh(dataset, labelled, rng, hp, options, bits):
   """Semi-supervised hashing (Wang, Kumar and Chang, "Semi-supervised hashing
   for large-scale search", TPAMI 2012 / CVPR 2010), the orthogonal-projection
@@ -368,6 +410,7 @@ def cca(x: np.ndarray, y: np.ndarray, k: int, ridge: float):
 # (fewer labelled items, more to regularise); on Snippets 0.58 / 0.64
 # against 0.56 / 0.63.
 @register_fitted("cca_itq", weights=dict(ridge=0.1))
+@one_blas_thread
 def cca_itq(dataset, labelled, rng, hp, options, bits):
   """CCA followed by iterative quantisation (Gong, Lazebnik, Gordo and
   Perronnin, "Iterative quantization: a Procrustean approach to learning
