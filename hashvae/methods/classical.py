@@ -23,7 +23,9 @@ matrix would densify it) and the r-dimensional projections are centred
 afterwards, as PCA centres. Every method uses at most `bits` directions
 of that space; 4 * bits (and at least 256) leaves room beyond the
 top-variance directions for the supervised methods (SSH, CCA) to find the
-label-correlated ones, and the SVD's cost grows only linearly with it.
+label-correlated ones (on Snippets at 16 bits, CCA-ITQ's p@100 at level
+1.0 was 0.52 / 0.58 / 0.63 at r = 64 / 128 / 256), while the SVD's QRs of
+[items, r] stay cheap.
 Inputs at most DENSE_MAX_DIMS wide (digits' 64 pixels, CIFAR's 512 VGG
 features) are used as they are. Each fit runs on one BLAS thread
 (one_blas_thread says why).
@@ -51,11 +53,11 @@ def one_blas_thread(fit):
   """Runs `fit` with BLAS (and OpenMP) limited to one thread.
 
   Why: the work is tall-skinny products, QRs and small eigenproblems, which
-  the BLAS threads serve poorly. Measured on this project's 2-core host
-  while it was shared (Snippets' randomised SVD, r = 256): 6.9 s wall and
-  2.3 s CPU on one thread against 39.7 s wall and 15.3 s CPU on two (their
-  spinning threads contend). One thread also fixes the order of the BLAS
-  sums, so codes do not depend on the host's core count.
+  BLAS threads serve poorly; on a busy host their spinning threads contend
+  (Snippets' randomised SVD took several times the CPU and wall time on two
+  threads than on one; the performance notes have the figures). One
+  thread also fixes the order of the BLAS sums, so codes do not depend on
+  the host's core count.
   """
   @functools.wraps(fit)
   def limited(*args, **kwargs):
