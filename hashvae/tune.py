@@ -391,16 +391,22 @@ def run_tune(config, dataset, folder: str, restart_final: bool = False):
 
 
 def comparison(found: Search, metric: str) -> list[dict]:
-  """Per (method, level): the selected candidate's and the config's own
-  validation mean (candidate 0 with tune.include_config)."""
+  """Per (method, level): the selected candidate's validation mean and the
+  config's own (candidate 0 with tune.include_config), each at the last
+  round it reached (config_epochs < epochs: halving stopped it early)."""
   out = []
   for m, per_level in found.chosen.items():
     recs = [dict(r, **{metric: r[f"val_{metric}"]}) for r in found.records
-            if r["method"] == m and r["epochs"] == max(x["epochs"] for x in found.records
-                                                       if x["method"] == m)]
-    means = space.seed_means(recs, metric)
+            if r["method"] == m]
+    full = max(r["epochs"] for r in recs)
     for level, cand in sorted(per_level.items()):
-      config_mean = means.get((level, 0)) if found.candidates[m][0].source == "config" else None
-      out.append(dict(method=m, level=level, candidate=cand, chosen=means[(level, cand)],
-                      config=math.nan if config_mean is None else config_mean))
+      mean = lambda c, level=level, recs=recs: space.seed_means(
+          [r for r in recs if r["level"] == level and r["candidate"] == c], metric)
+      own = found.candidates[m][0].source == "config"
+      config = mean(0) if own else {}
+      out.append(dict(method=m, level=level, candidate=cand, epochs=full,
+                      chosen=mean(cand)[(level, cand)],
+                      config=config.get((level, 0), math.nan),
+                      config_epochs=max((r["epochs"] for r in recs if r["level"] == level
+                                         and r["candidate"] == 0), default=0)))
   return out

@@ -51,8 +51,10 @@ def main(argv):
   metric = space.metric_name(config)
   print(f"validation {metric}, mean over seeds {tuple(config.tune.seeds)}:")
   for r in tune.comparison(found, metric):
+    early = (f" after {r['config_epochs']} epochs" if r["config_epochs"] < r["epochs"]
+             else "")
     print(f"  {r['method']:<14} level {r['level']:<5g} chosen candidate {r['candidate']:>3}: "
-          f"{r['chosen']:.4f} (config's weights: {r['config']:.4f})")
+          f"{r['chosen']:.4f} (config's weights: {r['config']:.4f}{early})")
   print(f"test, the chosen weights (seeds {tuple(config.seeds)}):")
   print(results.summary_text(sweep.rows, metric=f"p@{config.ks[0]}"))
   logging.info("wrote weights.csv and candidates.csv in %s, the test sweep in %s",
