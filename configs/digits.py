@@ -8,7 +8,7 @@ Loss weights: a search run as one vmapped program per method (alpha in
 1e-4 .. 10, gamma in 1 .. 1e3; levels 0.1 and 1.0; seeds 10-12) on a
 different database/query split (data.split_seed=1) than the one reported
 (split_seed=0, seeds 0-2); for each method the setting with the best mean
-p@100 over the two levels. README, "Digits weights", has the figures.
+p@100 over the two levels. docs/reproduction.md, "Digits weights", has the figures.
 """
 
 from configs import base
