@@ -2,6 +2,8 @@
 take out what they claim and only that, and its consecutive contenders train
 the runs they time."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +20,11 @@ KERNEL = lambda tree: optim.get_path(tree, optim.FIRST_KERNEL)  # of params or m
 
 def one_epoch(adam=True, reconstruction=True, sparse_input="sparse"):
   """(state before, state after, terms) of one epoch on the synthetic data."""
+  return trained(adam, reconstruction, sparse_input)
+
+
+@functools.cache  # the unablated epoch serves two tests: one compile fewer
+def trained(adam, reconstruction, sparse_input):
   config = common.with_modes(synthetic.get_config("method=ssb_vae"), sparse_input)
   with ablations.registered():
     config = ablations.ablated(config, adam=adam, reconstruction=reconstruction)
