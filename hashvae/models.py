@@ -131,7 +131,18 @@ def binary_concrete(key, logits, temperature):
   return nn.sigmoid((logits + jnp.log(u) - jnp.log1p(-u)) / temperature)
 
 
-class HashModel(nn.Module):
+class SpecModule(nn.Module):
+  """A network with a ModelSpec's fields (a method's model subclasses it and
+  adds its own); `factory(spec)` builds it from a spec."""
+
+  dims: int
+  bits: int
+  num_classes: int
+  hidden: Sequence[int] = (500, 500)
+  batch_norm: bool = True
+
+
+class HashModel(SpecModule):
   """Encoder, latent head, classifier and softmax decoder.
 
   Attributes:
@@ -141,13 +152,8 @@ class HashModel(nn.Module):
       latent sample, as VDSH-S does).
   """
 
-  dims: int
-  bits: int
-  num_classes: int
   latent: str = "bernoulli"
   classifier_on: str = "hidden"
-  hidden: Sequence[int] = (500, 500)
-  batch_norm: bool = True
 
   def setup(self):
     self.encoder = Encoder(self.hidden, self.batch_norm, input_dims=self.dims)

@@ -57,17 +57,20 @@ def write_csv(path: str, rows: list[dict]):
   write_text(path, buffer.getvalue())
 
 
+def parse_cell(text: str):
+  """A results.csv cell as written: int, float or text."""
+  for kind in (int, float):
+    try:
+      return kind(text)
+    except ValueError:
+      pass
+  return text
+
+
 def read_csv(path: str) -> list[dict]:
   """Rows of a results.csv, numbers parsed back to floats / ints."""
-  def parse(text):
-    for kind in (int, float):
-      try:
-        return kind(text)
-      except ValueError:
-        pass
-    return text
   with open(path, newline="", encoding="utf-8") as f:
-    return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return [{k: parse_cell(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def write_npz(path: str, **arrays):

@@ -158,16 +158,6 @@ def set_aside_damaged_methods(workdir: str) -> list[str]:
   return moved
 
 
-def _number(text: str):
-  """A results.csv cell as results.read_csv parses it: int, float or text."""
-  for kind in (int, float):
-    try:
-      return kind(text)
-    except ValueError:
-      pass
-  return text
-
-
 def read_results(path: str) -> list[dict]:
   """A results.csv's rows, numbers parsed as results.read_csv does;
   WorkdirError naming the file, line and column of the first cell the
@@ -191,7 +181,7 @@ def read_results(path: str) -> list[dict]:
     if None in row or None in row.values():
       raise WorkdirError(f"{path}:{line}: {'more' if None in row else 'fewer'} cells "
                          "than columns (a truncated or edited file?)")
-    rows.append({k: _number(v) for k, v in row.items()})
+    rows.append({k: results.parse_cell(v) for k, v in row.items()})
     for column, value in rows[-1].items():
       numeric = "@" in column or column in ("bits", "level")
       if numeric and value != "" and not isinstance(value, (int, float)):

@@ -45,7 +45,6 @@ Choices (the paper is unsupervised; the semi-supervised use is ours):
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -54,7 +53,7 @@ import jax.numpy as jnp
 from hashvae.methods import blocks
 from hashvae.methods.nash import CHOICES, OPTIONS, NoisyCode, straight_through_bernoulli
 from hashvae.methods.registry import register
-from hashvae.models import Dense, Encoder, ModelSpec, WideDense
+from hashvae.models import Dense, Encoder, ModelSpec, SpecModule, WideDense
 
 
 def bernoulli_kl(logits_q, logits_p):
@@ -97,15 +96,10 @@ def component_posterior(out, batch, label_components):
   return labelled * y + (1.0 - labelled) * r
 
 
-class BmshModel(nn.Module):
+class BmshModel(SpecModule):
   """NASH's network with a learned Bernoulli mixture prior and a component
   posterior q(c | x) (its logits are `class_logits`)."""
 
-  dims: int
-  bits: int
-  num_classes: int
-  hidden: Sequence[int] = (500, 500)
-  batch_norm: bool = True
 
   def setup(self):
     self.encoder = Encoder(self.hidden, self.batch_norm, input_dims=self.dims)

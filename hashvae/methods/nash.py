@@ -50,7 +50,6 @@ Choices, and where they depart from the paper:
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -59,7 +58,7 @@ import jax.numpy as jnp
 from hashvae import losses
 from hashvae.methods import blocks
 from hashvae.methods.registry import register
-from hashvae.models import Dense, Encoder, ModelSpec, WideDense
+from hashvae.models import Dense, Encoder, ModelSpec, SpecModule, WideDense
 
 OPTIONS = dict(blocks.RECONSTRUCTION, **blocks.LABELS)
 CHOICES = dict(blocks.RECONSTRUCTION_CHOICES, **blocks.LABEL_CHOICES)
@@ -90,18 +89,13 @@ class NoisyCode(nn.Module):
     return z + jax.nn.sigmoid(rho) * eps
 
 
-class NashModel(nn.Module):
+class NashModel(SpecModule):
   """Encoder, Bernoulli logits, straight-through code, noisy softmax
   decoder, and a classifier on the code (read by nash_s only).
 
   `noise=False` leaves the decoder noise out (the paper's plain NASH).
   """
 
-  dims: int
-  bits: int
-  num_classes: int
-  hidden: Sequence[int] = (500, 500)
-  batch_norm: bool = True
   noise: bool = True
 
   def setup(self):

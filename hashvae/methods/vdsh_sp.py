@@ -36,29 +36,22 @@ departs from it:
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from hashvae import losses
 from hashvae.methods import blocks
 from hashvae.methods.registry import register
-from hashvae.models import Dense, Encoder, ModelSpec, WideDense
+from hashvae.models import Dense, Encoder, ModelSpec, SpecModule, WideDense
 
 OPTIONS = dict(blocks.RECONSTRUCTION, **blocks.LABELS)
 CHOICES = dict(blocks.RECONSTRUCTION_CHOICES, **blocks.LABEL_CHOICES)
 
 
-class VdshSpModel(nn.Module):
+class VdshSpModel(SpecModule):
   """Encoder; Gaussian heads for s and v; classifier on s; decoder on s + v."""
 
-  dims: int
-  bits: int
-  num_classes: int
-  hidden: Sequence[int] = (500, 500)
-  batch_norm: bool = True
 
   def setup(self):
     self.encoder = Encoder(self.hidden, self.batch_norm, input_dims=self.dims)
