@@ -9,7 +9,7 @@ from sklearn.decomposition import TruncatedSVD
 from configs import synthetic
 from hashvae import data, experiment, methods
 from hashvae.data.dataset import Dataset, make_split
-from hashvae.methods import classical
+from hashvae.methods import classical, projections
 
 CLASSICAL = ("lsh", "pca_itq", "spectral", "ssh", "cca_itq")
 
@@ -77,7 +77,7 @@ def test_lsh_is_the_sign_of_a_gaussian_projection_from_the_runs_generator(dims):
 
 def test_itq_rotation_is_orthogonal_and_its_loss_never_increases():
   v = np.random.default_rng(0).normal(size=(200, 6)) * np.arange(1, 7)
-  rotation, losses = classical.itq(v, np.random.default_rng(1), iterations=30)
+  rotation, losses = projections.itq(v, np.random.default_rng(1), iterations=30)
   np.testing.assert_allclose(rotation @ rotation.T, np.eye(6), atol=1e-10)
   assert np.all(np.diff(losses) <= 1e-9) and losses[-1] < losses[0]
   b = np.where(v @ rotation >= 0, 1.0, -1.0)  # the loss as defined, ||B - V R||^2
@@ -89,11 +89,11 @@ def test_pca_itq_projects_on_the_top_principal_directions():
   x = database(dataset)
   centred = x - x.mean(axis=0)
   _, _, vt = np.linalg.svd(centred, full_matrices=False)  # independent PCA
-  directions = classical.principal_directions(centred, 4)
+  directions = projections.principal_directions(centred, 4)
   np.testing.assert_allclose(np.abs(directions.T @ vt[:4].T), np.eye(4), atol=1e-8)
   # The codes: ITQ from the run's Generator on the projections on numpy's directions.
-  reference = classical.fix_signs(vt[:4].T)
-  rotation, _ = classical.itq(centred @ reference, np.random.default_rng(5))
+  reference = projections.fix_signs(vt[:4].T)
+  rotation, _ = projections.itq(centred @ reference, np.random.default_rng(5))
   db, queries = fit("pca_itq", dataset, seed=5)
   np.testing.assert_array_equal(db, (centred @ reference @ rotation > 0).astype(np.uint8))
   q = dataset.test.inputs - x.mean(axis=0)
@@ -207,8 +207,8 @@ def test_wide_inputs_go_through_a_seeded_truncated_svd_once_per_seed(monkeypatch
   rng = np.random.default_rng(0)
   x = rng.poisson(0.05, size=(50, 700)).astype(np.float64)  # sparse counts
   dataset = tiny(x[:40], x[40:], np.arange(40) % 2, np.arange(10) % 2, 2, validation=5)
-  assert classical.reduced_dims(700, 4) == 256
-  db, queries = classical.features(dataset, np.random.default_rng(4), 4)
+  assert projections.reduced_dims(700, 4) == 256
+  db, queries = projections.features(dataset, np.random.default_rng(4), 4)
   seed = int(np.random.default_rng(4).integers(2**31))
   svd = TruncatedSVD(256, algorithm="randomized", random_state=seed)
   expected = svd.fit_transform(x[:40])
@@ -216,11 +216,11 @@ def test_wide_inputs_go_through_a_seeded_truncated_svd_once_per_seed(monkeypatch
   np.testing.assert_allclose(queries, svd.transform(x[40:]) - expected.mean(axis=0),
                              atol=1e-10)
   calls = []
-  monkeypatch.setattr(classical, "TruncatedSVD",
+  monkeypatch.setattr(projections, "TruncatedSVD",
                       lambda *a, **k: calls.append(k) or TruncatedSVD(*a, **k))
-  again, _ = classical.features(dataset, np.random.default_rng(4), 4)  # cached
+  again, _ = projections.features(dataset, np.random.default_rng(4), 4)  # cached
   np.testing.assert_array_equal(again, db)
-  classical.features(dataset, np.random.default_rng(5), 4)  # another seed: computed
+  projections.features(dataset, np.random.default_rng(5), 4)  # another seed: computed
   assert len(calls) == 1
 
 
