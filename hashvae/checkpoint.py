@@ -34,18 +34,18 @@ class CheckpointError(ValueError):
   """Checkpoints exist, but none of them can be read."""
 
 
-def _is_key(x) -> bool:
+def is_key(x) -> bool:
   return jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
 
 
-def _unkey(tree):
-  return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+def unkey(tree):
+  return jax.tree.map(lambda x: jax.random.key_data(x) if is_key(x) else x, tree)
 
 
-def _rekey(tree, like):
+def rekey(tree, like):
   return jax.tree.map(
       lambda x, ref: jax.random.wrap_key_data(x, impl=jax.random.key_impl(ref))
-      if _is_key(ref) else x, tree, like)
+      if is_key(ref) else x, tree, like)
 
 
 class Checkpoints:
@@ -69,7 +69,7 @@ class Checkpoints:
 
   def save(self, epoch: int, state: Any, history: list):
     self.manager.save(epoch, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_unkey(state)),
+        state=ocp.args.StandardSave(unkey(state)),
         history=ocp.args.JsonSave(history)))
     self.manager.wait_until_finished()
 
@@ -78,10 +78,10 @@ class Checkpoints:
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                        sharding=getattr(x, "sharding", None)),
-        _unkey(like))
+        unkey(like))
     restored = self.manager.restore(epoch, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()))
-    return _rekey(restored.state, like), restored.history
+    return rekey(restored.state, like), restored.history
 
   def restore_latest(self, like: Any) -> Optional[tuple[int, Any, list]]:
     """(epoch, state, history) of the newest checkpoint that can be read,

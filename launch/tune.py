@@ -22,7 +22,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hashvae import experiment, lock, results, tune, workdir
+from hashvae import experiment, lock, results, tune, tune_outputs, workdir
 from hashvae import tune_space as space
 from launch import cpu_devices, errors
 
@@ -50,7 +50,7 @@ def main(argv):
     found, sweep = tune.run_tune(config, dataset, folder, restart_final=_RESTART.value)
   metric = space.metric_name(config)
   print(f"validation {metric}, mean over seeds {tuple(config.tune.seeds)}:")
-  for r in tune.comparison(found, metric):
+  for r in tune_outputs.comparison(found, metric):
     early = (f" after {r['config_epochs']} epochs" if r["config_epochs"] < r["epochs"]
              else "")
     print(f"  {r['method']:<14} level {r['level']:<5g} chosen candidate {r['candidate']:>3}: "
