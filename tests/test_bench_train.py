@@ -76,6 +76,7 @@ def test_sgd_update_is_param_minus_lr_grad_with_kernel_rows():
   np.testing.assert_allclose(by_rows["encoder"]["Dense_1"]["bias"], 0.5)
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 @pytest.mark.parametrize("sparse_input", ["sparse", "dense"])
 def test_sgd_leaves_the_moments_and_still_trains(sparse_input):
   before, after, _ = one_epoch(adam=False, sparse_input=sparse_input)
@@ -121,6 +122,7 @@ def test_training_without_reconstruction_zeroes_only_that_term():
   assert float(terms["loss"]) < float(full["loss"])
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 @pytest.mark.parametrize("size", [1, 2, 3])
 def test_consecutive_runs_train_the_grid_runs(size):
   config = synthetic.get_config("method=ssb_vae")

@@ -6,6 +6,7 @@ import types
 from unittest import mock
 
 import numpy as np
+import pytest
 
 from configs import synthetic
 from hashvae import data, experiment, metrics_log, sharding
@@ -62,6 +63,7 @@ def test_chunk_size_respects_devices_and_budget():
   assert grid_lib.runs_per_chunk(9, 65 * 2**20, 2048 * 2**20, 2, 5) == 9  # padded to 10
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_cpu_run_cap_chunks_the_grid_and_compiles_once(tmp_path, caplog):
   config = synthetic.get_config("method=ssb_vae")
   with config.unlocked():

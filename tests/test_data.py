@@ -152,6 +152,7 @@ def test_nan_features_are_rejected(tmp_path):
                   split_seed=0))
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_newsgroups_from_the_raw_posts():
   path = shared_file("20news-bydate.tar.gz")
   d = data.load(cfg(name="newsgroups", path=path, max_features=10000,

@@ -66,6 +66,7 @@ def test_user_method_with_its_own_weight_and_option(tmp_path):
                             "reconstruction": "softmax"}
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_mistakes_in_a_user_method_are_one_line(tmp_path):
   proc = launch(tmp_path, "--config=configs/synthetic.py:method=bvae_ce",
                 "--config.weights.bvae_ce.gamma=(1.0,)", f"--workdir={tmp_path / 'a'}")

@@ -86,6 +86,7 @@ def test_index_search_equals_evaluate_ranking(trained):
                                                 (10,))["p@10"], abs=1e-6)
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_search_cli_answers_text_queries(trained):
   folder, workdir, _ = trained
   path = str(folder / "cli_index.npz")

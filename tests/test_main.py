@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import ROOT
 
@@ -62,6 +63,7 @@ def test_main_reports_bad_input_clearly(tmp_path):
   assert not any(os.path.exists(tmp_path / d / "config.json") for d in "abcd")
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_restart_with_a_bad_config_keeps_the_previous_sweep(tmp_path):
   first = launch("--config=configs/synthetic.py:method=ssb_vae",
                  f"--workdir={tmp_path}", "--config.levels=(1.0,)",

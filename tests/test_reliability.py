@@ -39,6 +39,7 @@ def read(path):
     return list(csv.DictReader(f))
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path):
   killed = tmp_path / "killed"
   proc = launch(killed, wait=False)
@@ -145,6 +146,7 @@ def test_diverged_rows_are_reported_and_left_out_of_means():
   assert "1 diverged, not counted" in results.summary_text(rows)
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_finished_methods_are_not_trained_again(tmp_path, monkeypatch):
   config = synthetic.get_config("method=phs_gs+ssb_vae")
   first = experiment.run_sweep(config, workdir=str(tmp_path))

@@ -82,6 +82,7 @@ def test_reproduce_rejects_misspelt_fields_and_bad_data_in_one_line(tmp_path):
   assert not (tmp_path / "snippets_16" / "config.json").exists()
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_reproduce_runs_cells_and_skips_finished_ones(tmp_path):
   args = [sys.executable, "-m", "launch.reproduce", "--dataset=synthetic", "--bits=4,8",
           f"--workdir={tmp_path}", "--set=epochs=1,seeds=(0,1),ks=(10,)"]

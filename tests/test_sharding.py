@@ -68,6 +68,7 @@ def run_script(script, *args, env):
   return proc.stdout.split()
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_split_cpu_sets_the_device_count_and_respects_the_environment():
   plain = {k: v for k, v in os.environ.items()
            if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
