@@ -168,6 +168,7 @@ def full_search(tmp_path_factory):
   return config, found, folder
 
 
+@pytest.mark.slow  # two searches; the default run stays under 10 minutes on 2 cores
 def test_poisoned_test_labels_change_nothing_in_the_search(full_search, tmp_path):
   config, found, folder = full_search
   clean = data.load(config.data)

@@ -241,6 +241,7 @@ def dataset():
   return data.load(synthetic.get_config().data)
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 @pytest.mark.parametrize("input_mode", ["dense", "sparse"])
 @pytest.mark.parametrize("name", NEW)
 def test_trains_a_few_steps_on_either_input_path(dataset, name, input_mode):
