@@ -46,6 +46,7 @@ def test_main_writes_results_codes_and_config(tmp_path):
   assert (workdir / "pr_radius.png").stat().st_size > 0
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_main_reports_bad_input_clearly(tmp_path):
   proc = launch("--config=configs/synthetic.py:method=nope",
                 f"--workdir={tmp_path / 'a'}")

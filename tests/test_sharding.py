@@ -19,6 +19,7 @@ def env_with_devices(n):
               JAX_PLATFORMS="cpu")
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_four_devices_equal_one_device_run_by_run():
   proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "scripts",
                                                       "sharded_vs_single.py"), ROOT],
