@@ -114,6 +114,7 @@ def test_no_reconstruction_is_ssb_vae_less_that_term():
   assert not np.any(grad)
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_training_without_reconstruction_zeroes_only_that_term():
   _, _, terms = one_epoch(reconstruction=False)
   _, _, full = one_epoch()

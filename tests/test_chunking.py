@@ -17,6 +17,7 @@ from conftest import with_fields
 from test_metrics_log import read_events
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_chunked_grid_equals_the_whole_grid(tmp_path):
   config = synthetic.get_config("method=ssb_vae")
   with config.unlocked():

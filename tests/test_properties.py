@@ -1,6 +1,7 @@
 """Property-based tests (hypothesis) for `evaluate` and the loss terms."""
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -32,6 +33,7 @@ def test_metrics_lie_in_the_unit_interval(case):
     assert -1e-6 <= value <= 1 + 1e-6, name
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 @SETTINGS
 @given(retrieval_case(), st.randoms(use_true_random=False))
 def test_metrics_do_not_depend_on_the_database_order_except_ties(case, random):
@@ -49,6 +51,7 @@ def test_metrics_do_not_depend_on_the_database_order_except_ties(case, random):
   assert abs(a[f"r@{full}"] - b[f"r@{full}"]) < 1e-6
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 @SETTINGS
 @given(st.integers(1, 16), st.integers(1, 5), st.integers(1, 8))
 def test_identical_codes_and_labels_give_precision_one(bits, classes, per_class):

@@ -261,6 +261,7 @@ def test_truncated_latest_checkpoint_resumes_from_the_one_before(tmp_path, monke
   np.testing.assert_array_equal(resumed.query_codes, straight.query_codes)
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_damaged_finished_method_is_set_aside_and_trained_again(tmp_path, monkeypatch,
                                                                  caplog):
   config = synthetic.get_config("method=phs_gs+ssb_vae")

@@ -288,6 +288,7 @@ def test_every_batch_size_path_matches_the_dense_path(
     assert sum(counts) == 12 and min(counts) > 0, counts
 
 
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
 def test_fast_mode_takes_either_path_alike(dataset, monkeypatch):
   states = []
   for sizes in ((1, 1), (46, 403)):
