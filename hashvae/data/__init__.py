@@ -4,6 +4,8 @@ from hashvae.data.arrays import load_features_npy, load_vdsh_mat
 from hashvae.data.dataset import DataError, Dataset, Split
 from hashvae.data.newsgroups import load_newsgroups
 from hashvae.data.small import load_digits, load_synthetic
+from hashvae.data.svmlight import load_svmlight
+from hashvae.data.table import load_text_table
 from hashvae.data.text import load_snippets
 
 LOADERS = {
@@ -13,6 +15,8 @@ LOADERS = {
     "vdsh_mat": load_vdsh_mat,
     "features_npy": load_features_npy,
     "synthetic": load_synthetic,
+    "svmlight": load_svmlight,
+    "text_table": load_text_table,
 }
 
 
