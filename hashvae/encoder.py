@@ -10,6 +10,7 @@ import dataclasses
 
 import jax
 import numpy as np
+import scipy.sparse
 
 from hashvae import methods
 from hashvae.models import ModelSpec
@@ -38,12 +39,17 @@ class Encoder:
     return dict(method=self.method, spec=dataclasses.asdict(self.spec))
 
   def encode(self, inputs, batch_size: int = 1000) -> np.ndarray:
-    """[items, dims] -> [items, bits] uint8 in {0, 1}."""
-    inputs = np.asarray(inputs, np.float32)
+    """[items, dims] (dense, or scipy.sparse rows, densified a block at a
+    time) -> [items, bits] uint8 in {0, 1}."""
+    sparse = scipy.sparse.issparse(inputs)
+    if not sparse:
+      inputs = np.asarray(inputs, np.float32)
     if inputs.ndim != 2 or inputs.shape[1] != self.spec.dims:
       raise ValueError(f"inputs must be [items, {self.spec.dims}], got {inputs.shape}")
-    parts = [np.asarray(self._scores(self.variables, inputs[i:i + batch_size])) > 0
-             for i in range(0, len(inputs), batch_size)]
+    block = lambda i: inputs[i:i + batch_size]
+    dense = (lambda i: block(i).toarray().astype(np.float32)) if sparse else block
+    parts = [np.asarray(self._scores(self.variables, dense(i))) > 0
+             for i in range(0, inputs.shape[0], batch_size)]
     return np.concatenate(parts).astype(np.uint8) if parts else np.zeros(
         (0, self.bits), np.uint8)
 

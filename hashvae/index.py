@@ -26,7 +26,11 @@ from hashvae.models import ModelSpec
 FORMAT = "hashvae-index"
 VERSION = 2  # 2: the network is rebuilt from its method and ModelSpec
 ANALYSER_FIELDS = ("lowercase", "token_pattern", "stop_words", "ngram_range")
-QUERY_BLOCK = 256  # queries compared with the database at once (memory bound)
+# Queries compared with the database at once: at most 256, and fewer for a
+# large database, so that a block's [queries, items, bits] comparison stays
+# within QUERY_BLOCK_BYTES.
+QUERY_BLOCK = 256
+QUERY_BLOCK_BYTES = 64 * 2**20
 
 
 class IndexFormatError(ValueError):
@@ -58,8 +62,9 @@ class Index:
     positions, distances = [], []
     # Blocks of queries: the [queries, items, bits] comparison of all of
     # them at once would take gigabytes for thousands of queries.
-    for start in range(0, len(query_codes), QUERY_BLOCK):
-      block = query_codes[start:start + QUERY_BLOCK]
+    size = int(np.clip(QUERY_BLOCK_BYTES // max(self.db_codes.size, 1), 1, QUERY_BLOCK))
+    for start in range(0, len(query_codes), size):
+      block = query_codes[start:start + size]
       dist = (block[:, None, :] != self.db_codes[None, :, :]).sum(-1)
       order = np.argsort(dist, axis=1, kind="stable")[:, :k]
       positions.append(order)

@@ -15,11 +15,15 @@ and 100 x 59); a batch that needs more takes the worst-case sizes
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse
+
+from hashvae.data.dataset import bag_of_words
 
 INPUT_MODES = ("auto", "sparse", "dense")  # config.model.sparse_input
 # "auto" picks the sparse path when the padded width (the most nonzeros in
@@ -82,48 +86,50 @@ def gather_rows(table, indices):
 
 
 def to_dense(x, dims: int):
-  """A dense [items, dims] array from itself or from a SparseRows batch."""
+  """A dense [..., dims] array from itself or from a SparseRows [..., width]."""
   if not isinstance(x, SparseRows):
     return x
-  items = jnp.arange(x.indices.shape[0])[:, None]
-  return jnp.zeros((x.indices.shape[0], dims), x.values.dtype).at[
-      items, x.indices].add(x.values, mode="drop")
-
-
-def take_items(x, idx):
-  """Rows `idx` of a dense [items, ...] array or of a SparseRows batch."""
-  return jax.tree.map(lambda a: a[idx], x)
+  lead, width = x.indices.shape[:-1], x.indices.shape[-1]
+  indices, values = x.indices.reshape(-1, width), x.values.reshape(-1, width)
+  items = jnp.arange(indices.shape[0])[:, None]
+  dense = jnp.zeros((indices.shape[0], dims), values.dtype).at[items, indices].add(
+      values, mode="drop")
+  return dense.reshape(lead + (dims,))
 
 
 # --- host side ---------------------------------------------------------------
 
 
-def row_widths(x: np.ndarray) -> np.ndarray:
-  """[items, dims] -> [items] number of nonzeros per row."""
+def host_csr(x) -> scipy.sparse.csr_matrix:
+  """A dense array or any scipy.sparse matrix -> canonical float32 CSR (sorted
+  columns, no duplicates or stored zeros); a canonical one is returned as is."""
+  return bag_of_words(x if scipy.sparse.issparse(x) else scipy.sparse.csr_matrix(x))
+
+
+def row_widths(x) -> np.ndarray:
+  """[items, dims] (dense or CSR) -> [items] number of nonzeros per row."""
+  if scipy.sparse.issparse(x):
+    return np.diff(host_csr(x).indptr)
   return np.count_nonzero(x, axis=1)
 
 
-def padded_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """[items, dims] -> (indices, values), both [items, width] (host side).
+def padded_rows(x) -> tuple[np.ndarray, np.ndarray]:
+  """[items, dims] (dense or CSR) -> (indices, values), both [items, width].
 
   Row i lists its nonzero columns in increasing order, then padding (index
   dims, value 0); width is the most nonzeros in any row (at least 1).
   """
+  x = host_csr(x)
   items, dims = x.shape
-  row, col = np.nonzero(x)  # row-major: grouped by row, columns ascending
-  counts = np.bincount(row, minlength=items)
+  counts = np.diff(x.indptr)
   width = max(int(counts.max(initial=0)), 1)
-  slot = np.arange(len(row)) - (np.cumsum(counts) - counts)[row]
+  row = np.repeat(np.arange(items), counts)
+  slot = np.arange(x.nnz) - x.indptr[row]
   indices = np.full((items, width), dims, np.int32)
   values = np.zeros((items, width), np.float32)
-  indices[row, slot] = col
-  values[row, slot] = x[row, col]
+  indices[row, slot] = x.indices
+  values[row, slot] = x.data
   return indices, values
-
-
-def as_sparse_rows(x: np.ndarray) -> SparseRows:
-  """[items, dims] host array -> SparseRows of device arrays."""
-  return SparseRows(*map(jnp.asarray, padded_rows(x)))
 
 
 def split_widths(data, splits=("train", "validation", "test")):
@@ -147,29 +153,82 @@ def max_batch_rows(widths: np.ndarray, batch_size: int, dims: int) -> int:
   return int(min(max(top.sum(), 1), dims))
 
 
-def typical_batch_sizes(parts, batch_size: int, samples: int = 256,
+def typical_batch_sizes(rows, batch_size: int, samples: int = 256,
                         margin: float = 1.1, multiple: int = 64):
   """(distinct columns, nonzero entries) a random batch needs, with room.
 
-  parts: [items, dims] arrays whose rows, together, are the training items
-  (train and validation; not concatenated, to spare a copy). The most of
-  each count over `samples` random batches (a fixed seed), times `margin`,
+  rows: [items, dims] (dense or CSR), the training items. The most of each
+  count over `samples` random batches (a fixed seed), times `margin`,
   rounded up to `multiple`. A step whose batch needs more takes the
   worst-case sizes instead (exact either way), so this only decides how
   often the cheap sizes serve.
   """
-  starts = np.cumsum([0] + [len(p) for p in parts])
+  rows = host_csr(rows)
   rng = np.random.default_rng(0)
   distinct = entries = 0
   for _ in range(samples):
-    picked = np.sort(rng.choice(starts[-1], batch_size, replace=False))
-    part = np.searchsorted(starts, picked, side="right") - 1
-    nonzero = np.concatenate([parts[i][picked[part == i] - starts[i]] != 0
-                              for i in np.unique(part)])
-    distinct = max(distinct, int(nonzero.any(axis=0).sum()))
-    entries = max(entries, int(nonzero.sum()))
+    picked = np.sort(rng.choice(rows.shape[0], batch_size, replace=False))
+    columns = rows[picked].indices
+    distinct = max(distinct, len(np.unique(columns)))
+    entries = max(entries, len(columns))
   room = lambda n: int(-(-max(n, 1) * margin // multiple) * multiple)
   return room(distinct), room(entries)
+
+
+@functools.partial(jax.tree_util.register_dataclass,
+                   data_fields=["indptr", "indices", "values"],
+                   meta_fields=["dims", "width"])
+@dataclasses.dataclass(frozen=True)
+class CsrRows:
+  """A sparse [items, dims] matrix on the device, in CSR form: memory grows
+  with the nonzeros. `take` reads a batch of its rows as a padded SparseRows.
+
+  Attributes:
+    indptr: [items + 1] int32, row i's entries are indptr[i]:indptr[i + 1].
+    indices: [nnz] int32 columns, ascending within a row.
+    values: [nnz] float32.
+    dims: the column count (static).
+    width: the most entries in any row, at least 1 (static): a batch's
+      padded width.
+  """
+
+  indptr: jax.Array
+  indices: jax.Array
+  values: jax.Array
+  dims: int
+  width: int
+
+  @classmethod
+  def from_host(cls, x) -> "CsrRows":
+    """[items, dims] dense or CSR host rows -> device CsrRows."""
+    x = host_csr(x)
+    if x.nnz >= 2**31:
+      raise ValueError(f"{x.nnz} nonzeros: more than int32 indices address")
+    width = max(int(np.diff(x.indptr).max(initial=0)), 1)
+    return cls(jnp.asarray(x.indptr, jnp.int32), jnp.asarray(x.indices, jnp.int32),
+               jnp.asarray(x.data, jnp.float32), x.shape[1], width)
+
+  @property
+  def items(self) -> int:
+    return self.indptr.shape[0] - 1
+
+  def positions(self, idx):
+    """idx [...] item indices -> [..., width] positions of their entries in
+    `indices` / `values`, padding -> nnz (out of range)."""
+    start = self.indptr[idx]
+    length = self.indptr[idx + 1] - start
+    slot = jnp.arange(self.width)
+    return jnp.where(slot < length[..., None], start[..., None] + slot,
+                     self.indices.shape[0])
+
+  def take(self, idx, values=None) -> SparseRows:
+    """Rows idx [...] as a SparseRows [..., width], columns ascending, then
+    padding; `values` [nnz]: other values on the same nonzeros (the
+    targets) read instead of `self.values`."""
+    pos = self.positions(idx)
+    fill = lambda a, v: jnp.take(a, pos, mode="fill", fill_value=v)
+    return SparseRows(fill(self.indices, self.dims),
+                      fill(self.values if values is None else values, 0))
 
 
 # --- in a step ---------------------------------------------------------------
@@ -256,15 +315,15 @@ class SparseInput:
   typical: Optional[tuple]
 
   @classmethod
-  def plan(cls, data, batch_size: int) -> "SparseInput":
-    """Sizes for the training items (train + validation) of `data`."""
-    widths = split_widths(data, ("train", "validation"))
-    distinct = max_batch_rows(widths, batch_size, data.dims)
+  def plan(cls, rows, batch_size: int) -> "SparseInput":
+    """Sizes for batches of the training items `rows` [items, dims] (dense
+    or CSR; the database: train then validation)."""
+    widths = row_widths(rows)
+    distinct = max_batch_rows(widths, batch_size, rows.shape[1])
     padded = batch_size * max(int(widths.max(initial=0)), 1)
-    typical = typical_batch_sizes((data.train.inputs, data.validation.inputs),
-                                  batch_size)
+    typical = typical_batch_sizes(rows, batch_size)
     typical = (min(typical[0], distinct), min(typical[1], padded))
-    return cls(data.dims, batch_size, (distinct, None),
+    return cls(rows.shape[1], batch_size, (distinct, None),
                None if typical == (distinct, padded) else typical)
 
   def fits_typical(self, indices):

@@ -35,15 +35,17 @@ from hashvae.label_mask import label_mask
 from hashvae.models import ModelSpec
 from hashvae.sparse import (
   RUNS_AXIS,
+  CsrRows,
   SparseInput,
-  as_sparse_rows,
   gather_rows,
   in_every_run,
-  take_items,
+  to_dense,
   use_sparse_input,
 )
 
 __all__ = ["RUNS_AXIS", "Run", "TrainState", "device_arrays", "make_run"]
+
+FITS_BLOCK = 64  # steps whose batches are checked against the typical sizes at once
 
 
 class TrainState(NamedTuple):
@@ -61,16 +63,38 @@ class TrainState(NamedTuple):
 def device_arrays(data: Dataset, sparse: bool = False) -> dict:
   """The dataset as device arrays: training set (train + validation) and queries.
 
-  With `sparse`, inputs, targets and query_inputs are SparseRows (padded on
-  the host once) instead of dense [items, dims] arrays.
+  Bag-of-words data (CSR on the host) stays CSR on the device (`CsrRows`,
+  memory that grows with the nonzeros); its targets are a [nnz] vector of
+  values on the inputs' nonzeros. Dense features are dense [items, dims]
+  arrays, or CsrRows inputs with `sparse` (their targets stay dense).
   """
   db = data.database
   labels = db.labels
   rows = (labels.astype(np.float32) if data.multilabel
           else np.eye(data.num_classes, dtype=np.float32)[labels])
-  put = as_sparse_rows if sparse else jnp.asarray
-  return dict(inputs=put(db.inputs), targets=put(db.targets),
-              label_rows=jnp.asarray(rows), query_inputs=put(data.test.inputs))
+  as_rows = CsrRows.from_host if (sparse or db.sparse) else jnp.asarray
+  targets = db.targets.data if db.sparse else db.targets
+  return dict(inputs=as_rows(db.inputs), targets=jnp.asarray(targets),
+              label_rows=jnp.asarray(rows), query_inputs=as_rows(data.test.inputs))
+
+
+def read_inputs(inputs, idx, dense: bool):
+  """Items idx [...] of device inputs (dense, or CsrRows) as the network
+  reads them: dense rows, or a padded SparseRows unless `dense`."""
+  if not isinstance(inputs, CsrRows):
+    return inputs[idx]
+  x = inputs.take(idx)
+  return to_dense(x, inputs.dims) if dense else x
+
+
+def read_targets(arrays, idx, dense: bool):
+  """Targets of items idx [batch]: dense rows, or a SparseRows on the
+  inputs' nonzeros (densified with `dense`, as the inputs are)."""
+  targets = arrays["targets"]
+  if targets.ndim == 2:
+    return targets[idx]
+  rows = arrays["inputs"].take(idx, values=targets)
+  return to_dense(rows, arrays["inputs"].dims) if dense else rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +181,7 @@ class Steps:
   def init(self, arrays, key, level, hparams) -> TrainState:
     init_key, _, loop_key = jax.random.split(key, 3)  # the second draws the mask
     variables = self.model.init({"params": init_key, "sample": init_key},
-                                take_items(arrays["inputs"], slice(0, 1)), 1.0,
+                                self.read(arrays["inputs"], jnp.arange(1)), 1.0,
                                 train=False)
     params = variables["params"]
     return TrainState(
@@ -195,10 +219,10 @@ class Steps:
     """One step on the batch of items idx [batch] -> (state, {term: scalar})."""
     idx, fits, deferred = xs
     labelled = state.labelled[idx]
-    batch = dict(targets=take_items(arrays["targets"], idx),
+    batch = dict(targets=read_targets(arrays, idx, self.sparse is None),
                  label_rows=arrays["label_rows"][idx] * labelled[:, None],
                  labelled=labelled)
-    x = take_items(arrays["inputs"], idx)
+    x = self.read(arrays["inputs"], idx)
 
     def update(sizes, params, opt_state):
       grads, (terms, batch_stats) = self.gradients(params, state, x, batch, sizes)
@@ -225,8 +249,10 @@ class Steps:
     if self.sparse is not None and self.sparse.typical is not None:
       # Each step's path, for the whole epoch at once: the runs agree on all
       # of them in one reduction, not one per step.
-      fits = in_every_run(jax.vmap(
-          lambda i: self.sparse.fits_typical(arrays["inputs"].indices[i]))(batches))
+      # In blocks of steps: all at once would read the whole epoch's rows.
+      fits = in_every_run(jax.lax.map(
+          lambda i: self.sparse.fits_typical(arrays["inputs"].take(i).indices), batches,
+          batch_size=FITS_BLOCK))
     state, terms = self.optimiser.scan(lambda s, xs: self.train_step(arrays, s, xs),
                                        state, (batches, fits))
     return state, jax.tree.map(jnp.mean, terms)
@@ -235,10 +261,17 @@ class Steps:
     """{"db_codes", "query_codes"}: [items, bits] uint8, batch norm in inference mode."""
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     scores = lambda x: self.model.apply(variables, x, method="code_scores")
-    code = lambda x: (jax.lax.map(scores, x, batch_size=self.eval_batch_size) > 0
-                      ).astype(jnp.uint8)
+
+    def code(inputs):  # streamed: eval_batch_size items at a time
+      items = inputs.items if isinstance(inputs, CsrRows) else inputs.shape[0]
+      one = lambda i: scores(self.read(inputs, i))
+      return (jax.lax.map(one, jnp.arange(items), batch_size=self.eval_batch_size) > 0
+              ).astype(jnp.uint8)
     return dict(db_codes=code(arrays["inputs"]),
                 query_codes=code(arrays["query_inputs"]))
+
+  def read(self, inputs, idx):
+    return read_inputs(inputs, idx, dense=self.sparse is None)
 
 
 def make_run(config, data: Dataset, method: Optional[str] = None) -> Run:
@@ -251,7 +284,7 @@ def make_run(config, data: Dataset, method: Optional[str] = None) -> Run:
   if not 0 < batch_size <= n:
     raise ValueError(f"batch_size={batch_size} must lie in [1, {n}] (the "
                      "training set size)")
-  sparse = (SparseInput.plan(data, batch_size)
+  sparse = (SparseInput.plan(data.database.inputs, batch_size)
             if use_sparse_input(config.model.sparse_input, data) else None)
   steps = Steps(
       model=method.build_model(ModelSpec(

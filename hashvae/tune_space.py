@@ -20,7 +20,7 @@ import numpy as np
 
 from hashvae import config_check, methods
 from hashvae.config_check import ConfigError
-from hashvae.data.dataset import Dataset, Split
+from hashvae.data.dataset import Dataset
 from hashvae.grid import Grid
 
 # A method's declared default d gives the range d / SPAN .. d * SPAN when
@@ -197,11 +197,6 @@ def search_grid(config, method: str, cands: list[Candidate]) -> tuple[Grid, np.n
   return grid, np.array([c.index for c, _, _ in cells], np.int64)
 
 
-def _rows(split: Split, idx) -> Split:
-  texts = tuple(split.texts[i] for i in idx) if split.texts else ()
-  return Split(split.inputs[idx], split.targets[idx], split.labels[idx], texts)
-
-
 def search_dataset(dataset: Dataset, tune) -> Dataset:
   """The data a search sees: train = the training split (the database),
   no validation, test = the validation split (the queries). A dataset
@@ -212,9 +207,9 @@ def search_dataset(dataset: Dataset, tune) -> Dataset:
   if len(validation) == 0:
     order = np.random.default_rng(int(tune.seed)).permutation(len(train))
     held = max(1, int(round(tune.validation_fraction * len(train))))
-    validation = _rows(train, np.sort(order[:held]))
-    train = _rows(train, np.sort(order[held:]))
-  return Dataset(name=dataset.name, train=train, validation=_rows(train, np.arange(0)),
+    validation = train.take(np.sort(order[:held]))
+    train = train.take(np.sort(order[held:]))
+  return Dataset(name=dataset.name, train=train, validation=train.take(np.arange(0)),
                  test=validation, num_classes=dataset.num_classes,
                  class_names=dataset.class_names, vectoriser=dataset.vectoriser)
 

@@ -70,7 +70,7 @@ def main(argv):
                            "--query-id")
     # Such a query reads as an all-zero input: its code comes from the
     # network's biases alone, so its results say nothing about the text.
-    for n in np.flatnonzero(vectoriser.counts(queries).sum(axis=1) == 0):
+    for n in np.flatnonzero(np.diff(vectoriser.counts(queries).indptr) == 0):
       print(f"warning: query {n + 1} ({queries[n][:60]!r}) has no term of the "
             "index's vocabulary", file=sys.stderr)
     codes = index.encoder.encode_texts(queries)

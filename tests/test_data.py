@@ -19,8 +19,11 @@ def cfg(**fields):
 
 
 def check_targets(split):
-  sums = split.targets.sum(1)
+  sums = np.asarray(split.targets.sum(1)).ravel()
   assert np.all((np.abs(sums - 1) < 1e-4) | (sums == 0))
+  if split.sparse:  # text data: CSR, the targets on the inputs' nonzeros
+    assert scipy.sparse.issparse(split.targets)
+    assert np.shares_memory(split.targets.indices, split.inputs.indices)
 
 
 def test_digits_split_is_stratified_and_deterministic():
@@ -47,9 +50,10 @@ def test_snippets_follows_the_protocol():
   check_targets(d.train)
   check_targets(d.test)
   # input = log(1 + tf) where target = tf / sum(tf)
-  row = d.train.inputs[0]
+  assert d.train.sparse and d.test.sparse  # never densified
+  row = d.train.inputs[0].toarray()[0]
   tf = np.expm1(row)
-  np.testing.assert_allclose(d.train.targets[0], tf / tf.sum(), rtol=1e-4)
+  np.testing.assert_allclose(d.train.targets[0].toarray()[0], tf / tf.sum(), rtol=1e-4)
 
 
 def write_lines(tmp_path, name, lines):
@@ -131,7 +135,8 @@ def test_synthetic_is_seeded():
                validation_size=5, test_size=6, doc_length=10, noise=0.2,
                split_seed=4)
   a, b = data.load(config), data.load(config)
-  np.testing.assert_array_equal(a.train.inputs, b.train.inputs)
+  assert a.train.sparse  # a bag of words, kept sparse
+  np.testing.assert_array_equal(a.train.inputs.toarray(), b.train.inputs.toarray())
   assert a.train.inputs.shape == (30, 20) and len(a.test) == 6
   check_targets(a.train)
 
@@ -163,9 +168,10 @@ def test_newsgroups_from_the_raw_posts():
   assert 7_450 < len(d.test) <= 7_532
   assert abs(len(d.validation) - 0.1 * (len(d.train) + len(d.validation))) < 10
   for split in (d.train, d.validation, d.test):
-    assert (split.targets.sum(1) > 0).all()  # empty posts are dropped
+    assert (np.diff(split.inputs.indptr) > 0).all()  # empty posts are dropped
     check_targets(split)
-    np.testing.assert_allclose(np.linalg.norm(split.inputs, axis=1), 1, rtol=1e-4)
+    np.testing.assert_allclose(scipy.sparse.linalg.norm(split.inputs, axis=1), 1,
+                               rtol=1e-4)
   assert "Newsgroups:" not in d.train.texts[0]  # headers (which name the label) removed
   assert len(d.train.texts) == len(d.train)
 

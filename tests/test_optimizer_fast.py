@@ -11,6 +11,7 @@ import pytest
 from configs import synthetic
 from hashvae import data, optim, train
 from hashvae import grid as grid_lib
+from hashvae.data.dataset import make_split
 
 HP = dict(alpha=0.01, beta=0.1, gamma=10.0, learning_rate=1e-3,
           temperature=0.67)
@@ -140,8 +141,9 @@ def config_for(optimizer):
 
 
 def with_inputs(dataset, change):
-  """`dataset` with `change` applied to every split's inputs."""
-  split = lambda s: dataclasses.replace(s, inputs=change(s.inputs))
+  """`dataset` as dense rows with `change` applied to every split's inputs
+  (dense, so that the inputs' nonzeros may differ from the targets')."""
+  split = lambda s: make_split(change(s.inputs.toarray()), s.targets.toarray(), s.labels)
   return dataclasses.replace(dataset, train=split(dataset.train),
                              validation=split(dataset.validation),
                              test=split(dataset.test))

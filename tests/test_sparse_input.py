@@ -1,13 +1,13 @@
 """The sparse input path: same parameters, losses, gradients and codes as dense."""
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.sparse
 
-from configs import synthetic
+from configs import digits, synthetic
 from hashvae import data, methods, optim, sparse, train
 from hashvae import grid as grid_lib
 from hashvae.models import HashModel
@@ -76,12 +76,12 @@ def test_same_loss_and_gradients_on_the_same_batch(dataset):
   db = dataset.database
   model = HashModel(dims=dataset.dims, bits=8, num_classes=dataset.num_classes,
                     hidden=(32, 16))
-  x = db.inputs[:24]
+  x = db.inputs[:24].toarray()
   sparse_x = SparseRows(*map(jnp.asarray, sparse.padded_rows(x)))
   variables = model.init({"params": jax.random.key(0),
                           "sample": jax.random.key(0)}, x[:1], 1.0, train=False)
   labelled = np.array([1.0, 0.0] * 12, np.float32)
-  batch = dict(targets=db.targets[:24], labelled=labelled,
+  batch = dict(targets=db.targets[:24].toarray(), labelled=labelled,
                label_rows=np.eye(4, dtype=np.float32)[db.labels[:24]]
                * labelled[:, None])
   hp = dict(alpha=jnp.float32(0.1), beta=jnp.float32(0.2),
@@ -191,16 +191,16 @@ def test_batch_entries_list_each_nonzero_once_in_row_major_order():
   assert int(sparse.batch_distinct(jnp.asarray(indices), 9)) == 5
 
 
-def test_typical_sizes_bound_random_batches_of_the_parts_together():
+def test_typical_sizes_bound_random_batches():
   x = (rng_uniform((400, 300)) < 0.05).astype(np.float32)
-  rows, entries = sparse.typical_batch_sizes((x[:250], x[250:]), 20)
+  rows, entries = sparse.typical_batch_sizes(x, 20)
   assert rows % 64 == 0 and entries % 64 == 0
   gen = np.random.default_rng(5)
   for _ in range(50):
     nz = x[gen.choice(400, 20, replace=False)] != 0
     assert nz.any(axis=0).sum() <= rows and nz.sum() <= entries
-  # The parts are sampled as one set: the same sizes as concatenated.
-  assert sparse.typical_batch_sizes((x,), 20) == (rows, entries)
+  # Dense rows and their CSR form give the same sizes.
+  assert sparse.typical_batch_sizes(scipy.sparse.csr_matrix(x), 20) == (rows, entries)
 
 
 def without_pre_norm_bias(tree):
@@ -315,18 +315,39 @@ def test_same_codes_after_a_short_training(dataset):
 
 
 def test_sparse_arrays_replace_the_dense_inputs(dataset):
-  arrays = train.device_arrays(dataset, sparse=True)
-  assert isinstance(arrays["inputs"], SparseRows)
-  assert isinstance(arrays["query_inputs"], SparseRows)
   db = dataset.database
+  assert db.sparse  # the synthetic corpus is a bag of words, CSR on the host
+  arrays = train.device_arrays(dataset, sparse=True)
+  inputs = arrays["inputs"]
+  assert isinstance(inputs, sparse.CsrRows)
+  assert isinstance(arrays["query_inputs"], sparse.CsrRows)
+  # Memory grows with the nonzeros: [nnz] entries, never [items, dims].
+  assert inputs.values.shape == (db.inputs.nnz,) == arrays["targets"].shape
+  # A batch read from the CSR arrays equals the host rows, padded.
+  idx = jnp.array([3, 0, len(db) - 1, 3])
+  batch = inputs.take(idx)
+  want = db.inputs[np.asarray(idx)].toarray()
   np.testing.assert_array_equal(
-      densify(np.asarray(arrays["inputs"].indices),
-              np.asarray(arrays["inputs"].values), dataset.dims), db.inputs)
-  # The targets too: the reconstruction reads their nonzeros only.
-  targets = arrays["targets"]
+      densify(np.asarray(batch.indices), np.asarray(batch.values), dataset.dims), want)
+  assert batch.indices.shape == (4, sparse.row_widths(db.inputs).max())
+  # The targets are other values on the same nonzeros.
+  targets = train.read_targets(arrays, idx, dense=False)
+  np.testing.assert_array_equal(targets.indices, batch.indices)
   np.testing.assert_array_equal(
-      densify(np.asarray(targets.indices), np.asarray(targets.values),
-              dataset.dims), db.targets)
-  empty = dataclasses.replace(dataset.test, inputs=np.zeros_like(
-      dataset.test.inputs))
-  assert sparse.padded_rows(empty.inputs)[0].shape == (len(empty), 1)
+      densify(np.asarray(targets.indices), np.asarray(targets.values), dataset.dims),
+      db.targets[np.asarray(idx)].toarray())
+  dense_targets = train.read_targets(arrays, idx, dense=True)
+  np.testing.assert_array_equal(dense_targets, db.targets[np.asarray(idx)].toarray())
+  empty = np.zeros((3, 5), np.float32)
+  assert sparse.padded_rows(empty)[0].shape == (3, 1)
+  assert sparse.CsrRows.from_host(empty).width == 1
+
+
+def test_dense_features_on_the_sparse_path_keep_dense_targets():
+  dataset = data.load(digits.get_config().data)
+  assert not dataset.database.sparse
+  arrays = train.device_arrays(dataset, sparse=True)
+  assert isinstance(arrays["inputs"], sparse.CsrRows)
+  np.testing.assert_array_equal(arrays["targets"], dataset.database.targets)
+  x = train.read_inputs(arrays["inputs"], jnp.arange(5), dense=True)
+  np.testing.assert_array_equal(x, dataset.database.inputs[:5])

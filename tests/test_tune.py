@@ -99,14 +99,14 @@ def test_keep_top_keeps_the_best_fraction_per_level_and_never_a_diverged_one():
 def test_search_data_is_train_and_validation_only():
   d = data.load(synthetic.get_config().data)
   s = space.search_dataset(d, tiny().tune)
-  assert np.array_equal(s.database.inputs, d.train.inputs)
-  assert np.array_equal(s.test.inputs, d.validation.inputs)
+  assert np.array_equal(s.database.inputs.toarray(), d.train.inputs.toarray())
+  assert np.array_equal(s.test.inputs.toarray(), d.validation.inputs.toarray())
   assert len(s.validation) == 0
   no_val = dataclasses.replace(d, validation=s.validation)  # as digits: none
   held = space.search_dataset(no_val, tiny().tune)
   assert len(held.test) == round(0.2 * len(d.train))
   assert len(held.database) + len(held.test) == len(d.train)
-  rows = lambda x: {r.tobytes() for r in x}
+  rows = lambda x: {r.tobytes() for r in x.toarray()}
   assert not rows(held.test.inputs) & rows(held.database.inputs)
 
 

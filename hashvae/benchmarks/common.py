@@ -147,10 +147,8 @@ class Consecutive:
 def training_subset(dataset, items: int):
   """The first `items` database items as the training set (validation empty)."""
   db = dataset.database
-  head = lambda x: x[:items]
-  split = data_lib.Split(head(db.inputs), head(db.targets), head(db.labels))
-  empty = data_lib.Split(db.inputs[:0], db.targets[:0], db.labels[:0])
-  return dataclasses.replace(dataset, train=split, validation=empty)
+  return dataclasses.replace(dataset, train=db.take(slice(0, items)),
+                             validation=db.take(slice(0, 0)))
 
 
 def with_modes(config, sparse_input="auto", optimizer="exact"):

@@ -151,7 +151,7 @@ def input_path(config, dataset, rounds, peaks, data_path):
   widths = sparse.row_widths(db.inputs)
   # Most steps run with the typical sizes (sparse.typical_batch_sizes); a
   # batch beyond them takes the worst case.
-  slots, entries = sparse.typical_batch_sizes((db.inputs,), config.batch_size)
+  slots, entries = sparse.typical_batch_sizes(db.inputs, config.batch_size)
   shape = (dataset.dims, tuple(config.model.hidden), config.bits,
            dataset.num_classes)
   memory = {k: p.memory() for k, p in programs.items()}

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.io
 import scipy.sparse
 
-from hashvae.data.dataset import DataError, Dataset, make_split, normalise_rows
+from hashvae.data.dataset import DataError, Dataset, bag_of_words, make_split, normalise_rows
 
 MAT_KEYS = ("train", "cv", "test", "gnd_train", "gnd_cv", "gnd_test")
 
@@ -39,8 +39,9 @@ def load_vdsh_mat(config) -> Dataset:
   """The VDSH .mat layout: train/cv/test [items, terms] (sparse or dense) and
   gnd_train/gnd_cv/gnd_test [items, classes] one- or multi-hot.
 
-  Input = the stored matrix (tf-idf in the study's files); target = its rows
-  normalised to sum 1. Multi-label when any item has more than one label.
+  Input = the stored matrix (tf-idf in the study's files), kept sparse
+  (CSR); target = its rows normalised to sum 1, on the same nonzeros.
+  Multi-label when any item has more than one label.
   """
   path = config.path
   if not path or not os.path.isfile(path):
@@ -68,11 +69,12 @@ def load_vdsh_mat(config) -> Dataset:
     if len(unlabelled):  # argmax would make them class 0 (single-label data)
       raise DataError(f"vdsh_mat: {path}: {len(unlabelled)} rows of gnd_{x_key} "
                       f"have no label (first: row {unlabelled[0]})")
-    x = _dense(mat[x_key])
+    x = mat[x_key]
     if x.shape[0] != g.shape[0]:
       raise DataError(f"vdsh_mat: {path}: {x_key} has {x.shape[0]} rows but "
                       f"gnd_{x_key} has {g.shape[0]}")
-    if (x < 0).any():
+    x = bag_of_words(scipy.sparse.csr_matrix(x))
+    if (x.data < 0).any():
       raise DataError(f"vdsh_mat: {path}: {x_key} has negative entries")
     splits.append(make_split(x, normalise_rows(x), _mat_labels(g, multilabel)))
   return Dataset(name="vdsh_mat", train=splits[0], validation=splits[1],

@@ -8,10 +8,12 @@ the retrieval database); `test` holds the queries.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 
 log = logging.getLogger("hashvae")
 
@@ -24,10 +26,18 @@ class DataError(ValueError):
 class Split:
   """One split of a dataset.
 
+  Bag-of-words data (text, the .mat and svmlight corpora) stays sparse:
+  `inputs` is a scipy.sparse CSR matrix and `targets` holds other values on
+  the same nonzeros (it shares the inputs' index arrays), so memory grows
+  with the nonzeros, never with items x vocabulary. Dense features (digits,
+  CIFAR) are dense arrays.
+
   Attributes:
-    inputs: [items, dims] float32, what the encoder reads.
+    inputs: [items, dims] float32, what the encoder reads: a numpy array or
+      a CSR matrix with sorted column indices.
     targets: [items, dims] float32, what the decoder reconstructs (for text,
-      term counts normalised to sum 1 per row; an all-zero row stays zero).
+      term counts normalised to sum 1 per row; an all-zero row stays zero);
+      CSR on the inputs' nonzeros when the inputs are CSR.
     labels: [items] int32 class indices, or [items, classes] uint8 multi-hot.
     texts: the raw documents, for text data (empty otherwise).
   """
@@ -39,6 +49,17 @@ class Split:
 
   def __len__(self) -> int:
     return self.inputs.shape[0]
+
+  @property
+  def sparse(self) -> bool:
+    return scipy.sparse.issparse(self.inputs)
+
+  def take(self, idx) -> "Split":
+    """The items `idx` (an index array or a slice), in that order."""
+    texts = self.texts
+    if texts:
+      texts = tuple(texts[i] for i in np.arange(len(self))[idx])
+    return make_split(self.inputs[idx], self.targets[idx], self.labels[idx], texts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +82,9 @@ class Dataset:
   def dims(self) -> int:
     return self.train.inputs.shape[1]
 
-  @property
+  @functools.cached_property
   def database(self) -> Split:
-    """Training items in training order: train then validation."""
+    """Training items in training order: train then validation (built once)."""
     return concat(self.train, self.validation)
 
   def __post_init__(self):
@@ -93,33 +114,81 @@ def check_training_labels(dataset: str, labels: np.ndarray):
                     "retrieval needs at least two, or every result counts as relevant")
 
 
-def warn_constant_inputs(dataset: str, inputs: np.ndarray):
+def warn_constant_inputs(dataset: str, inputs):
   """Warns when every training feature has zero variance: the encoder then
   sees the same input for every item and the codes are at chance."""
-  if len(inputs) > 1 and np.array_equal(inputs.max(axis=0), inputs.min(axis=0)):
+  if inputs.shape[0] < 2:
+    return
+  if scipy.sparse.issparse(inputs):
+    constant = (inputs.max(axis=0) != inputs.min(axis=0)).nnz == 0
+  else:
+    constant = np.array_equal(inputs.max(axis=0), inputs.min(axis=0))
+  if constant:
     log.warning("%s: every training feature has the same value in every item "
                 "(zero variance): the codes cannot tell items apart, so results "
                 "will be at chance", dataset)
 
 
 def concat(a: Split, b: Split) -> Split:
-  return Split(np.concatenate([a.inputs, b.inputs]),
-               np.concatenate([a.targets, b.targets]),
-               np.concatenate([a.labels, b.labels]), a.texts + b.texts)
+  stack = ((lambda x, y: scipy.sparse.vstack([x, y], format="csr")) if a.sparse
+           else (lambda x, y: np.concatenate([x, y])))
+  return make_split(stack(a.inputs, b.inputs), stack(a.targets, b.targets),
+                    np.concatenate([a.labels, b.labels]), a.texts + b.texts)
 
 
-def normalise_rows(counts: np.ndarray) -> np.ndarray:
-  """[items, dims] non-negative -> rows summing to 1 (zero rows stay zero)."""
+def with_values(rows: scipy.sparse.csr_matrix, values: np.ndarray) -> scipy.sparse.csr_matrix:
+  """A CSR matrix holding `values` [nnz] on the nonzeros of `rows`: it shares
+  their index arrays, so a second matrix on the same nonzeros costs its
+  values alone."""
+  return scipy.sparse.csr_matrix((values, rows.indices, rows.indptr), shape=rows.shape,
+                                 copy=False)
+
+
+def row_of_entry(rows: scipy.sparse.csr_matrix) -> np.ndarray:
+  """[nnz] the row each stored entry of a CSR matrix belongs to."""
+  return np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+
+
+def normalise_rows(counts):
+  """[items, dims] non-negative -> rows summing to 1 (zero rows stay zero).
+
+  A CSR matrix gives a CSR matrix on the same nonzeros (same index arrays)."""
+  if scipy.sparse.issparse(counts):
+    counts = bag_of_words(counts)
+    row = row_of_entry(counts)
+    totals = np.bincount(row, weights=counts.data.astype(np.float64),
+                         minlength=counts.shape[0])
+    values = counts.data.astype(np.float64) / totals[row]  # stored: a total > 0
+    return with_values(counts, values.astype(np.float32))
   counts = np.asarray(counts, dtype=np.float64)
   totals = counts.sum(axis=1, keepdims=True)
   return (counts / np.where(totals > 0, totals, 1.0)).astype(np.float32)
 
 
-def make_split(inputs, targets, labels) -> Split:
+def bag_of_words(rows) -> scipy.sparse.csr_matrix:
+  """Any scipy.sparse matrix -> float32 CSR with sorted column indices, no
+  duplicate entries and no stored zeros (the layout every later stage reads)."""
+  rows = scipy.sparse.csr_matrix(rows, dtype=np.float32)
+  if not rows.has_canonical_format or (rows.data == 0).any():
+    rows = rows.copy()
+    rows.sum_duplicates()  # also sorts the indices
+    rows.eliminate_zeros()
+  return rows
+
+
+def make_split(inputs, targets, labels, texts=()) -> Split:
+  """A Split with the canonical dtypes: dense float32 arrays, or float32 CSR
+  inputs with the targets on the same nonzeros (sharing their index arrays)."""
+  labels = np.asarray(labels, dtype=np.uint8 if np.ndim(labels) == 2 else np.int32)
+  if scipy.sparse.issparse(inputs):
+    inputs = bag_of_words(inputs)
+    targets = scipy.sparse.csr_matrix(targets, dtype=np.float32)
+    if not (np.array_equal(inputs.indptr, targets.indptr)
+            and np.array_equal(inputs.indices, targets.indices)):
+      raise DataError("sparse inputs and targets must have the same nonzeros")
+    return Split(inputs, with_values(inputs, targets.data), labels, tuple(texts))
   return Split(np.ascontiguousarray(inputs, dtype=np.float32),
-               np.ascontiguousarray(targets, dtype=np.float32),
-               np.asarray(labels, dtype=np.uint8 if np.ndim(labels) == 2
-                          else np.int32))
+               np.ascontiguousarray(targets, dtype=np.float32), labels, tuple(texts))
 
 
 def check_split(dataset: str, name: str, split: Split, num_classes: int):
@@ -151,6 +220,11 @@ def check_split(dataset: str, name: str, split: Split, num_classes: int):
     raise DataError(f"{where}: labels must be [items] or [items, classes]")
   for field in ("inputs", "targets"):
     values = getattr(split, field)
-    if not np.isfinite(values).all():
+    if scipy.sparse.issparse(values):
+      bad_entries = ~np.isfinite(values.data)
+      if bad_entries.any():
+        bad = len(np.unique(row_of_entry(values)[bad_entries]))
+        raise DataError(f"{where}: {bad} rows of {field} hold NaN or inf")
+    elif not np.isfinite(values).all():
       bad = int((~np.isfinite(values).all(axis=1)).sum())
       raise DataError(f"{where}: {bad} rows of {field} hold NaN or inf")

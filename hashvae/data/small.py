@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse
 from sklearn.datasets import load_digits as sklearn_digits
 from sklearn.model_selection import train_test_split
 
-from hashvae.data.dataset import Dataset, make_split, normalise_rows
+from hashvae.data.dataset import Dataset, bag_of_words, make_split, normalise_rows, with_values
 
 
 def load_digits(config) -> Dataset:
@@ -30,7 +31,8 @@ def load_synthetic(config) -> Dataset:
 
   Each class has a sparse topic over `config.dims` words; a document mixes
   its class topic with a shared background (weight `config.noise`) and draws
-  Poisson(`config.doc_length`) words. Input log(1+tf), target tf normalised.
+  Poisson(`config.doc_length`) words. Input log(1+tf), target tf normalised,
+  both sparse (CSR) as text data is.
   """
   rng = np.random.default_rng(config.split_seed)
   classes, dims = config.num_classes, config.dims
@@ -41,8 +43,10 @@ def load_synthetic(config) -> Dataset:
     labels = rng.integers(0, classes, size=n)
     mix = (1 - config.noise) * topics[labels] + config.noise * background
     lengths = np.maximum(rng.poisson(config.doc_length, size=n), 1)
-    counts = np.stack([rng.multinomial(n, p) for n, p in zip(lengths, mix, strict=True)])
-    return make_split(np.log1p(counts), normalise_rows(counts), labels)
+    counts = bag_of_words(scipy.sparse.csr_matrix(np.stack(
+        [rng.multinomial(n, p) for n, p in zip(lengths, mix, strict=True)])))
+    return make_split(with_values(counts, np.log1p(counts.data)), normalise_rows(counts),
+                      labels)
 
   return Dataset(name="synthetic", train=corpus(config.train_size),
                  validation=corpus(config.validation_size),

@@ -14,10 +14,20 @@ import os
 from typing import Optional
 
 import numpy as np
+import scipy.sparse
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.model_selection import train_test_split
 
-from hashvae.data.dataset import DataError, Dataset, Split, make_split, normalise_rows
+from hashvae.data.dataset import (
+  DataError,
+  Dataset,
+  Split,
+  bag_of_words,
+  make_split,
+  normalise_rows,
+  row_of_entry,
+  with_values,
+)
 
 log = logging.getLogger("hashvae")
 
@@ -83,18 +93,22 @@ class TextVectoriser:
       idf = (np.log((1 + counts.shape[0]) / (1 + df)) + 1).astype(np.float32)
     return cls(counter, idf)
 
-  def counts(self, docs) -> np.ndarray:
-    return self.counter.transform(docs).toarray()
+  def counts(self, docs) -> scipy.sparse.csr_matrix:
+    """[docs, terms] float32 term counts, sparse (canonical CSR)."""
+    return bag_of_words(self.counter.transform(docs))
 
-  def rows(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[docs, terms] counts -> (inputs, targets)."""
+  def rows(self, counts) -> tuple[scipy.sparse.csr_matrix, scipy.sparse.csr_matrix]:
+    """[docs, terms] CSR counts -> (inputs, targets), CSR on the same nonzeros."""
+    counts = bag_of_words(counts)
     if self.idf is None:
-      inputs = np.log1p(counts)
+      values = np.log1p(counts.data)
     else:
-      inputs = counts * self.idf
-      norms = np.linalg.norm(inputs, axis=1, keepdims=True)
-      inputs = inputs / np.where(norms > 0, norms, 1.0)
-    return inputs, normalise_rows(counts)
+      values = counts.data * self.idf[counts.indices]
+      row = row_of_entry(counts)
+      norms = np.sqrt(np.bincount(row, weights=np.square(values, dtype=np.float64),
+                                  minlength=counts.shape[0]))
+      values = (values / norms[row]).astype(np.float32)
+    return with_values(counts, values), normalise_rows(counts)
 
 
 def text_split(vectoriser: TextVectoriser, docs, label_ids, where: str,
@@ -103,15 +117,14 @@ def text_split(vectoriser: TextVectoriser, docs, label_ids, where: str,
   (`drop_empty`) or kept with zero rows (no reconstruction loss); either
   way they are counted in the log."""
   counts = vectoriser.counts(docs)
-  empty = counts.sum(axis=1) == 0
+  empty = np.diff(counts.indptr) == 0
   if empty.any():
     log.info("%s: %d of %d documents have no vocabulary term (%s)", where,
              int(empty.sum()), len(docs), "dropped" if drop_empty else "kept, zero rows")
   keep = ~empty if drop_empty else np.ones(len(docs), bool)
   inputs, targets = vectoriser.rows(counts[keep])
-  split = make_split(inputs, targets, np.asarray(label_ids)[keep])
-  return dataclasses.replace(split, texts=tuple(d for d, k in zip(docs, keep, strict=True)
-                                                if k))
+  return make_split(inputs, targets, np.asarray(label_ids)[keep],
+                    tuple(d for d, k in zip(docs, keep, strict=True) if k))
 
 
 def label_indices(names, classes: tuple[str, ...], where: str) -> np.ndarray:

@@ -77,8 +77,9 @@ def features(dataset, rng: np.random.Generator, bits: int):
   """
   splits = (dataset.train.inputs, dataset.validation.inputs, dataset.test.inputs)
   if dataset.dims <= DENSE_MAX_DIMS:
-    db = np.concatenate([s.astype(np.float64) for s in splits[:2]])
-    queries = splits[2].astype(np.float64)
+    dense = lambda x: (x.toarray() if scipy.sparse.issparse(x) else x).astype(np.float64)
+    db = np.concatenate([dense(s) for s in splits[:2]])
+    queries = dense(splits[2])
   else:
     db, queries = sparse_projection(splits, reduced_dims(dataset.dims, bits),
                                     int(rng.integers(2**31)))
@@ -98,10 +99,10 @@ PROJECTIONS_KEPT = 8  # ~25 MB each for Snippets at r = 256
 _SPARSE: dict = {}  # id(array) -> (weak reference to it, its CSR copy)
 
 
-def sparse_rows(inputs: np.ndarray) -> scipy.sparse.csr_matrix:
-  """A float64 CSR copy of dense [items, dims] rows, kept while the array
-  lives: building it scans every entry (about 1 s for Snippets' training
-  split), and each run of a sweep reads the same arrays."""
+def sparse_rows(inputs) -> scipy.sparse.csr_matrix:
+  """A float64 CSR copy of [items, dims] rows (dense or CSR), kept while the
+  array lives: each run of a sweep reads the same arrays (and for dense
+  rows building it scans every entry)."""
   hit = _SPARSE.get(id(inputs))
   if hit is not None and hit[0]() is inputs:
     return hit[1]
@@ -116,7 +117,7 @@ def sparse_projection(splits, width: int, seed: int):
   """(database [train + validation, width], queries [test, width]) float64:
   the rows projected on the top `width` right singular vectors of the
   database, by scikit-learn's randomised TruncatedSVD of CSR copies (the
-  dense inputs are never centred, multiplied or copied densely)."""
+  inputs are never centred, multiplied or copied densely)."""
   key = (*(id(s) for s in splits), width, seed)
   hit = _PROJECTIONS.get(key)
   if hit is not None and all(ref() is s for ref, s in zip(hit[0], splits, strict=True)):
