@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from hashvae import config_check, experiment, lock, methods, workdir
+from hashvae import config_check, experiment, lock, methods, results, workdir
 from hashvae import data as data_lib
 from hashvae.encoder import Encoder
 from hashvae.models import ModelSpec
@@ -122,7 +122,8 @@ class Sweep:
     """(query_codes [queries, bits], db_codes [items, bits]) of one run."""
     self.row(run)
     with np.load(os.path.join(self.path, "codes.npz"), allow_pickle=False) as f:
-      return f["query_codes"][run], f["db_codes"][run]
+      return (results.unpacked_codes(f, "query_codes", run),
+              results.unpacked_codes(f, "db_codes", run))
 
   def encoder(self, run: int) -> Encoder:
     row = self.row(run)

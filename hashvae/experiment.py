@@ -92,7 +92,8 @@ def save_method(workdir: str, method: str, result: MethodResult):
                              traverse_util.flatten_dict(result.variables, sep="/"))
   results.write_npz(os.path.join(workdir, "methods", f"{method}.npz"),
                     rows=np.array(json.dumps(result.rows)),
-                    db_codes=result.db_codes, query_codes=result.query_codes,
+                    **results.packed_codes(db_codes=result.db_codes,
+                                           query_codes=result.query_codes),
                     **{f"metric/{k}": v for k, v in result.epoch_metrics.items()})
   shutil.rmtree(os.path.join(workdir, "checkpoints", method), ignore_errors=True)
 
@@ -108,8 +109,8 @@ def load_variables(workdir: str, method: str, run: int) -> dict:
 def load_method(path: str) -> MethodResult:
   with np.load(path, allow_pickle=False) as f:
     return MethodResult(
-        rows=json.loads(str(f["rows"])), db_codes=f["db_codes"],
-        query_codes=f["query_codes"],
+        rows=json.loads(str(f["rows"])), db_codes=results.unpacked_codes(f, "db_codes"),
+        query_codes=results.unpacked_codes(f, "query_codes"),
         epoch_metrics={k.split("/", 1)[1]: f[k] for k in f.files
                        if k.startswith("metric/")})
 
@@ -166,8 +167,9 @@ def write_outputs(folder: str, sweep: SweepResult) -> list[str]:
   atomically; returns the paths."""
   paths = [os.path.join(folder, "results.csv"), os.path.join(folder, "codes.npz")]
   results.write_csv(paths[0], sweep.rows)
-  results.write_npz(paths[1], query_codes=sweep.query_codes, db_codes=sweep.db_codes,
-                    query_labels=sweep.query_labels, db_labels=sweep.db_labels)
+  results.write_npz(paths[1], query_labels=sweep.query_labels, db_labels=sweep.db_labels,
+                    **results.packed_codes(query_codes=sweep.query_codes,
+                                           db_codes=sweep.db_codes))
   paths += reports.write_reports(sweep.rows, folder)
   if any(row["status"] == "ok" for row in sweep.rows):
     # Precision and recall of the Hamming ball at every radius, per run.

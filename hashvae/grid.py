@@ -130,14 +130,24 @@ def runs_per_chunk(runs: int, bytes_per_run: int, budget_bytes: int, devices: in
   return min(most, -(-balanced // devices) * devices)
 
 
+def data_bytes(arrays) -> int:
+  """Bytes of a run's device arrays (CSR data counts its nonzeros): every
+  device holds a copy."""
+  return sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(arrays))
+
+
 def chunk_size(config, run: Run, runs: int, mesh: jax.sharding.Mesh) -> int:
   """runs_per_chunk for a grid of `runs` runs of `run` on `mesh`, from the
-  config: state_memory_budget_mb per device and, on CPU devices only,
-  cpu_runs_per_chunk."""
+  config: state_memory_budget_mb per device, less the data each device
+  holds, and, on CPU devices only, cpu_runs_per_chunk."""
   on_cpu = mesh.devices.flat[0].platform == "cpu"
-  return runs_per_chunk(runs, state_bytes_per_run(run, config.base_seed),
-                        int(config.state_memory_budget_mb * 2**20),
-                        mesh.devices.size,
+  budget = int(config.state_memory_budget_mb * 2**20)
+  data, per_run = data_bytes(run.arrays), state_bytes_per_run(run, config.base_seed)
+  if budget - data < per_run:
+    log.warning("the data takes %d MB and one run's state %d MB of the %d MB budget "
+                "per device (state_memory_budget_mb): training one run per device "
+                "at a time", data >> 20, per_run >> 20, budget >> 20)
+  return runs_per_chunk(runs, per_run, budget - data, mesh.devices.size,
                         config.cpu_runs_per_chunk if on_cpu else 0)
 
 
@@ -272,9 +282,10 @@ def train(config, run: Run, grid: Grid, workdir: Optional[str] = None) -> GridOu
   size = chunk_size(config, run, len(grid), mesh)
   starts = range(0, len(grid), size)
   log.info("%s: %d runs in %d chunk(s) of up to %d, over %d %s device(s) "
-           "(state budget %d MB per device, cpu_runs_per_chunk %d)", method,
-           len(grid), len(starts), size, mesh.devices.size,
-           mesh.devices.flat[0].platform, config.state_memory_budget_mb,
+           "(state budget %d MB per device, of which the data takes %d MB; "
+           "cpu_runs_per_chunk %d)", method, len(grid), len(starts), size,
+           mesh.devices.size, mesh.devices.flat[0].platform,
+           config.state_memory_budget_mb, data_bytes(run.arrays) >> 20,
            config.cpu_runs_per_chunk)
   program = grid_program(run, config.base_seed, mesh, runs=size)
   layout = workdir and checkpoint.layout_folder(workdir, method, len(starts),

@@ -73,6 +73,35 @@ def read_csv(path: str) -> list[dict]:
     return [{k: parse_cell(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+CODE_BITS = "code_bits"  # the code length of the bit-packed codes in an archive
+
+
+def packed_codes(**codes) -> dict:
+  """{name: [..., bits] uint8 in {0, 1}} -> the same names packed 8 bits a
+  byte along the last axis (np.packbits: [..., ceil(bits / 8)] uint8), and
+  CODE_BITS. A million items of 32-bit codes take 4 MB, not 32."""
+  bits = {c.shape[-1] for c in codes.values()}
+  if len(bits) != 1:
+    raise ValueError(f"codes of different lengths {sorted(bits)} in one archive")
+  return {CODE_BITS: np.int64(bits.pop()),
+          **{name: np.packbits(np.asarray(c, np.uint8), axis=-1) for name, c in codes.items()}}
+
+
+def unpacked_codes(archive, name: str, index=()) -> np.ndarray:
+  """[..., bits] uint8 in {0, 1}: codes `name` (rows `index` of them) of an
+  archive written with packed_codes."""
+  return np.unpackbits(archive[name][index], axis=-1, count=int(archive[CODE_BITS]))
+
+
+def load_codes(path: str) -> dict:
+  """A sweep's codes.npz as {"query_codes", "db_codes"}: [runs, items, bits]
+  uint8 in {0, 1}, and {"query_labels", "db_labels"}."""
+  with np.load(path, allow_pickle=False) as f:
+    return dict(query_codes=unpacked_codes(f, "query_codes"),
+                db_codes=unpacked_codes(f, "db_codes"),
+                query_labels=f["query_labels"], db_labels=f["db_labels"])
+
+
 def write_npz(path: str, **arrays):
   with atomic_path(path) as tmp:
     with open(tmp, "wb") as f:

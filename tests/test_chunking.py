@@ -108,6 +108,26 @@ def test_the_run_cap_applies_on_cpu_devices_only():
   assert grid_lib.chunk_size(config, run, 6, gpu) == 6  # the state budget alone
 
 
+def test_the_data_on_each_device_comes_off_the_state_budget(caplog):
+  config = synthetic.get_config("method=ssb_vae")
+  run = make_run(config, data.load(config.data))
+  gpu = types.SimpleNamespace(devices=np.array([types.SimpleNamespace(platform="gpu")]))
+  per_run = grid_lib.state_bytes_per_run(run, config.base_seed)
+  data_size = grid_lib.data_bytes(run.arrays)
+  # CSR data: row pointers, then a column and a value (and a target) per nonzero.
+  db, queries = run.arrays["inputs"], run.arrays["query_inputs"]
+  nonzeros = db.values.size
+  assert data_size == 4 * (db.items + 1 + 3 * nonzeros + queries.items + 1
+                           + 2 * queries.values.size + run.arrays["label_rows"].size)
+  with config.unlocked():  # room for exactly 3 runs once the data is placed
+    config.state_memory_budget_mb = (data_size + 3 * per_run + per_run // 2) / 2**20
+  assert grid_lib.chunk_size(config, run, 12, gpu) == 3
+  with config.unlocked():  # the data and half a run: one run at a time, and a warning
+    config.state_memory_budget_mb = (data_size + per_run // 2) / 2**20
+  assert grid_lib.chunk_size(config, run, 12, gpu) == 1
+  assert "the data takes" in caplog.text
+
+
 def test_chunks_of_a_grid_share_one_program_and_one_copy_of_the_data(monkeypatch):
   config = with_fields(synthetic.get_config("method=ssb_vae"), cpu_runs_per_chunk=1,
                        devices=1, epochs=1)

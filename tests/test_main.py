@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+from hashvae import results
+
 from conftest import ROOT
 
 
@@ -33,10 +35,13 @@ def test_main_writes_results_codes_and_config(tmp_path):
     values = [float(r[name]) for r in rows]
     assert all(0.0 <= v <= 1.0 for v in values)
   assert [r["method"] for r in rows] == ["phs_gs"] * 6 + ["ssb_vae"] * 6
-  codes = np.load(workdir / "codes.npz")
+  with np.load(workdir / "codes.npz") as packed:  # 8 bits a byte on disk
+    assert packed["db_codes"].shape == (12, 200, 1) and int(packed["code_bits"]) == 8
+  codes = results.load_codes(str(workdir / "codes.npz"))
   assert codes["db_codes"].shape == (12, 200, 8)
   assert codes["query_codes"].shape == (12, 40, 8)
   assert codes["db_codes"].dtype == np.uint8 and codes["db_codes"].max() <= 1
+  assert codes["db_codes"].any(axis=(0, 1)).all()  # every bit read back somewhere
   assert codes["db_labels"].shape == (200,)
   config = json.loads((workdir / "config.json").read_text())
   assert config["seeds"] == [0, 1, 2] and config["data"]["name"] == "synthetic"

@@ -60,8 +60,28 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path):
   straight = launch(tmp_path / "straight")
   assert straight.returncode == 0, straight.stderr[-2000:]
   assert read(killed / "results.csv") == read(tmp_path / "straight" / "results.csv")
-  a, b = np.load(killed / "codes.npz"), np.load(tmp_path / "straight" / "codes.npz")
+  a, b = (results.load_codes(str(w / "codes.npz")) for w in (killed, tmp_path / "straight"))
   np.testing.assert_array_equal(a["db_codes"], b["db_codes"])
+
+
+@pytest.mark.parametrize("bits", [1, 8, 13, 64])
+def test_packed_codes_read_back_exactly(tmp_path, bits):
+  rng = np.random.default_rng(bits)
+  codes = dict(db_codes=rng.integers(0, 2, (3, 17, bits), dtype=np.uint8),
+               query_codes=rng.integers(0, 2, (3, 5, bits), dtype=np.uint8))
+  path = str(tmp_path / "codes.npz")
+  results.write_npz(path, db_labels=np.arange(17), query_labels=np.arange(5),
+                    **results.packed_codes(**codes))
+  with np.load(path) as f:
+    assert f["db_codes"].shape == (3, 17, -(-bits // 8))  # 8 codes bits a byte
+    np.testing.assert_array_equal(results.unpacked_codes(f, "query_codes", 1),
+                                  codes["query_codes"][1])
+  back = results.load_codes(path)
+  for name, want in codes.items():
+    np.testing.assert_array_equal(back[name], want)
+  with pytest.raises(ValueError, match="different lengths"):
+    results.packed_codes(a=codes["db_codes"], b=codes["db_codes"][..., :-1] if bits > 1
+                         else np.zeros((1, 1, 2), np.uint8))
 
 
 def test_fault_between_write_and_rename_keeps_the_previous_file(tmp_path, monkeypatch):
