@@ -172,9 +172,11 @@ def violation_scatter(x: np.ndarray, rows: np.ndarray, p: np.ndarray) -> np.ndar
   signs, or shares none and they have the same sign, so T depends on the
   items only through p and their (label row, sign of p) group. With Z+, Z-
   [g, dims] the sums of p_i x_i over each distinct label row's items with
-  p > 0 and p <= 0 (p = 0 adds nothing), and A [g, g] = 1 where two rows
-  share a label, 0 otherwise:
-      X_l^T T X_l = Z+^T (1 - A) Z+ + Z-^T (1 - A) Z- + Z+^T A Z- + Z-^T A Z+.
+  p > 0 and p <= 0 (p = 0 adds nothing), z+, z- [dims] their column sums,
+  and A [g, g] = 1 where two rows share a label, 0 otherwise:
+      X_l^T T X_l = Z+^T (1 - A) Z+ + Z-^T (1 - A) Z- + Z+^T A Z- + Z-^T A Z+
+                  = z+ z+^T + z- z-^T - (Z+ - Z-)^T A (Z+ - Z-),
+  one [g, g] product (g can be large for multi-label data).
 
   Args:
     x: [l, dims] the labelled items' features; rows: [l, classes] their
@@ -185,15 +187,14 @@ def violation_scatter(x: np.ndarray, rows: np.ndarray, p: np.ndarray) -> np.ndar
   np.add.at(sums, ((p > 0).astype(int), group.ravel()), p[:, None] * x)
   below, above = sums
   share = (distinct @ distinct.T > 0).astype(np.float64)
-  apart = 1.0 - share
-  return (above.T @ apart @ above + below.T @ apart @ below
-          + above.T @ share @ below + below.T @ share @ above)
+  up, down, apart = above.sum(axis=0), below.sum(axis=0), above - below
+  return np.outer(up, up) + np.outer(down, down) - apart.T @ share @ apart
 
 
 def sequential_directions(x: np.ndarray, keep: np.ndarray, rows: np.ndarray, eta: float,
                           step: float, bits: int):
-  """Sequential projection learning (SPLH; Wang, Kumar and Chang, TPAMI 2012,
-  section 5): each bit corrects the labelled pairs the bits before it got wrong.
+  """Sequential projection learning (SPLH; Wang, Kumar and Chang, TPAMI
+  2012): each bit corrects the labelled pairs the bits before it got wrong.
 
   Bit k is the top eigenvector w_k of the adjusted covariance of the residual
   data (the part orthogonal to w_1 .. w_{k-1}),
@@ -205,6 +206,11 @@ def sequential_directions(x: np.ndarray, keep: np.ndarray, rows: np.ndarray, eta
   T_k has the opposite sign of S there, so |S_ij| grows and no label flips.
   Dividing by mean(p^2) over the labelled items makes `step` (the paper's
   alpha, which multiplies the raw products) independent of the data's scale.
+  w_k is sought among the directions orthogonal to the earlier ones (the
+  eigenvectors of M restricted to them), which is the residual form's
+  answer while M_k has a positive eigenvalue there; where it has none, the
+  residual data offer only their null space (the earlier directions) and
+  this keeps the least bad new direction.
   Why: X_l^T S X_l has rank at most the number of distinct label rows (9
   positive eigenvalues on digits' 10 classes), so the orthogonal solution
   takes its other directions from the variance term alone; each T_k adds
