@@ -89,7 +89,7 @@ class Sweep:
       # The codes were computed on the data as it was: a changed file would
       # pair them with other items.
       with np.load(os.path.join(self.path, "codes.npz"), allow_pickle=False) as f:
-        same = (np.array_equal(f["db_labels"], data.database.labels)
+        same = (np.array_equal(f["db_labels"], data.database_labels)
                 and np.array_equal(f["query_labels"], data.test.labels))
       if not same:
         raise data_lib.DataError(

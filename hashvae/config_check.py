@@ -172,7 +172,7 @@ def check(config):
 
 def check_against_data(config, dataset):
   """What can only be checked once the data is loaded, before compiling."""
-  database_size = len(dataset.database)
+  database_size = dataset.database_size
   if (config.optimizer == "fast"
       and not sparse.use_sparse_input(config.model.sparse_input, dataset)):
     raise ConfigError(f"config.optimizer='fast' needs the sparse input path, and "

@@ -71,7 +71,7 @@ def train_method(config, dataset, method: str,
                   "the run is excluded from the means", method, row["seed"],
                   row["level"], diverged + 1)
     scores = metrics.evaluate(out.query_codes[i], out.db_codes[i], dataset.test.labels,
-                              dataset.database.labels, tuple(config.ks))
+                              dataset.database_labels, tuple(config.ks))
     first = dict(dataset=config.data.name, method=method, bits=config.bits)
     rows.append(dict(first, **row,
                      status="ok" if diverged < 0 else "diverged",
@@ -156,7 +156,7 @@ def run_sweep(config, dataset: Optional[data_lib.Dataset] = None,
       rows=[row for r in per_method for row in r.rows],
       db_codes=np.concatenate([r.db_codes for r in per_method]),
       query_codes=np.concatenate([r.query_codes for r in per_method]),
-      db_labels=dataset.database.labels, query_labels=dataset.test.labels,
+      db_labels=dataset.database_labels, query_labels=dataset.test.labels,
       epoch_metrics={m: r.epoch_metrics for m, r in zip(config.methods, per_method,
                                                          strict=True)})
 

@@ -60,15 +60,16 @@ class TrainState(NamedTuple):
   hparams: dict  # name -> float32 scalar
 
 
-def device_arrays(data: Dataset, sparse: bool = False) -> dict:
+def device_arrays(data: Dataset, sparse: bool = False, db=None) -> dict:
   """The dataset as device arrays: training set (train + validation) and queries.
 
   Bag-of-words data (CSR on the host) stays CSR on the device (`CsrRows`,
   memory that grows with the nonzeros); its targets are a [nnz] vector of
   values on the inputs' nonzeros. Dense features are dense [items, dims]
   arrays, or CsrRows inputs with `sparse` (their targets stay dense).
+  `db`: the dataset's database (built from its splits when not given).
   """
-  db = data.database
+  db = data.database if db is None else db
   labels = db.labels
   rows = (labels.astype(np.float32) if data.multilabel
           else np.eye(data.num_classes, dtype=np.float32)[labels])
@@ -280,11 +281,12 @@ def make_run(config, data: Dataset, method: Optional[str] = None) -> Run:
   if method.fit is not None:
     raise methods.MethodError(f"method {method.name!r} is fitted, not trained: "
                               "hashvae.fitted.fit_grid runs it")
-  n, batch_size = len(data.database), config.batch_size
+  db = data.database
+  n, batch_size = len(db), config.batch_size
   if not 0 < batch_size <= n:
     raise ValueError(f"batch_size={batch_size} must lie in [1, {n}] (the "
                      "training set size)")
-  sparse = (SparseInput.plan(data.database.inputs, batch_size)
+  sparse = (SparseInput.plan(db.inputs, batch_size)
             if use_sparse_input(config.model.sparse_input, data) else None)
   steps = Steps(
       model=method.build_model(ModelSpec(
@@ -299,5 +301,5 @@ def make_run(config, data: Dataset, method: Optional[str] = None) -> Run:
       steps_per_epoch=n // batch_size,  # the remainder is reshuffled next epoch
       eval_batch_size=config.eval_batch_size)
   return Run(init=steps.init, train_epoch=steps.train_epoch, encode=steps.encode,
-             arrays=device_arrays(data, sparse is not None), epochs=config.epochs,
+             arrays=device_arrays(data, sparse is not None, db), epochs=config.epochs,
              steps_per_epoch=steps.steps_per_epoch, weights=steps.names)

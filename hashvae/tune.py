@@ -95,7 +95,7 @@ def _score(out, data, ks) -> list[dict]:
   """Validation metrics of each run of a chunk's output (`data` is the
   search's: its test split holds the validation items)."""
   return [dict(metrics.evaluate(out.query_codes[i], out.db_codes[i], data.test.labels,
-                                data.database.labels, ks),
+                                data.database_labels, ks),
                status="ok" if out.diverged_at[i] < 0 else "diverged")
           for i in range(len(out.db_codes))]
 
@@ -210,7 +210,7 @@ def search(config, dataset, folder: str) -> Search:
   data = space.search_dataset(dataset, config.tune)
   experiment.checked_dataset(space.search_config(config), data)
   log.info("tune: %d training items as database, %d validation items as queries",
-           len(data.database), len(data.test))
+           data.database_size, len(data.test))
   metric = space.metric_name(config)
   records, chosen, cands, cost = [], {}, {}, {}
   for method in config.methods:

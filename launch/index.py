@@ -41,7 +41,7 @@ def main(argv):
     raise app.UsageError(f"--out={out} is a folder: give the index file's path")
   index.build(sweep, run, out)
   print(f"wrote {out}: run {run} ({row['method']}, seed {row['seed']}, level "
-        f"{row['level']}, p@100 {row.get('p@100', '?')}), {len(sweep.dataset.database)} items")
+        f"{row['level']}, p@100 {row.get('p@100', '?')}), {sweep.dataset.database_size} items")
 
 
 def cli(argv=None):

@@ -45,7 +45,8 @@ def test_snippets_follows_the_protocol():
                     validation_fraction=0.1, split_seed=0))
   assert (len(d.train), len(d.validation), len(d.test)) == (9054, 1006, 2280)
   assert d.dims == 10000 and d.num_classes == 8
-  counts = np.bincount(d.database.labels, minlength=8)
+  counts = np.bincount(d.database_labels, minlength=8)
+  assert d.database_size == len(d.database) == 10060
   assert sorted(counts) == sorted([1200, 1200, 1880, 2360, 220, 880, 1200, 1120])
   check_targets(d.train)
   check_targets(d.test)

@@ -55,7 +55,7 @@ def measure(epochs: int) -> dict:
   return dict(
       devices=int(mesh.devices.size), runs=len(grid), backend=jax.default_backend(),
       runs_epochs_per_s=len(grid) / per_epoch,
-      items_epochs_per_s=len(grid) * len(dataset.database) / per_epoch,
+      items_epochs_per_s=len(grid) * dataset.database_size / per_epoch,
       state_bytes_per_device=int(memory.argument_size_in_bytes),
       temp_bytes_per_device=int(memory.temp_size_in_bytes),
       final_loss=out.epoch_metrics["loss"][-1].tolist(),

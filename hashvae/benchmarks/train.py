@@ -112,7 +112,7 @@ def vmap_vs_sequential(name, config, dataset, runs, epochs, rounds):
       figure="vmap_vs_sequential", dataset=name, runs=runs,
       input_path="sparse" if sparse.use_sparse_input(
           config.model.sparse_input, dataset) else "dense",
-      training_items=len(dataset.database), steps_per_epoch=run.steps_per_epoch,
+      training_items=dataset.database_size, steps_per_epoch=run.steps_per_epoch,
       epochs_timed=epochs, rounds=rounds,
       compile_s_vmapped=vmapped.compile_s,
       compile_s_single=contenders["sequential"].program.compile_s,
@@ -243,7 +243,7 @@ def step_breakdown(config, dataset, runs, rounds):
   widths = sparse.row_widths(dataset.database.inputs)
   return dict(
       figure="step_breakdown", dataset="snippets", runs=runs, rounds=rounds,
-      training_items=len(dataset.database), ms_per_run_step=ms,
+      training_items=dataset.database_size, ms_per_run_step=ms,
       adam_share=share("no_adam"),
       reconstruction_share=share("no_reconstruction"),
       rest_share=ms["neither"] / ms["full"],
@@ -291,7 +291,7 @@ def exact_vs_fast_precision(config, dataset, quick):
     seconds = time.perf_counter() - start
     p = np.array([metrics.evaluate(
         result.query_codes[i], result.db_codes[i], dataset.test.labels,
-        dataset.database.labels, (100,))["p@100"] for i in range(len(grid))])
+        dataset.database_labels, (100,))["p@100"] for i in range(len(grid))])
     out[optimizer] = dict(
         seconds=seconds,
         p_at_100={str(level): float(p[np.isclose(grid.levels, level)].mean())
@@ -331,7 +331,7 @@ def run(data_path: str, quick: bool = False, full: bool = False):
   for runs in run_counts:
     figure = vmap_vs_sequential("snippets", config, subset, runs, epochs=1,
                                 rounds=rounds if runs < 50 else 2)
-    figure["note"] = (f"first {len(subset.database)} training items "
+    figure["note"] = (f"first {subset.database_size} training items "
                       f"({figure['steps_per_epoch']} steps), full vocabulary")
     per_run[f"vmapped_{runs}"] = figure["ms_per_run_step_vmapped"]
     per_run[f"sequential_{runs}"] = figure["ms_per_run_step_sequential"]

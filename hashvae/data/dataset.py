@@ -82,10 +82,21 @@ class Dataset:
   def dims(self) -> int:
     return self.train.inputs.shape[1]
 
-  @functools.cached_property
+  @property
   def database(self) -> Split:
-    """Training items in training order: train then validation (built once)."""
+    """Training items in training order: train then validation. Built on
+    each call (not kept: a second copy of a large corpus), so hold the result
+    while it is needed."""
     return concat(self.train, self.validation)
+
+  @functools.cached_property
+  def database_labels(self) -> np.ndarray:
+    """database.labels, without building the database's inputs."""
+    return np.concatenate([self.train.labels, self.validation.labels])
+
+  @property
+  def database_size(self) -> int:
+    return len(self.train) + len(self.validation)
 
   def __post_init__(self):
     for split_name in ("train", "validation", "test"):
@@ -99,7 +110,7 @@ class Dataset:
             for s in ("train", "validation", "test")}
     if len(dims) != 1:
       raise DataError(f"{self.name}: splits have different widths {dims}")
-    check_training_labels(self.name, self.database.labels)
+    check_training_labels(self.name, self.database_labels)
     warn_constant_inputs(self.name, self.train.inputs)
 
 
