@@ -46,6 +46,9 @@ from hashvae.sparse import (
 __all__ = ["RUNS_AXIS", "Run", "TrainState", "device_arrays", "make_run"]
 
 FITS_BLOCK = 64  # steps whose batches are checked against the typical sizes at once
+# A sparse encode block's items x padded width: the first layer gathers that
+# many kernel rows at once (x its width x 4 bytes: 16 MB at 500 features).
+ENCODE_ENTRIES = 2**13
 
 
 class TrainState(NamedTuple):
@@ -263,11 +266,16 @@ class Steps:
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     scores = lambda x: self.model.apply(variables, x, method="code_scores")
 
-    def code(inputs):  # streamed: eval_batch_size items at a time
-      items = inputs.items if isinstance(inputs, CsrRows) else inputs.shape[0]
+    def code(inputs):  # streamed: eval_batch_size items at a time, or fewer
+      block = self.eval_batch_size
+      if not isinstance(inputs, CsrRows):
+        items = inputs.shape[0]
+      else:
+        items = inputs.items
+        if self.sparse is not None:
+          block = max(1, min(block, ENCODE_ENTRIES // inputs.width))
       one = lambda i: scores(self.read(inputs, i))
-      return (jax.lax.map(one, jnp.arange(items), batch_size=self.eval_batch_size) > 0
-              ).astype(jnp.uint8)
+      return (jax.lax.map(one, jnp.arange(items), batch_size=block) > 0).astype(jnp.uint8)
     return dict(db_codes=code(arrays["inputs"]),
                 query_codes=code(arrays["query_inputs"]))
 
