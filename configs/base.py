@@ -235,13 +235,21 @@ def study_config(arg, released_dataset, **extra_args):
   c.levels = RELEASED_LEVELS
   for m in STUDY_METHODS:
     c.weights[m] = released_weights(released_dataset, released_bits(c.bits), m)
-  c.tune.dataset_name = released_dataset  # what a tune's weights.csv is keyed by
-  if args["grid"] != "released":  # e.g. a launch.tune weights.csv
-    blocks = file_weights(args["grid"], released_dataset, c.bits, c.methods)
-    for m, block in blocks.items():
-      c.weights[m] = block
-    # The levels every method has weights for; a sweep over others fails
-    # config_check naming the level.
-    common = set.intersection(*(set(b.levels) for b in blocks.values()))
-    c.levels = tuple(sorted(common)) or c.levels
+  use_grid(c, args["grid"], released_dataset)
   return c, args
+
+
+def use_grid(c, grid: str, dataset: str):
+  """Keys a tune's weights.csv by `dataset` (c.tune.dataset_name) and, when
+  `grid` is a weights CSV (not "released", nor "" for the config's own
+  weights), takes every method's weights, and the levels they all share,
+  from it (a sweep over other levels fails config_check naming the level)."""
+  c.tune.dataset_name = dataset
+  if grid in ("released", ""):
+    return
+  require_released(grid)
+  blocks = file_weights(grid, dataset, c.bits, c.methods)
+  for m, block in blocks.items():
+    c.weights[m] = block
+  common = set.intersection(*(set(b.levels) for b in blocks.values()))
+  c.levels = tuple(sorted(common)) or c.levels

@@ -17,7 +17,7 @@ METHODS = ("vdsh_s", "phs_gs", "ssb_vae", "bernoulli_vae")
 
 
 def get_config(arg=None):
-  args = base.parse_arg(arg, method="all", bits=16)
+  args = base.parse_arg(arg, method="all", bits=16, grid="")
   c = base.base_config(base.method_tuple(args["method"], METHODS), args["bits"])
   c.levels = (0.1, 0.5, 1.0)
   c.epochs = 60
@@ -36,4 +36,5 @@ def get_config(arg=None):
   c.data.name = "digits"
   c.data.split_seed = 0  # the stratified 80/20 database / query split
   c.data.path = ""  # unused: the data ships with scikit-learn
+  base.use_grid(c, args["grid"], "digits")  # grid=PATH.csv: a launch.tune weights.csv
   return c

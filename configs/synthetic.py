@@ -7,7 +7,7 @@ from configs import base
 
 
 def get_config(arg=None):
-  args = base.parse_arg(arg, method="all", bits=8)
+  args = base.parse_arg(arg, method="all", bits=8, grid="")
   c = base.base_config(base.method_tuple(args["method"], base.STUDY_METHODS),
                        args["bits"])
   c.seeds = (0, 1)
@@ -28,4 +28,5 @@ def get_config(arg=None):
   c.data.doc_length = 30  # mean words per document
   c.data.noise = 0.3  # weight of the shared background topic
   c.data.split_seed = 0  # the generator's seed
+  base.use_grid(c, args["grid"], "synthetic")  # grid=PATH.csv: a launch.tune weights.csv
   return c

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from configs import base, snippets, synthetic
+from configs import base, digits, snippets, synthetic
 from hashvae import config_check, data, results, tune
 from hashvae import grid as grid_lib
 from hashvae import tune_space as space
@@ -144,6 +144,24 @@ def test_a_weights_file_is_a_grid_for_the_study_configs(tmp_path):
   (tmp_path / "holes.csv").write_text(text)
   with pytest.raises(ValueError, match=r"'beta', which has no value at level\(s\) \[0.1\]"):
     snippets.get_config(f"method=ssb_vae,grid={tmp_path / 'holes.csv'}")
+
+
+@pytest.mark.parametrize("name", ["digits", "synthetic"])
+def test_a_weights_file_is_a_grid_for_the_configs_without_released_weights(tmp_path, name):
+  module = {"digits": digits, "synthetic": synthetic}[name]
+  bits = module.get_config().bits
+  write_weights(tmp_path / "weights.csv", dataset=name, bits=bits)
+  own = module.get_config("method=ssb_vae")
+  config = module.get_config(f"method=ssb_vae,grid={tmp_path / 'weights.csv'}")
+  assert own.weights.ssb_vae.alpha != config.weights.ssb_vae.alpha  # taken from the file
+  assert config.levels == (0.1, 1.0) and config.tune.dataset_name == name
+  g = grid_lib.build_grid(with_fields(config, seeds=(0,)), "ssb_vae")
+  assert g.hparams["alpha"].tolist() == [2.0, 4.0]
+  with pytest.raises(ValueError, match=rf"no weights for dataset='{name}'"):
+    write_weights(tmp_path / "other.csv", dataset="snippets", bits=bits)
+    module.get_config(f"method=ssb_vae,grid={tmp_path / 'other.csv'}")
+  with pytest.raises(ValueError, match="no such weights file"):
+    module.get_config("grid=nope.csv")
 
 
 def test_the_released_grid_reads_as_a_weights_file():
