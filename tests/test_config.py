@@ -51,7 +51,7 @@ def test_shipped_configs_pass():
 
 
 def test_config_argument_is_checked():
-  with pytest.raises(ValueError, match=r"'bitz=3'.*\['bits', 'method'\]"):
+  with pytest.raises(ValueError, match=r"'bitz=3'.*\['bits', 'grid', 'method'\]"):
     digits.get_config("bitz=3")
   assert digits.get_config("method=ssb_vae,bits=32").bits == 32
   assert digits.get_config("method=ssb_vae+phs_gs").methods == ("ssb_vae", "phs_gs")
