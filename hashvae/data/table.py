@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from hashvae.data.dataset import DataError, Dataset
-from hashvae.data.text import TextVectoriser, text_split
+from hashvae.data.text import TextVectoriser, check_read, text_split
 
 log = logging.getLogger("hashvae")
 
@@ -150,12 +150,7 @@ def read_table(path: str, config) -> Table:
     labels.append(_label_names(where, label, separator))
     docs.append(text)
     numbers.append(number)
-  if not docs:
-    raise DataError(f"{path}: empty corpus (no documents)")
-  if undecodable:
-    log.warning("%s: %d line(s) hold bytes that are not UTF-8 (first: line %d); "
-                "those bytes were read as U+FFFD (re-save the file as UTF-8 to keep "
-                "them)", path, len(undecodable), undecodable[0])
+  check_read(path, docs, undecodable)
   return Table(path, docs, labels, numbers)
 
 

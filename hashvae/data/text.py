@@ -35,6 +35,17 @@ log = logging.getLogger("hashvae")
 TOKEN_PATTERN = r"(?u)\b[^\W\d]\w\w+\b"
 
 
+def check_read(path: str, docs, undecodable):
+  """Refuses a file that held no document; warns of lines (numbers in
+  `undecodable`) whose non-UTF-8 bytes were read as U+FFFD."""
+  if not docs:
+    raise DataError(f"{path}: empty corpus (no documents)")
+  if undecodable:
+    log.warning("%s: %d line(s) hold bytes that are not UTF-8 (first: line %d); "
+                "those bytes were read as U+FFFD (re-save the file as UTF-8 to keep "
+                "them)", path, len(undecodable), undecodable[0])
+
+
 def read_labelled_lines(path: str) -> tuple[list[str], list[str]]:
   """Reads `words ... label` lines; returns (documents, label names)."""
   if not os.path.isfile(path):
@@ -57,12 +68,7 @@ def read_labelled_lines(path: str) -> tuple[list[str], list[str]]:
                         f"{line.strip()!r})")
       docs.append(" ".join(tokens[:-1]))
       labels.append(tokens[-1])
-  if not docs:
-    raise DataError(f"{path}: empty corpus (no documents)")
-  if undecodable:
-    log.warning("%s: %d line(s) hold bytes that are not UTF-8 (first: line %d); "
-                "those bytes were read as U+FFFD (re-save the file as UTF-8 to keep "
-                "them)", path, len(undecodable), undecodable[0])
+  check_read(path, docs, undecodable)
   return docs, labels
 
 
