@@ -1,5 +1,7 @@
 """Tables and figures from results rows: summary.md, summary.tex, p_at_100.png,
-and precision-recall curves over the Hamming radius (`pr_figure`).
+precision-recall curves over the Hamming radius (`pr_figure`), and the
+comparison of methods (`comparison_markdown`, `comparison_figures`: compare.md
+and compare_<dataset>_<bits>.png, the clear winner of each level marked).
 
 Rows are results.csv rows (dicts); tables give mean +- std over seeds for each
 metric, one row per method and one column per level, one table per
@@ -9,7 +11,9 @@ metric, one row per method and one column per level, one table per
 from __future__ import annotations
 
 import io
+import math
 import os
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -20,7 +24,8 @@ from hashvae import results
 METRICS = ("p@100", "r@100", "p@1000", "p@5000", "map@100", "map@1000", "map@5000",
            "p@100_tie_aware", "ndcg@100", "map@all", "p@r2")
 METHOD_NAMES = {"vdsh_s": "VDSH-S", "phs_gs": "PHS-GS", "ssb_vae": "SSB-VAE",
-                "vdsh": "VDSH", "bernoulli_vae": "Bernoulli VAE"}
+                "vdsh": "VDSH", "bernoulli_vae": "Bernoulli VAE", "pl_hash": "PL-Hash",
+                "im_hash": "IM-Hash"}
 
 
 def cells(rows: list[dict]):
@@ -92,6 +97,29 @@ def latex(rows: list[dict]) -> str:
   return out.getvalue()
 
 
+def _precision_panel(ax, table, title: str, metric: str, stars=None):
+  """`metric` against the labelled fraction on `ax`: one line per method with
+  a +-1 std band; {level: method} `stars` marked with a star at their point."""
+  methods, levels = _methods_levels(table)
+  colours = {}
+  for m in methods:
+    pts = [(lv, *table[(m, lv)][:2]) for lv in levels
+           if (m, lv) in table and table[(m, lv)][2] > 0]
+    if not pts:  # every run of the method diverged: the tables say so
+      continue
+    x, mean, std = (np.array(v) for v in zip(*pts, strict=True))
+    (line,) = ax.plot(x, mean, marker="o", label=METHOD_NAMES.get(m, m))
+    colours[m] = line.get_color()
+    ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+  for i, (level, m) in enumerate(sorted((stars or {}).items())):
+    ax.plot([level], [table[(m, level)][0]], marker="*", markersize=16, linestyle="none",
+            color=colours[m], markeredgecolor="black", zorder=3,
+            label="lead > both stds" if i == 0 else "_nolegend_")
+  ax.set(title=title, xlabel="labelled fraction", ylabel=metric)
+  ax.grid(alpha=0.3)
+  ax.legend()
+
+
 def precision_figure(rows: list[dict], path: str, metric: str = "p@100"):
   """`metric` against the labelled fraction: one panel per (dataset, bits),
   one line per method with a +-1 std band."""
@@ -99,23 +127,10 @@ def precision_figure(rows: list[dict], path: str, metric: str = "p@100"):
   matplotlib.use("Agg")  # headless
   import matplotlib.pyplot as plt
 
-  panels = {k: v[metric] for k, v in cells(rows).items() if metric in v}
-  if not panels:
-    raise ValueError(f"no {metric} in the rows")
+  panels = _panels(rows, metric)
   fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
   for ax, ((dataset, bits), table) in zip(axes[0], panels.items(), strict=True):
-    methods, levels = _methods_levels(table)
-    for m in methods:
-      pts = [(lv, *table[(m, lv)][:2]) for lv in levels
-             if (m, lv) in table and table[(m, lv)][2] > 0]
-      if not pts:  # every run of the method diverged: the tables say so
-        continue
-      x, mean, std = (np.array(v) for v in zip(*pts, strict=True))
-      ax.plot(x, mean, marker="o", label=METHOD_NAMES.get(m, m))
-      ax.fill_between(x, mean - std, mean + std, alpha=0.2)
-    ax.set(title=f"{dataset}, {bits} bits", xlabel="labelled fraction", ylabel=metric)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    _precision_panel(ax, table, f"{dataset}, {bits} bits", metric)
   fig.tight_layout()
   with results.atomic_path(path) as tmp:
     fig.savefig(tmp, format="png", dpi=120)
@@ -185,6 +200,96 @@ def write_reports(rows: list[dict], folder: str) -> list[str]:
   if any(row.get("p@100", "") != "" for row in rows):
     paths.append(os.path.join(folder, "p_at_100.png"))
     precision_figure(rows, paths[-1])
+  return paths
+
+
+# --- comparing methods ----------------------------------------------------------
+
+def winners(table) -> dict:
+  """{level: method} of a {(method, level): (mean, std, n, diverged)} table:
+  at each level the method with the highest mean, where its lead over the
+  runner-up (the second highest mean) is larger than both their stds. A
+  level with one method, or without such a lead (a tie included), has none;
+  a method whose runs all diverged (n == 0) takes no part."""
+  by_level = defaultdict(list)
+  for (method, level), (mean, std, n, _) in table.items():
+    if n > 0 and math.isfinite(mean):
+      by_level[level].append((mean, std, method))
+  out = {}
+  for level, entries in sorted(by_level.items()):
+    if len(entries) < 2:
+      continue
+    (top, top_std, method), (second, second_std, _) = sorted(
+        entries, key=lambda e: e[0], reverse=True)[:2]
+    if top - second > max(top_std, second_std):
+      out[level] = method
+  return out
+
+
+def _panels(rows: list[dict], metric: str) -> dict:
+  """{(dataset, bits): table of `metric`}; ValueError when no panel has it."""
+  panels = {k: v[metric] for k, v in cells(rows).items() if metric in v}
+  if not panels:
+    raise ValueError(f"no {metric} in the rows")
+  return panels
+
+
+def _seeds(table) -> str:
+  runs = sorted({n + diverged for _, _, n, diverged in table.values()})
+  text = f"{runs[0]}" if len(runs) == 1 else f"{runs[0]}-{runs[-1]}"
+  return text + (" seed" if runs == [1] else " seeds")
+
+
+def comparison_markdown(rows: list[dict], metric: str = "p@100") -> str:
+  """compare.md: per (dataset, bits) a table of `metric`, methods as rows and
+  labelled fractions as columns, mean +- std over seeds, the `winners` bold."""
+  panels = _panels(rows, metric)
+  out = io.StringIO()
+  out.write(f"# Comparison: {metric}\n\nMean ± std over seeds; columns are labelled "
+            "fractions; diverged runs are left out and counted.\n")
+  for (dataset, bits), table in panels.items():
+    methods, levels = _methods_levels(table)
+    best = winners(table)
+    out.write(f"\n## {dataset}, {bits} bits\n\n")
+    out.write("| method | " + " | ".join(f"{lv:g}" for lv in levels) + " |\n")
+    out.write("|---|" + "---|" * len(levels) + "\n")
+    for m in methods:
+      values = []
+      for lv in levels:
+        text = _cell(table[(m, lv)]) if (m, lv) in table else ""
+        values.append(f"**{text}**" if best.get(lv) == m else text)
+      out.write(f"| {METHOD_NAMES.get(m, m)} | " + " | ".join(values) + " |\n")
+    out.write(f"\n{_seeds(table)}. **Bold**: the highest mean at that labelled fraction, "
+              "ahead of the runner-up by more than both their stds.\n")
+  return out.getvalue()
+
+
+def comparison_figure_name(dataset: str, bits: int) -> str:
+  return f"compare_{re.sub(r'[^A-Za-z0-9._-]', '_', str(dataset))}_{int(bits)}.png"
+
+
+def comparison_figures(rows: list[dict], folder: str, metric: str = "p@100") -> list[str]:
+  """compare_<dataset>_<bits>.png in `folder`, one per (dataset, bits): `metric`
+  against the labelled fraction, one line per method with a +-1 std band,
+  the `winners` starred. Returns the paths written."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  panels = _panels(rows, metric)
+  names = [comparison_figure_name(*key) for key in panels]
+  if len(set(names)) < len(names):
+    raise ValueError(f"dataset names that differ only in odd characters share a figure "
+                     f"name: {sorted(names)}")
+  paths = []
+  for name, ((dataset, bits), table) in zip(names, panels.items(), strict=True):
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    _precision_panel(ax, table, f"{dataset}, {bits} bits", metric, stars=winners(table))
+    fig.tight_layout()
+    paths.append(os.path.join(folder, name))
+    with results.atomic_path(paths[-1]) as tmp:
+      fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
   return paths
 
 
