@@ -28,7 +28,9 @@ def test_chunked_grid_equals_the_whole_grid(tmp_path):
   assert grid_lib.runs_per_chunk(6, per_run, 2 * per_run + 1, 1) == 2
   whole = experiment.train_method(config, dataset, "ssb_vae")
   with config.unlocked():
-    config.state_memory_budget_mb = 2.5 * per_run / 2**20  # two runs a chunk
+    # Two runs a chunk: the budget holds the data plus 2.5 runs' state.
+    budget = 2.5 * per_run + grid_lib.data_bytes(make_run(config, dataset).arrays)
+    config.state_memory_budget_mb = budget / 2**20
   chunked = experiment.train_method(config, dataset, "ssb_vae", workdir=str(tmp_path))
   layout = tmp_path / "checkpoints" / "ssb_vae" / "3_chunks_of_2"
   assert sorted(p.name for p in layout.iterdir()) == ["chunk_0", "chunk_1", "chunk_2"]
