@@ -32,19 +32,6 @@ flags.mark_flags_as_required(["out"])
 
 # launch.report's checks of the same flags (its module defines flags of the
 # same names, so it cannot be imported here).
-def existing_file(path: str, flag: str) -> str:
-  if not os.path.exists(path):
-    raise app.UsageError(f"--{flag}: no such file {path!r}")
-  if not os.path.isfile(path):
-    raise app.UsageError(f"--{flag}: {path!r} is a folder, not a file")
-  return path
-
-
-def check_out(folder: str):
-  if os.path.exists(folder) and not os.path.isdir(folder):
-    raise app.UsageError(f"--out={folder} is a file, not a folder")
-
-
 def run_key(row: dict) -> tuple:
   """What names one run: (dataset, bits, method, level, seed)."""
   return (str(row["dataset"]), int(row["bits"]), str(row["method"]), float(row["level"]),
@@ -92,9 +79,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _RESULTS.value:
     raise app.UsageError("give --results=A.csv,B.csv (the results.csv files to compare)")
-  check_out(_OUT.value)
+  errors.check_out(_OUT.value)
   # Read and check everything first: an error must not leave half the outputs.
-  rows, places = merge([existing_file(path, "results") for path in _RESULTS.value])
+  rows, places = merge([errors.existing_file(path, "results") for path in _RESULTS.value])
   check_metric(rows, places, _METRIC.value)
   panels = {(str(r["dataset"]), int(r["bits"])) for r in rows}
   names = {reports.comparison_figure_name(*panel) for panel in panels}

@@ -104,6 +104,21 @@ def describe(error: BaseException) -> str:
   return f"{type(error).__name__}: {one_line(error)}"
 
 
+def existing_file(path: str, flag: str) -> str:
+  """`path`, or a usage error naming --`flag` when it is not a file."""
+  if not os.path.exists(path):
+    raise app.UsageError(f"--{flag}: no such file {path!r}")
+  if not os.path.isfile(path):
+    raise app.UsageError(f"--{flag}: {path!r} is a folder, not a file")
+  return path
+
+
+def check_out(folder: str):
+  """A usage error when --out names a file, not a folder."""
+  if os.path.exists(folder) and not os.path.isdir(folder):
+    raise app.UsageError(f"--out={folder} is a file, not a folder")
+
+
 def wants_traceback(argv) -> bool:
   """--verbose (read from argv too: it must work when parsing fails) or
   HASHVAE_TRACEBACK=1."""

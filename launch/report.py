@@ -26,14 +26,6 @@ _OUT = flags.DEFINE_string("out", None, "Folder for the reports.")
 flags.mark_flags_as_required(["out"])
 
 
-def existing_file(path: str, flag: str) -> str:
-  if not os.path.exists(path):
-    raise app.UsageError(f"--{flag}: no such file {path!r}")
-  if not os.path.isfile(path):
-    raise app.UsageError(f"--{flag}: {path!r} is a folder, not a file")
-  return path
-
-
 def read_metrics(path: str) -> list[dict]:
   """metrics.jsonl records; WorkdirError naming the line that is not one."""
   records = []
@@ -56,21 +48,16 @@ def read_metrics(path: str) -> list[dict]:
   return records
 
 
-def check_out(folder: str):
-  if os.path.exists(folder) and not os.path.isdir(folder):
-    raise app.UsageError(f"--out={folder} is a file, not a folder")
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not (_RESULTS.value or _METRICS.value):
     raise app.UsageError("give --results and/or --metrics")
-  check_out(_OUT.value)
+  errors.check_out(_OUT.value)
   # Read everything first: a bad second file must not leave half the reports.
-  records = read_metrics(existing_file(_METRICS.value, "metrics")) if _METRICS.value else None
+  records = read_metrics(errors.existing_file(_METRICS.value, "metrics")) if _METRICS.value else None
   rows = [row for path in _RESULTS.value
-          for row in workdir.read_results(existing_file(path, "results"))]
+          for row in workdir.read_results(errors.existing_file(path, "results"))]
   if records is not None:
     path = os.path.join(_OUT.value, "training_curves.png")
     reports.training_curves(records, path)

@@ -200,6 +200,7 @@ ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
 
 M, R, P, N, Q, B = ("launch.main", "launch.reproduce", "launch.report", "launch.index",
                     "launch.search", "launch.benchmark")
+CMP = "launch.compare"
 W = "--workdir={case}/w"
 
 CASES = [
@@ -393,6 +394,22 @@ CASES = [
      r"--out=.*r.csv is a file", text("r.csv", RESULTS_HEAD + "s,m,8,0,0.5,ok,0.5\n")),
     ("report: stray argument", P, ["--out={case}/o", "extra"], 2, r"unexpected arguments",
      None),
+    # --- launch.compare
+    ("compare: results file missing", CMP, ["--results={case}/none.csv", "--out={case}/o"],
+     2, r"--results: no such file", None),
+    ("compare: a cell not a number", CMP, ["--results={case}/r.csv", "--out={case}/o"], 1,
+     r"r.csv:3: column p@5 holds 'abc', not a number",
+     text("r.csv", RESULTS_HEAD + "s,m,8,0,0.5,ok,0.5\ns,m,8,1,0.5,ok,abc\n")),
+    ("compare: a run given twice", CMP,
+     ["--results={case}/r.csv,{case}/r2.csv", "--out={case}/o", "--metric=p@5"], 1,
+     r"r2.csv:2 .*r.csv:2|r.csv:2 .*r2.csv:2",
+     both(text("r.csv", RESULTS_HEAD + "s,m,8,0,0.5,ok,0.5\n"),
+          text("r2.csv", RESULTS_HEAD + "s,m,8,0,0.5,ok,0.6\n"))),
+    ("compare: metric not measured", CMP,
+     ["--results={case}/r.csv", "--out={case}/o", "--metric=p@100"], 2, r"p@100",
+     text("r.csv", RESULTS_HEAD + "s,m,8,0,0.5,ok,0.5\n")),
+    ("compare: --out is a file", CMP, ["--results={case}/r.csv", "--out={case}/r.csv"], 2,
+     r"--out=.*r.csv is a file", text("r.csv", RESULTS_HEAD + "s,m,8,0,0.5,ok,0.5\n")),
     # --- launch.index
     ("index: workdir missing", N, ["--workdir={case}/none"], 1, r"none: no such folder",
      None),
