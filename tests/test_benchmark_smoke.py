@@ -54,11 +54,13 @@ def test_ratios_are_baseline_over_ours(figures):
   (path,) = figures["input_path"]
   assert close(path["dense_over_sparse_time"],
                path["ms_per_step_dense"] / path["ms_per_step_sparse"])
+  # Both paths keep the corpus as CSR on the device (the dense one densifies
+  # a batch at a time), so neither holds more input than the other.
+  assert path["input_bytes_dense"] == path["input_bytes_sparse"] > 0
   rss = path["peak_rss"]
-  assert rss["dense"]["above_loaded"] > rss["sparse"]["above_loaded"] > 0
+  assert rss["dense"]["above_loaded"] > 0 and rss["sparse"]["above_loaded"] > 0
   assert close(rss["dense_over_sparse"],
                rss["dense"]["above_loaded"] / rss["sparse"]["above_loaded"])
-  assert path["input_bytes_dense"] > 10 * path["input_bytes_sparse"]
   (fast,) = figures["exact_vs_fast_time"]
   assert close(fast["exact_over_fast_time"],
                fast["ms_per_step_exact"] / fast["ms_per_step_fast"])
