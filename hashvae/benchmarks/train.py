@@ -152,8 +152,6 @@ def input_path(config, dataset, rounds, peaks, data_path):
   # Most steps run with the typical sizes (sparse.typical_batch_sizes); a
   # batch beyond them takes the worst case.
   slots, entries = sparse.typical_batch_sizes(db.inputs, config.batch_size)
-  shape = (dataset.dims, tuple(config.model.hidden), config.bits,
-           dataset.num_classes)
   memory = {k: p.memory() for k, p in programs.items()}
   rss = {k: peak_rss.in_fresh_process(data_path, k) for k in peak_rss.INPUTS}
   if not any("unavailable" in v for v in rss.values()):
@@ -195,6 +193,15 @@ def input_path(config, dataset, rounds, peaks, data_path):
       s_per_epoch_exact=ms["sparse"] * steps / 1e3,
       s_per_epoch_fast=ms["fast"] * steps / 1e3,
       compile_s_fast=programs["fast"].compile_s, memory_fast=memory["fast"])
+  yield from roofline(config, dataset, ms, peaks, slots, entries)
+  return ms
+
+
+def roofline(config, dataset, ms, peaks, slots, entries):
+  """The roofline figures: each input mode's step (median ms in `ms`)
+  against the machine's measured peaks, from analytic FLOP and byte counts.
+  `slots`, `entries`: a typical batch's row and entry slots."""
+  shape = (dataset.dims, tuple(config.model.hidden), config.bits, dataset.num_classes)
   per_item = entries / config.batch_size
   rows = dict(dense=("dense", dataset.dims), sparse=("sparse", per_item),
               fast=("fast", per_item))
@@ -216,7 +223,6 @@ def input_path(config, dataset, rounds, peaks, data_path):
         how="model FLOPs of the matmuls (step_flops) and Adam's bytes "
             "(optimizer_bytes), counted analytically; floors = those counts "
             "at the measured peaks")
-  return ms
 
 
 # step_breakdown's variants: (Adam kept, reconstruction term kept).
