@@ -139,65 +139,74 @@ def search_method(config, data, method: str, folder: str) -> dict:
                source=cands[int(c)].source, **{k: v for k, v in r.items()
                                                 if k not in ("method", "level", "seed")})
           for r, c in zip(grid.rows(), cand_of, strict=True)]
-  start, metric = time.perf_counter(), space.metric_name(config)
+  start = time.perf_counter()
   if methods.get(method).fit is not None:  # fitted on the host: nothing to halve
-    out = fitted.fit_grid(config, data, grid)
-    scores = _score(out, data, tuple(config.ks))
-    rungs, spent, full = (0,), 0, 0
-    records = [dict(b, epochs=0, status=s["status"], **{"val_" + k: v for k, v in s.items()
-                                                         if k != "status"})
+    scores = _score(fitted.fit_grid(config, data, grid), data, tuple(config.ks))
+    records = [dict(b, epochs=0, status=s["status"], **_validation(s))
                for b, s in zip(base, scores, strict=True)]
+    cost = dict(run_epochs=0, full_run_epochs=0, rungs=[0])
   else:
-    sconfig = space.search_config(config)
-    run = make_run(sconfig, data, method)
-    mesh = sharding.run_mesh(config.devices)
-    width = grid_lib.chunk_size(sconfig, run, len(grid), mesh)
-    program = grid_lib.grid_program(run, config.base_seed, mesh, runs=width)
-    rungs = space.rung_epochs(config.epochs, config.tune.halving_rounds,
-                              config.tune.halving_eta)
-    log.info("tune %s: %d candidates x %d levels x %d seeds = %d runs, rounds to "
-             "epochs %s, chunks of %d over %d device(s)", method, len(cands),
-             len(space.levels(config)), len(config.tune.seeds), len(grid), rungs,
-             width, mesh.devices.size)
-    rows, before, latest, spent = np.arange(len(grid)), None, {}, 0
-    for i, epochs in enumerate(rungs):
-      rung_folder = os.path.join(folder, f"rung_{i}")
-      if os.path.exists(rung_folder + ".json"):
-        with open(rung_folder + ".json", encoding="utf-8") as f:
-          scores = json.load(f)["scores"]
-      else:
-        scores = train_round(sconfig, run, program, grid, rows, epochs, rung_folder,
-                             width, before, data)
-        results.write_json(rung_folder + ".json", dict(epochs=epochs,
-                                                       rows=rows.tolist(), scores=scores))
-      if before is not None:  # this round's checkpoints now hold the survivors
-        shutil.rmtree(before["folder"], ignore_errors=True)
-      spent += len(rows) * (epochs - (before["epochs"] if before else 0))
-      for row, s in zip(rows, scores, strict=True):
-        history = latest.get(int(row), {}).get("history", {})
-        if before is not None:
-          history = dict(history, **{f"val_{metric}_epoch{before['epochs']}":
-                                     latest[int(row)][f"val_{metric}"]})
-        latest[int(row)] = dict(base[row], epochs=epochs, status=s["status"],
-                                history=history, **{"val_" + k: v for k, v in s.items()
-                                                    if k != "status"})
-      before = dict(rows=rows, epochs=epochs, folder=rung_folder, width=width)
-      if i + 1 < len(rungs):
-        means = space.seed_means([dict(latest[int(r)], **{metric: latest[int(r)][
-            f"val_{metric}"]}) for r in rows], metric)
-        kept = space.keep_top(means, config.tune.halving_eta)
-        rows = np.array([r for r in rows if cand_of[r] in kept[grid.levels[r]]])
-        log.info("tune %s: round %d kept %d of %d runs", method, i + 1, len(rows),
-                 len(scores))
-    shutil.rmtree(folder, ignore_errors=True)
-    records = [dict({k: v for k, v in latest[r].items() if k != "history"},
-                    **latest[r]["history"]) for r in range(len(grid))]
-    full = len(grid) * config.epochs
-  result = dict(records=records, cost=dict(
-      run_epochs=spent, full_run_epochs=full, rungs=list(rungs),
-      seconds=round(time.perf_counter() - start, 1)))
+    log.info("tune %s: %d candidates x %d levels x %d seeds = %d runs", method, len(cands),
+             len(space.levels(config)), len(config.tune.seeds), len(grid))
+    records, cost = halving(config, data, method, folder, grid, cand_of, base)
+  result = dict(records=records, cost=dict(cost, seconds=round(time.perf_counter() - start, 1)))
   results.write_json(done, result)
   return result
+
+
+def _validation(scores: dict) -> dict:
+  """A run's validation scores as record fields (val_<metric>)."""
+  return {"val_" + k: v for k, v in scores.items() if k != "status"}
+
+
+def halving(config, data, method, folder, grid, cand_of, base):
+  """The rounds of successive halving (one round, the full epochs, without
+  it): each round trains its runs to the round's epochs in one compiled
+  program, scores them on validation, and keeps the best 1/eta candidates
+  of each level. Returns (records [one per run of `grid`, at the last
+  round it reached], cost)."""
+  metric = space.metric_name(config)
+  sconfig = space.search_config(config)
+  run = make_run(sconfig, data, method)
+  mesh = sharding.run_mesh(config.devices)
+  width = grid_lib.chunk_size(sconfig, run, len(grid), mesh)
+  program = grid_lib.grid_program(run, config.base_seed, mesh, runs=width)
+  rungs = space.rung_epochs(config.epochs, config.tune.halving_rounds, config.tune.halving_eta)
+  log.info("tune %s: rounds to epochs %s, chunks of %d over %d device(s)", method, rungs,
+           width, mesh.devices.size)
+  rows, before, latest, spent = np.arange(len(grid)), None, {}, 0
+  for i, epochs in enumerate(rungs):
+    rung_folder = os.path.join(folder, f"rung_{i}")
+    if os.path.exists(rung_folder + ".json"):
+      with open(rung_folder + ".json", encoding="utf-8") as f:
+        scores = json.load(f)["scores"]
+    else:
+      scores = train_round(sconfig, run, program, grid, rows, epochs, rung_folder,
+                           width, before, data)
+      results.write_json(rung_folder + ".json", dict(epochs=epochs,
+                                                     rows=rows.tolist(), scores=scores))
+    if before is not None:  # this round's checkpoints now hold the survivors
+      shutil.rmtree(before["folder"], ignore_errors=True)
+    spent += len(rows) * (epochs - (before["epochs"] if before else 0))
+    for row, s in zip(rows, scores, strict=True):
+      history = latest.get(int(row), {}).get("history", {})
+      if before is not None:
+        history = dict(history, **{f"val_{metric}_epoch{before['epochs']}":
+                                   latest[int(row)][f"val_{metric}"]})
+      latest[int(row)] = dict(base[row], epochs=epochs, status=s["status"],
+                              history=history, **_validation(s))
+    before = dict(rows=rows, epochs=epochs, folder=rung_folder, width=width)
+    if i + 1 < len(rungs):
+      means = space.seed_means([dict(latest[int(r)], **{metric: latest[int(r)][
+          f"val_{metric}"]}) for r in rows], metric)
+      kept = space.keep_top(means, config.tune.halving_eta)
+      rows = np.array([r for r in rows if cand_of[r] in kept[grid.levels[r]]])
+      log.info("tune %s: round %d kept %d of %d runs", method, i + 1, len(rows), len(scores))
+  shutil.rmtree(folder, ignore_errors=True)
+  records = [dict({k: v for k, v in latest[r].items() if k != "history"},
+                  **latest[r]["history"]) for r in range(len(grid))]
+  return records, dict(run_epochs=spent, full_run_epochs=len(grid) * config.epochs,
+                       rungs=list(rungs))
 
 
 # --- the whole search, the outputs, the final sweep ----------------------------
