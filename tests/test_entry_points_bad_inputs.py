@@ -605,5 +605,5 @@ def test_bad_input_is_one_line_and_changes_nothing(outcomes, case):
 def test_the_table_covers_every_entry_point():
   modules = [c[1] for c in CASES]
   assert len(CASES) >= 80
-  assert {M, R, P, N, Q, B} == set(modules)
+  assert {M, R, P, CMP, N, Q, B} == set(modules)
   assert len({case_id(c) for c in CASES}) == len(CASES)  # outcomes are keyed by name
