@@ -129,6 +129,15 @@ def vmap_vs_sequential(name, config, dataset, runs, epochs, rounds):
   return figure
 
 
+def fresh_process_rss(data_path):
+  """{path: peak_rss figures} from a fresh process per input path, with
+  their ratio when both were measured."""
+  rss = {k: peak_rss.in_fresh_process(data_path, k) for k in peak_rss.INPUTS}
+  if not any("unavailable" in v for v in rss.values()):
+    rss["dense_over_sparse"] = rss["dense"]["above_loaded"] / rss["sparse"]["above_loaded"]
+  return rss
+
+
 def input_path(config, dataset, rounds, peaks, data_path):
   """Dense vs sparse input (exact optimiser), and exact vs fast (sparse);
   yields the input_path, exact_vs_fast_time and roofline figures and
@@ -153,10 +162,7 @@ def input_path(config, dataset, rounds, peaks, data_path):
   # batch beyond them takes the worst case.
   slots, entries = sparse.typical_batch_sizes(db.inputs, config.batch_size)
   memory = {k: p.memory() for k, p in programs.items()}
-  rss = {k: peak_rss.in_fresh_process(data_path, k) for k in peak_rss.INPUTS}
-  if not any("unavailable" in v for v in rss.values()):
-    rss["dense_over_sparse"] = (rss["dense"]["above_loaded"]
-                                / rss["sparse"]["above_loaded"])
+  rss = fresh_process_rss(data_path)
   input_bytes = {k: int(sum(a.nbytes for a in jax.tree.leaves(
       runs[k].arrays["inputs"]))) for k in ("dense", "sparse")}
   compiled = lambda k: sum(memory[k][f] for f in ("argument_bytes", "temp_bytes"))
