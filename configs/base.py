@@ -144,6 +144,10 @@ def tune_block(method_names) -> ml_collections.ConfigDict:
   # continuing them from their state (0: every candidate trains in full).
   t.halving_rounds = 0
   t.halving_eta = 3
+  # Train every candidate through every round without the cut, and write
+  # halving_audit.csv: per level, whether halving with 1..halving_rounds
+  # rounds keeps the candidate full training chooses (full training's cost).
+  t.audit_halving = False
   # Of the training split, held out as validation queries when the data
   # has no validation split (digits, image features).
   t.validation_fraction = 0.2

@@ -16,7 +16,8 @@ Workdir layout (all written by process 0):
   search/<method>/rung_<i>.json   a finished round's validation scores
   search/<method>/rung_<i>/chunk_<n>/   its checkpoints (removed when done)
   search/<method>.json  the method's finished search
-  candidates.csv, weights.csv, search.json, tune_<metric>.png
+  candidates.csv, weights.csv, search.json, tune_<metric>.png,
+  halving_audit.csv     (tune.audit_halving) halving replayed against full training
   final/                the chosen weights as a sweep (config.json,
                         results.csv, summaries), on the test queries
 """
@@ -44,7 +45,8 @@ from hashvae.tune_outputs import candidate_rows, chosen_weights, write_search
 log = logging.getLogger("hashvae")
 
 # What --restart removes besides workdir.OUTPUTS.
-OUTPUTS = ("search", "final", "candidates.csv", "weights.csv", "search.json")
+OUTPUTS = ("search", "final", "candidates.csv", "weights.csv", "search.json",
+           "halving_audit.csv")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +165,8 @@ def halving(config, data, method, folder, grid, cand_of, base):
   """The rounds of successive halving (one round, the full epochs, without
   it): each round trains its runs to the round's epochs in one compiled
   program, scores them on validation, and keeps the best 1/eta candidates
-  of each level. Returns (records [one per run of `grid`, at the last
+  of each level (all of them with tune.audit_halving, which then replays
+  the cut afterwards: tune_space.halving_audit). Returns (records [one per run of `grid`, at the last
   round it reached], cost)."""
   metric = space.metric_name(config)
   sconfig = space.search_config(config)
@@ -196,7 +199,7 @@ def halving(config, data, method, folder, grid, cand_of, base):
       latest[int(row)] = dict(base[row], epochs=epochs, status=s["status"],
                               history=history, **_validation(s))
     before = dict(rows=rows, epochs=epochs, folder=rung_folder, width=width)
-    if i + 1 < len(rungs):
+    if i + 1 < len(rungs) and not config.tune.audit_halving:
       means = space.seed_means([dict(latest[int(r)], **{metric: latest[int(r)][
           f"val_{metric}"]}) for r in rows], metric)
       kept = space.keep_top(means, config.tune.halving_eta)

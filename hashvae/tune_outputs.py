@@ -37,10 +37,14 @@ def write_search(config, found: Search, folder: str) -> list[str]:
           for r in space.weight_rows(name, config.bits, m, per_level)]
   paths = [os.path.join(folder, "weights.csv"), os.path.join(folder, "search.json")]
   results.write_csv(paths[0], rows)
+  audit = halving_audit(config, found)
   results.write_json(paths[1], dict(
       metric=space.metric_name(config), chosen={m: {str(lv): c for lv, c in v.items()}
                                                 for m, v in found.chosen.items()},
-      cost=found.cost))
+      cost=found.cost, halving_audit=audit))
+  if audit:
+    paths.append(os.path.join(folder, "halving_audit.csv"))
+    results.write_csv(paths[-1], audit)
   figure = os.path.join(folder, f"tune_{space.metric_name(config).replace('@', '_at_')}.png")
   try:
     validation_figure(found, space.metric_name(config), figure, space.levels(config))
@@ -48,6 +52,27 @@ def write_search(config, found: Search, folder: str) -> list[str]:
   except ImportError as e:  # matplotlib is optional for the search itself
     log.warning("no figure: %s", e)
   return paths
+
+
+def halving_audit(config, found: Search) -> list[dict]:
+  """halving_audit.csv (tune.audit_halving; else empty): per method, halving
+  setting and level, halving's choice against full training's."""
+  if not config.tune.audit_halving:
+    return []
+  metric, t = space.metric_name(config), config.tune
+  out = []
+  for m in found.chosen:
+    recs = [r for r in found.records if r["method"] == m]
+    if max(r["epochs"] for r in recs) == 0:  # fitted on the host: no rounds
+      continue
+    for row in space.halving_audit(recs, metric, config.epochs, t.halving_rounds,
+                                   t.halving_eta):
+      out.append(dict(method=m, **row))
+      log.info("halving audit %s, %d round(s) at p=%g: keeps candidate %d, full training "
+               "chooses %d (validation %s %.4f vs %.4f), %d of %d run-epochs", m,
+               row["rounds"], row["level"], row["halving"], row["full"], metric,
+               row["halving_val"], row["full_val"], row["run_epochs"], row["full_run_epochs"])
+  return out
 
 
 def candidate_rows(found: Search, final_rows: Optional[list] = None) -> list[dict]:

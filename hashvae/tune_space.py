@@ -106,6 +106,8 @@ def check(config):
        "an integer >= 0 (0: no halving)", t.halving_rounds)
   need(isinstance(t.halving_eta, int) and t.halving_eta >= 2, "halving_eta",
        "an integer >= 2 (each round keeps 1/eta)", t.halving_eta)
+  need(not t.audit_halving or t.halving_rounds >= 1, "audit_halving",
+       "needs tune.halving_rounds >= 1 (the rounds to audit)", t.audit_halving)
   need(0.0 < t.validation_fraction < 1.0, "validation_fraction", "a fraction in (0, 1)",
        t.validation_fraction)
   names = {n.strip() for n in t.search.split(",") if n.strip()}
@@ -251,6 +253,48 @@ def rung_epochs(epochs: int, rounds: int, eta: int) -> tuple:
   epochs / eta**(rounds - i) for round i (at least 1, no repeats)."""
   points = [max(1, int(round(epochs / eta ** (rounds - i)))) for i in range(rounds + 1)]
   return tuple(sorted(set(points)))
+
+
+def replay_halving(records: list[dict], metric: str, rungs: tuple, eta: int):
+  """(choice {level: candidate}, run-epochs spent) of successive halving
+  over `rungs` (epochs, the last the full training), replayed from
+  `records` of runs trained through every rung without a cut: a record
+  holds `val_<metric>` at its last epoch and `val_<metric>_epoch<E>` at
+  earlier rungs. A run's final status counts at every rung."""
+  def at(r, epochs):
+    return r[f"val_{metric}"] if epochs == r["epochs"] else r[f"val_{metric}_epoch{epochs}"]
+
+  alive, spent, done = records, 0, 0
+  for epochs in rungs:
+    spent += len(alive) * (epochs - done)
+    done = epochs
+    means = seed_means([dict(r, **{metric: at(r, epochs)}) for r in alive], metric)
+    if epochs == rungs[-1]:
+      return select(means), spent
+    kept = keep_top(means, eta)
+    alive = [r for r in alive if r["candidate"] in kept[r["level"]]]
+  raise ValueError("replay_halving needs at least one rung")
+
+
+def halving_audit(records: list[dict], metric: str, epochs: int, rounds: int,
+                  eta: int) -> list[dict]:
+  """Per halving setting of 1..`rounds` rounds and per level: the candidate
+  halving keeps to the end against the one full training chooses (with
+  both validation means at full training), and the run-epochs halving
+  spends. `records`: one method's search with tune.audit_halving (every
+  run trained to `epochs` and scored at each rung on the way)."""
+  means = seed_means([dict(r, **{metric: r[f"val_{metric}"]}) for r in records], metric)
+  full = select(means)
+  out = []
+  for n in range(1, rounds + 1):
+    rungs = rung_epochs(epochs, n, eta)
+    picked, spent = replay_halving(records, metric, rungs, eta)
+    out += [dict(rounds=n, rungs="/".join(map(str, rungs)), level=level, full=full[level],
+                 halving=picked[level], agree=int(full[level] == picked[level]),
+                 full_val=means[level, full[level]], halving_val=means[level, picked[level]],
+                 run_epochs=spent, full_run_epochs=len(records) * epochs)
+            for level in sorted(full)]
+  return out
 
 
 def weight_rows(dataset: str, bits: int, method: str, chosen: dict) -> list[dict]:

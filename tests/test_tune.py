@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from configs import base, digits, snippets, synthetic
-from hashvae import config_check, data, results, tune
+from hashvae import config_check, data, results, tune, tune_outputs
 from hashvae import grid as grid_lib
 from hashvae import tune_space as space
 from hashvae.config_check import ConfigError
@@ -78,6 +78,8 @@ def test_tune_fields_are_checked():
     space.check(with_fields(tiny(), tune__search="delta"))
   with pytest.raises(ConfigError, match=r"ranges.ssb_vae.alpha"):
     space.check(with_fields(tiny(), tune__ranges__ssb_vae__alpha=(0.0, 1.0)))
+  with pytest.raises(ConfigError, match=r"tune.audit_halving=True: needs tune.halving_rounds"):
+    space.check(with_fields(tiny(), tune__audit_halving=True))
   space.check(tiny())
 
 
@@ -94,6 +96,26 @@ def test_keep_top_keeps_the_best_fraction_per_level_and_never_a_diverged_one():
   assert space.seed_means(records, "m") == {(0.1, 0): -math.inf}
   assert space.rung_epochs(60, 2, 3) == (7, 20, 60)
   assert space.rung_epochs(4, 0, 3) == (4,)
+
+
+def test_the_halving_replay_cuts_a_slow_starter_only_when_its_first_round_is_early():
+  # Validation p@100 at epochs 1, 3 and 9 per candidate; candidate 3 starts
+  # last and ends first. Two levels, two seeds (the same scores).
+  curves = {0: (0.5, 0.6, 0.65), 1: (0.4, 0.5, 0.55), 2: (0.3, 0.4, 0.45), 3: (0.1, 0.55, 0.8)}
+  records = [dict(level=level, candidate=c, seed=s, status="ok", epochs=9, **{
+      "val_m_epoch1": v[0], "val_m_epoch3": v[1], "val_m": v[2]})
+      for level in (0.1, 1.0) for c, v in curves.items() for s in (0, 1)]
+  audit = {(r["rounds"], r["level"]): r for r in space.halving_audit(records, "m", 9, 2, 3)}
+  assert set(audit) == {(n, level) for n in (1, 2) for level in (0.1, 1.0)}
+  # One round (epochs 3, 9): candidates 0 and 3 are the kept third at epoch 3.
+  one = audit[1, 0.1]
+  assert (one["rungs"], one["full"], one["halving"], one["agree"]) == ("3/9", 3, 3, 1)
+  assert one["run_epochs"] == 16 * 3 + 8 * 6 and one["full_run_epochs"] == 16 * 9
+  # Two rounds (epochs 1, 3, 9): candidate 3 is cut at epoch 1, then 1 at epoch 3.
+  two = audit[2, 1.0]
+  assert (two["rungs"], two["full"], two["halving"], two["agree"]) == ("1/3/9", 3, 0, 0)
+  assert (two["full_val"], two["halving_val"]) == (0.8, 0.65)
+  assert two["run_epochs"] == 16 * 1 + 8 * 2 + 4 * 6
 
 
 def test_search_data_is_train_and_validation_only():
@@ -236,6 +258,17 @@ def test_halving_resumes_and_continues_survivors_exactly(full_search, tmp_path, 
   assert not os.path.exists(os.path.join(folder, "ssb_vae"))  # checkpoints removed
   with open(os.path.join(folder, "ssb_vae.json")) as f:
     assert json.load(f)["cost"]["rungs"] == [2, 4]
+  # The audit trains every run to the end and replays the cut: its replay
+  # keeps what the real halving above kept, at the same cost.
+  audit_config = with_fields(halving, tune__audit_halving=True)
+  audited = tune.search(audit_config, d, str(tmp_path / "audit"))
+  assert {r["epochs"] for r in audited.records} == {4}
+  assert audited.chosen == full.chosen
+  rows = tune_outputs.halving_audit(audit_config, audited)
+  assert {r["level"]: r["halving"] for r in rows} == found.chosen["ssb_vae"]
+  assert {r["run_epochs"] for r in rows} == {cost["run_epochs"]}
+  assert all(r["agree"] == int(r["halving"] == full.chosen["ssb_vae"][r["level"]])
+             for r in rows)
 
 
 @pytest.mark.slow
