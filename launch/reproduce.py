@@ -10,6 +10,16 @@ WORKDIR/<dataset>_<bits>/, resumable like launch.main; finished cells are
 skipped on a re-run. The merged summary.md, summary.tex and p_at_100.png go
 to WORKDIR. WORKDIR, and each cell's folder while it runs, is locked against
 a second process (hashvae.lock).
+
+With --tune, each cell is a launch.tune workdir instead: every method's
+weights are chosen on validation with the same search (config.tune, set
+with --set='tune.candidates=8,...'), then trained on the test queries in
+the cell's final/. WORKDIR also gets launch.compare's compare.md and
+figures over every cell: the comparison of tuned methods as one command.
+
+    python -m launch.reproduce --tune --dataset=snippets,newsgroups,tmc \
+        --method=ssb_vae+phs_gs+vdsh_s+pl_hash+im_hash --workdir=runs/own \
+        --set='levels=(0.1,0.2,0.3,1.0),seeds=(0,1,2,3,4),tune.seeds=(0,1,2),tune.candidates=8,tune.halving_rounds=1'
 """
 
 import ast
@@ -22,7 +32,8 @@ import time
 import jax
 from absl import app, flags, logging
 
-from hashvae import config_check, experiment, lock, reports, results, sharding, workdir
+from hashvae import config_check, experiment, lock, reports, results, sharding, tune, workdir
+from hashvae import tune_space as space
 from launch import cpu_devices, errors
 
 DATASETS = ("digits", "snippets", "newsgroups", "tmc", "cifar", "synthetic")
@@ -35,6 +46,8 @@ _DATA_PATH = flags.DEFINE_string("data_path", None, "Overrides config.data.path 
 _SET = flags.DEFINE_string("set", "", "Config overrides for every cell, "
                            "e.g. 'epochs=5,seeds=(0,1)' (Python literals).")
 _METHOD = flags.DEFINE_string("method", "all", "Methods of each cell (a+b or all).")
+_TUNE = flags.DEFINE_bool("tune", False, "Choose every method's weights on validation "
+                          "in each cell (launch.tune), then compare the tuned methods.")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -83,7 +96,10 @@ def cell_config(dataset: str, bits: int):
   if _DATA_PATH.value:
     overrides["data.path"] = _DATA_PATH.value
   try:
-    return config_check.apply_overrides(config, overrides)
+    config = config_check.apply_overrides(config, overrides)
+    if _TUNE.value:
+      space.check(config)
+    return config
   except config_check.ConfigError as e:
     raise app.UsageError(f"--set: {e}") from e
 
@@ -132,6 +148,25 @@ def run_cell(config, folder: str) -> list[dict]:
   return sweep.rows
 
 
+def run_tuned_cell(config, folder: str) -> list[dict]:
+  """A launch.tune of the cell's methods in `folder` (resumed when
+  interrupted; a finished one only reloads its data and results): the
+  rows of its final sweep, the chosen weights on the test queries."""
+  dataset = experiment.checked_dataset(config)
+  with lock.hold(folder):
+    workdir.prepare(folder, config.to_dict())  # a changed config fails here
+    _, sweep = tune.run_tune(config, dataset, folder)
+  return sweep.rows
+
+
+def write_comparison(rows: list[dict], folder: str, metric: str) -> str:
+  """compare.md and a figure per (dataset, bits) of tuned methods."""
+  text = reports.comparison_markdown(rows, metric)
+  results.write_text(os.path.join(folder, "compare.md"), text)
+  reports.comparison_figures(rows, folder, metric)
+  return text
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -147,14 +182,20 @@ def main(argv):
   top = _WORKDIR.value
   if sharding.is_primary():
     lock.check_free(top)  # a second process stops before loading anything
+  if _TUNE.value and jax.process_count() > 1:
+    raise app.UsageError("--tune runs in one process (launch.tune does); shard it "
+                         "over one host's devices")
   rows = []
   with held(top):
     for dataset, b, config in cells:
-      rows += run_cell(config, os.path.join(top, f"{dataset}_{b}"))
+      cell = os.path.join(top, f"{dataset}_{b}")
+      rows += run_tuned_cell(config, cell) if _TUNE.value else run_cell(config, cell)
     if sharding.is_primary():
       results.write_csv(os.path.join(top, "results.csv"), rows)
       reports.write_reports(rows, top)
-      print(reports.markdown(rows))
+      # Compared on the metric the weights were chosen by (the same --set for all).
+      print(write_comparison(rows, top, cells[0][2].tune.metric) if _TUNE.value
+            else reports.markdown(rows))
 
 
 def cli(argv=None):

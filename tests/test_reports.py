@@ -98,6 +98,31 @@ def test_reproduce_runs_cells_and_skips_finished_ones(tmp_path):
   assert results.read_csv(str(tmp_path / "results.csv")) == rows
 
 
+@pytest.mark.slow  # two tunes of two methods (about a minute on 2 cores)
+def test_reproduce_tune_compares_the_tuned_methods_of_every_cell(tmp_path):
+  args = [sys.executable, "-m", "launch.reproduce", "--tune", "--dataset=synthetic",
+          "--bits=4", "--method=ssb_vae+pl_hash", f"--workdir={tmp_path}", "--cpu_devices=1",
+          "--set=epochs=2,seeds=(0,1),ks=(10,),tune.seeds=(0,),tune.candidates=1,"
+          "tune.metric=p@10"]
+  first = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert first.returncode == 0, first.stderr[-3000:]
+  cell = tmp_path / "synthetic_4"
+  chosen = results.read_csv(str(cell / "weights.csv"))
+  assert {r["method"] for r in chosen} == {"ssb_vae", "pl_hash"}
+  rows = results.read_csv(str(tmp_path / "results.csv"))
+  assert rows == results.read_csv(str(cell / "final" / "results.csv"))
+  for r in rows:  # the final sweep trained the weights chosen on validation
+    pick = next(c for c in chosen if c["method"] == r["method"] and c["p"] == r["level"])
+    assert r["alpha"] == pytest.approx(pick["alpha"])
+  compare = (tmp_path / "compare.md").read_text()
+  assert "SSB-VAE" in compare and "PL-Hash" in compare
+  assert (tmp_path / "compare_synthetic_4.png").exists()
+  again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stderr.count("search already finished") == 2
+  assert (tmp_path / "compare.md").read_text() == compare
+
+
 def test_pr_figure_draws_one_line_per_method_and_level_averaged_over_seeds(tmp_path):
   rows = handmade(tmp_path)  # 16 bits: ssb_vae at 0.1 (2 ok, 1 diverged) and 1.0,
   # phs_gs at 0.1; 32 bits: ssb_vae at 0.1.
