@@ -46,6 +46,9 @@ _DATA_PATH = flags.DEFINE_string("data_path", None, "Overrides config.data.path 
 _SET = flags.DEFINE_string("set", "", "Config overrides for every cell, "
                            "e.g. 'epochs=5,seeds=(0,1)' (Python literals).")
 _METHOD = flags.DEFINE_string("method", "all", "Methods of each cell (a+b or all).")
+_GRID = flags.DEFINE_string("grid", "", "Each cell's weights file (configs/<dataset>.py:"
+                            "grid=PATH, e.g. a launch.tune weights.csv); default: the "
+                            "config's own (the released weights for the study's data).")
 _TUNE = flags.DEFINE_bool("tune", False, "Choose every method's weights on validation "
                           "in each cell (launch.tune), then compare the tuned methods.")
 flags.mark_flags_as_required(["workdir"])
@@ -88,10 +91,10 @@ def cell_config(dataset: str, bits: int):
     raise app.UsageError(f"unknown dataset {dataset!r}; known: {DATASETS}")
   try:
     config = importlib.import_module(f"configs.{dataset}").get_config(
-        f"method={_METHOD.value},bits={bits}")
+        f"method={_METHOD.value},bits={bits}" + (f",grid={_GRID.value}" if _GRID.value else ""))
   except ValueError as e:  # the config's own argument checks
-    raise app.UsageError(f"--dataset={dataset} --bits={bits} --method={_METHOD.value}: "
-                         f"{e}") from e
+    raise app.UsageError(f"--dataset={dataset} --bits={bits} --method={_METHOD.value}"
+                         f"{' --grid=' + _GRID.value if _GRID.value else ''}: {e}") from e
   overrides = parse_overrides(_SET.value)
   if _DATA_PATH.value:
     overrides["data.path"] = _DATA_PATH.value
