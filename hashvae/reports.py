@@ -293,6 +293,15 @@ def comparison_figures(rows: list[dict], folder: str, metric: str = "p@100") -> 
   return paths
 
 
+def write_comparison(rows: list[dict], folder: str, metric: str = "p@100"):
+  """(compare.md's text, [paths written]): compare.md and one figure per
+  (dataset, bits) in `folder`."""
+  text = comparison_markdown(rows, metric)
+  path = os.path.join(folder, "compare.md")
+  results.write_text(path, text)
+  return text, [path] + comparison_figures(rows, folder, metric)
+
+
 def training_curves(records: list[dict], path: str):
   """metrics.jsonl records -> one panel per loss term, the grid mean per
   method against the epoch."""

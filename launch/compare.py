@@ -15,11 +15,10 @@ input is read and checked before anything is written; compare.md is also
 printed.
 """
 
-import os
 
 from absl import app, flags, logging
 
-from hashvae import reports, results, workdir
+from hashvae import reports, workdir
 from launch import errors
 
 _RESULTS = flags.DEFINE_list("results", [], "results.csv files to merge (e.g. the "
@@ -89,11 +88,8 @@ def main(argv):
     raise workdir.WorkdirError(f"datasets {sorted({d for d, _ in panels})} would share "
                                "figure names (they differ only in characters a file name "
                                "cannot hold)")
-  text = reports.comparison_markdown(rows, _METRIC.value)
-  path = os.path.join(_OUT.value, "compare.md")
-  results.write_text(path, text)
-  logging.info("wrote %s", path)
-  for path in reports.comparison_figures(rows, _OUT.value, _METRIC.value):
+  text, paths = reports.write_comparison(rows, _OUT.value, _METRIC.value)
+  for path in paths:
     logging.info("wrote %s", path)
   print(text)
 

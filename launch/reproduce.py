@@ -17,9 +17,9 @@ with --set='tune.candidates=8,...'), then trained on the test queries in
 the cell's final/. WORKDIR also gets launch.compare's compare.md and
 figures over every cell: the comparison of tuned methods as one command.
 
-    python -m launch.reproduce --tune --dataset=snippets,newsgroups,tmc \
+    python -m launch.reproduce --tune --dataset=snippets,newsgroups \
         --method=ssb_vae+phs_gs+vdsh_s+pl_hash+im_hash --workdir=runs/own \
-        --set='levels=(0.1,0.2,0.3,1.0),seeds=(0,1,2,3,4),tune.seeds=(0,1,2),tune.candidates=8,tune.halving_rounds=1'
+        --set='levels=(0.1,0.2,0.3,1.0),tune.candidates=8,tune.halving_rounds=1'
 """
 
 import ast
@@ -162,14 +162,6 @@ def run_tuned_cell(config, folder: str) -> list[dict]:
   return sweep.rows
 
 
-def write_comparison(rows: list[dict], folder: str, metric: str) -> str:
-  """compare.md and a figure per (dataset, bits) of tuned methods."""
-  text = reports.comparison_markdown(rows, metric)
-  results.write_text(os.path.join(folder, "compare.md"), text)
-  reports.comparison_figures(rows, folder, metric)
-  return text
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -197,7 +189,7 @@ def main(argv):
       results.write_csv(os.path.join(top, "results.csv"), rows)
       reports.write_reports(rows, top)
       # Compared on the metric the weights were chosen by (the same --set for all).
-      print(write_comparison(rows, top, cells[0][2].tune.metric) if _TUNE.value
+      print(reports.write_comparison(rows, top, cells[0][2].tune.metric)[0] if _TUNE.value
             else reports.markdown(rows))
 
 
