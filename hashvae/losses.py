@@ -131,10 +131,14 @@ def label_similarity(label_rows, binary=False):
 def prediction_similarity(probs, normalise=False):
   """S = P P^T from predicted distributions [batch, classes].
 
-  normalise=True divides by the norms (cosine, in [0, 1] for non-negative
-  P): the multi-label form, where sigmoid outputs do not sum to 1.
+  normalise=True first divides each row by its sum, for multi-label
+  sigmoid outputs that do not sum to 1: S_ij is then the probability that
+  a label drawn from item i's predicted label set equals one drawn from
+  j's, in [0, 1], which is what the softmax path's P P^T is on multi-hot
+  labels. Flat, unsure predictions give about 1 / classes, so their pairs
+  are pushed apart (a cosine would give them about 1 and pull them
+  together).
   """
   if normalise:
-    probs = probs / jnp.maximum(
-        jnp.linalg.norm(probs, axis=-1, keepdims=True), 1e-12)
+    probs = probs / jnp.maximum(jnp.sum(probs, axis=-1, keepdims=True), 1e-12)
   return probs @ probs.T

@@ -157,9 +157,20 @@ def test_similarities():
   assert binary.max() == 1.0 and binary[3, 3] == 1.0 and binary[2, 2] == 0.0
   p = rng.uniform(size=(3, 4))
   np.testing.assert_allclose(losses.prediction_similarity(p), p @ p.T, rtol=1e-5)
-  cos = np.asarray(losses.prediction_similarity(p, normalise=True))
-  np.testing.assert_allclose(np.diag(cos), 1.0, rtol=1e-5)
-  assert cos.max() <= 1.0 + 1e-6 and cos.min() >= 0.0
+  q = p / p.sum(-1, keepdims=True)
+  np.testing.assert_allclose(losses.prediction_similarity(p, normalise=True), q @ q.T,
+                             rtol=1e-5)
+
+
+def test_normalised_prediction_similarity_pushes_unsure_pairs_apart():
+  # Sigmoid outputs: a sure single-label item, a sure two-label item, and
+  # two flat, unsure items. The threshold between pulled and pushed is 1/2.
+  p = np.array([[0.99, 0.01, 0.01, 0.01], [0.99, 0.99, 0.01, 0.01],
+                [0.3, 0.3, 0.3, 0.3], [0.2, 0.2, 0.2, 0.2]], np.float32)
+  s = np.asarray(losses.prediction_similarity(p, normalise=True))
+  assert s.min() >= 0.0 and s.max() <= 1.0
+  assert s[0, 0] > 0.9 and s[2, 3] == pytest.approx(0.25, rel=1e-5)
+  assert s[0, 1] == pytest.approx(0.5, abs=0.02)  # one of two labels shared
 
 
 def test_gaussian_reconstruction_is_half_squared_error():

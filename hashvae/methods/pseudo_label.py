@@ -26,8 +26,8 @@ same options.
 
 Multi-label data on the sigmoid path: p_i are per-class sigmoids, an item is
 confident when every class is (max(p_ic, 1 - p_ic) >= tau), its pseudo-label
-is 1[p_ic > 1/2], S is the cosine of the q rows (as SSB-VAE normalises P),
-and the pseudo-label term is the summed binary cross-entropy.
+is 1[p_ic > 1/2], S is Q Q^T with each q row divided by its sum (as SSB-VAE
+normalises P), and the pseudo-label term is the summed binary cross-entropy.
 
 Weights: alpha, beta, gamma (SSB-VAE's) and lam (the pseudo-label term).
 Option `confidence`: tau (static; 0.9 by default, a prior choice, not tuned
