@@ -15,7 +15,6 @@ input is read and checked before anything is written; compare.md is also
 printed.
 """
 
-
 from absl import app, flags, logging
 
 from hashvae import reports, workdir
