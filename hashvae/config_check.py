@@ -119,8 +119,8 @@ def check_methods(config):
     options = method_options(config, m)
     for k, allowed in m.choices.items():
       if options[k] not in allowed:
-        raise ConfigError(f"config.loss.{k}={options[k]!r}: one of {allowed} "
-                          f"(method {m.name!r})")
+        raise ConfigError(f"config.loss.{k}={options[k]!r}: "
+                          f"{methods.registry.describe(allowed)} (method {m.name!r})")
   unknown = sorted(set(config.loss) - set(declared))
   if unknown:
     raise ConfigError(f"config.loss.{unknown[0]}: not an option of the methods "

@@ -128,7 +128,7 @@ def label_similarity(label_rows, binary=False):
   return (s > 0).astype(s.dtype) if binary else s
 
 
-def prediction_similarity(probs, normalise=False):
+def prediction_similarity(probs, normalise=False, power=1.0):
   """S = P P^T from predicted distributions [batch, classes].
 
   normalise=True first divides each row by its sum, for multi-label
@@ -137,8 +137,17 @@ def prediction_similarity(probs, normalise=False):
   j's, in [0, 1], which is what the softmax path's P P^T is on multi-hot
   labels. Flat, unsure predictions give about 1 / classes, so their pairs
   are pushed apart (a cosine would give them about 1 and pull them
-  together).
+  together). `power` >= 1 raises each row to that power before the row
+  sums: a confident row's many small outputs then stop diluting its top
+  class, while flat rows still give 1 / classes (a large power tends to
+  S_ij = 1[same top class]).
   """
+  if power < 1:
+    raise ValueError(f"similarity power must be >= 1, got {power}")
   if normalise:
+    # Over the row's maximum first, so that a large power cannot underflow
+    # a whole row to zero.
+    top = jnp.maximum(jnp.max(probs, axis=-1, keepdims=True), 1e-12)
+    probs = (probs / top) ** power
     probs = probs / jnp.maximum(jnp.sum(probs, axis=-1, keepdims=True), 1e-12)
   return probs @ probs.T

@@ -89,6 +89,8 @@ CASES = [
     ("zero learning rate", check(learning_rate=0.0), ConfigError, r"learning_rate"),
     ("zero epochs", check(epochs=0), ConfigError, r"config.epochs"),
     ("unknown multilabel mode", check(loss__multilabel="max"), ConfigError, r"loss.multilabel"),
+    ("similarity power below 1", check(methods=("ssb_vae",), loss__similarity_power=0.5),
+     ConfigError, r"loss.similarity_power=0.5: a finite number >= 1 \(method 'ssb_vae'\)"),
     ("batch larger than the training set", sweep(batch_size=10_000), ConfigError,
      r"batch_size=10000: at most the training set size \(200 items\)"),
     ("cut-off larger than the database", sweep(ks=(10, 500)), ConfigError,

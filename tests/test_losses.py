@@ -160,6 +160,9 @@ def test_similarities():
   q = p / p.sum(-1, keepdims=True)
   np.testing.assert_allclose(losses.prediction_similarity(p, normalise=True), q @ q.T,
                              rtol=1e-5)
+  q = p ** 3 / (p ** 3).sum(-1, keepdims=True)
+  np.testing.assert_allclose(losses.prediction_similarity(p, normalise=True, power=3.0),
+                             q @ q.T, rtol=1e-5)
 
 
 def test_normalised_prediction_similarity_pushes_unsure_pairs_apart():
@@ -171,6 +174,29 @@ def test_normalised_prediction_similarity_pushes_unsure_pairs_apart():
   assert s.min() >= 0.0 and s.max() <= 1.0
   assert s[0, 0] > 0.9 and s[2, 3] == pytest.approx(0.25, rel=1e-5)
   assert s[0, 1] == pytest.approx(0.5, abs=0.02)  # one of two labels shared
+
+
+def test_similarity_power_sharpens_sure_rows_and_keeps_flat_rows_apart():
+  # A fairly sure single-label item among 22 classes: its 21 small outputs
+  # outweigh its top class after row sums, so two such items get S = 0.08,
+  # far below the pull threshold 1/2; a power of 3 lifts them to 0.83. Flat
+  # rows stay at 1 / classes whatever the power.
+  sure = np.full(22, 0.1, np.float32)
+  sure[0] = 0.6
+  p = np.stack([sure, sure, np.full(22, 0.3, np.float32)])
+  plain = np.asarray(losses.prediction_similarity(p, normalise=True))
+  sharp = np.asarray(losses.prediction_similarity(p, normalise=True, power=3.0))
+  assert plain[0, 1] < 0.5 < sharp[0, 1]
+  assert plain[2, 2] == pytest.approx(1 / 22, rel=1e-5)
+  assert sharp[2, 2] == pytest.approx(1 / 22, rel=1e-5)
+  # A power far past float32's range for these values: flat rows still give
+  # 1 / classes and sure rows tend to 1[same top class].
+  p = np.concatenate([p, np.full((1, 22), 1e-3, np.float32)])
+  hard = np.asarray(losses.prediction_similarity(p, normalise=True, power=60.0))
+  assert hard[3, 3] == pytest.approx(1 / 22, rel=1e-5)
+  assert hard[0, 1] == pytest.approx(1.0, abs=1e-4)
+  with pytest.raises(ValueError, match="power must be >= 1"):
+    losses.prediction_similarity(p, normalise=True, power=0.5)
 
 
 def test_gaussian_reconstruction_is_half_squared_error():

@@ -132,6 +132,23 @@ def test_multilabel_sigmoid_path_keeps_similarity_in_unit_interval():
                              rtol=1e-5)
 
 
+def test_ssb_vae_similarity_power_on_the_sigmoid_path_only():
+  out, b = bernoulli_out(), batch()
+  codes = np.asarray(out["sample"])
+  d = ((codes[:, None] - codes[None]) ** 2).sum(-1)
+  p = 1 / (1 + np.exp(-np.asarray(out["class_logits"])))
+  q = p ** 3 / (p ** 3).sum(-1, keepdims=True)
+  s = q @ q.T
+  sharp = methods.default_options("ssb_vae", True, multilabel="sigmoid", similarity_power=3.0)
+  _, terms = study.ssb_vae(out, b, HP, sharp)
+  expected = (s * d + (1 - s) * np.maximum(K / 3 - d, 0)).sum() / K
+  np.testing.assert_allclose(terms["pairwise"], expected, rtol=1e-5)
+  # The softmax path's S is a distribution's P P^T already: the power is ignored.
+  softmax = [study.ssb_vae(out, b, HP, LossOptions(True, **given))[0]
+             for given in ({}, dict(similarity_power=3.0))]
+  np.testing.assert_allclose(softmax[0], softmax[1], rtol=1e-7)
+
+
 def test_unknown_method_lists_known_ones():
   with pytest.raises(ValueError, match=r"unknown method 'nope'.*ssb_vae"):
     methods.get("nope")

@@ -55,9 +55,8 @@ def sgd(row_gradients: bool) -> optim.Optimiser:
 def ssb_vae_no_reconstruction(out, batch, hp, options):
   """ssb_vae's objective (study.bernoulli_objective with S = P P^T) without
   the reconstruction term."""
-  similarity = losses.prediction_similarity(
-      blocks.class_probabilities(out, options),
-      normalise=blocks.sigmoid_labels(options))
+  similarity = blocks.predicted_similarity(blocks.class_probabilities(out, options),
+                                           options)
   kl = jnp.mean(losses.bernoulli_kl_uniform(out["logits"]))
   ce = blocks.pointwise(out, batch, options)
   pair = blocks.pairwise(out["sample"], batch, similarity, options,

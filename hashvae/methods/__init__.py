@@ -10,11 +10,13 @@ from hashvae.methods.blocks import (
                                     class_probabilities,
                                     pairwise,
                                     pointwise,
+                                    predicted_similarity,
                                     reconstruction,
                                     sigmoid_labels,
 )
 from hashvae.methods.registry import (
                                     METHODS,
+                                    AtLeast,
                                     Method,
                                     MethodError,
                                     Options,
@@ -26,6 +28,7 @@ from hashvae.methods.registry import (
                                     register_fitted,
 )
 
-__all__ = ["METHODS", "Method", "MethodError", "Options", "Weights", "class_probabilities",
-           "default_options", "get", "import_modules", "pairwise", "pointwise",
-           "reconstruction", "register", "register_fitted", "registry", "sigmoid_labels"]
+__all__ = ["METHODS", "AtLeast", "Method", "MethodError", "Options", "Weights",
+           "class_probabilities", "default_options", "get", "import_modules", "pairwise",
+           "pointwise", "predicted_similarity", "reconstruction", "register",
+           "register_fitted", "registry", "sigmoid_labels"]

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from hashvae import losses
+from hashvae.methods import registry
 
 # "softmax" (parity) or "gaussian" (squared error, the corrected decoder for
 # real-valued features).
@@ -25,6 +26,11 @@ LABEL_CHOICES = dict(multilabel=("softmax", "sigmoid"))
 PAIRS = dict(pair_reduction="sum", pair_labelled_only=False, pair_diagonal=True,
              margin_fraction=1.0 / 3.0)
 PAIR_CHOICES = dict(pair_reduction=("sum", "mean"))
+# S from the predictions on the sigmoid path: each row of P raised to this
+# power before its row-sum normalisation (1: a drawn label's match
+# probability; larger sharpens confident rows, flat rows stay 1 / classes).
+PREDICTED_PAIRS = dict(similarity_power=1.0)
+PREDICTED_PAIR_CHOICES = dict(similarity_power=registry.AtLeast(1.0))
 
 
 def sigmoid_labels(options) -> bool:
@@ -44,6 +50,14 @@ def class_probabilities(out, options):
   if sigmoid_labels(options):
     return jax.nn.sigmoid(out["class_logits"])
   return jax.nn.softmax(out["class_logits"])
+
+
+def predicted_similarity(probs, options):
+  """[batch, batch] S = P P^T from predictions or targets [batch, classes]
+  (row-normalised, after options.similarity_power, on the sigmoid path)."""
+  sigmoid = sigmoid_labels(options)
+  return losses.prediction_similarity(probs, normalise=sigmoid,
+                                      power=options.similarity_power if sigmoid else 1.0)
 
 
 def pointwise(out, batch, options):

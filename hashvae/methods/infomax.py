@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from hashvae import losses
 from hashvae.methods import blocks
 from hashvae.methods.registry import register
-from hashvae.methods.study import BERNOULLI, bernoulli_objective
+from hashvae.methods.study import PREDICTED, bernoulli_objective
 
 TINY = 1e-8  # keeps log(0) out of the entropies (0 log 0 = 0)
 
@@ -53,13 +52,13 @@ def class_information(probs, sigmoid: bool):
   return entropy(jnp.mean(probs, axis=0), sigmoid) - jnp.mean(entropy(probs, sigmoid))
 
 
-@register("im_hash", weights=dict(alpha=1.0, beta=1.0, gamma=1.0, delta=1.0), **BERNOULLI)
+@register("im_hash", weights=dict(alpha=1.0, beta=1.0, gamma=1.0, delta=1.0), **PREDICTED)
 def im_hash(out, batch, hp, options):
   """IM-Hash: SSB-VAE minus delta x the mutual information between the
   items of the batch and their predicted class."""
   sigmoid = blocks.sigmoid_labels(options)
   probs = blocks.class_probabilities(out, options)
-  s = losses.prediction_similarity(probs, normalise=sigmoid)
+  s = blocks.predicted_similarity(probs, options)
   loss, terms = bernoulli_objective(out, batch, hp, options, s, labelled_only=False)
   info = class_information(probs, sigmoid)
   loss = loss - hp["delta"] * info

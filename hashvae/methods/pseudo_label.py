@@ -76,7 +76,8 @@ def pseudo_label_loss(class_logits, hard, weights, sigmoid: bool):
 
 
 @register("pl_hash", weights=dict(alpha=1.0, beta=1.0, gamma=1.0, lam=1.0),
-          options=dict(BERNOULLI_OPTIONS, confidence=0.9), choices=BERNOULLI_CHOICES,
+          options=dict(BERNOULLI_OPTIONS, **blocks.PREDICTED_PAIRS, confidence=0.9),
+          choices=dict(BERNOULLI_CHOICES, **blocks.PREDICTED_PAIR_CHOICES),
           latent="bernoulli")
 def pl_hash(out, batch, hp, options):
   """PL-Hash: SSB-VAE with S from the labels, confident pseudo-labels and
@@ -86,7 +87,7 @@ def pl_hash(out, batch, hp, options):
   labelled = batch["labelled"]
   hard, sure = confident_pseudo_labels(probs, sigmoid, options.confidence)
   q = anchored_targets(probs, batch["label_rows"], labelled, hard, sure)
-  s = losses.prediction_similarity(q, normalise=sigmoid)
+  s = blocks.predicted_similarity(q, options)
   loss, terms = bernoulli_objective(out, batch, hp, options, s, labelled_only=False)
   pl = pseudo_label_loss(out["class_logits"], hard, (1.0 - labelled) * sure, sigmoid)
   loss = loss + hp["lam"] * pl

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from typing import Any, Callable, Mapping, Optional
 
 from hashvae.models import HashModel, ModelSpec
@@ -104,12 +105,32 @@ def study_model(latent: str, classifier_on: str):
 
 
 @dataclasses.dataclass(frozen=True)
+class AtLeast:
+  """An option's allowed values when they are numbers: finite, >= low (for
+  `choices`, beside a tuple of the allowed values)."""
+
+  low: float
+
+  def __contains__(self, value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= self.low)
+
+  def __str__(self) -> str:
+    return f"a finite number >= {self.low:g}"
+
+
+def describe(allowed) -> str:
+  """An option's allowed values, for an error message."""
+  return str(allowed) if isinstance(allowed, AtLeast) else f"one of {allowed}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Method:
   name: str
   objective: Objective
   weights: Mapping[str, float]  # traced per run; name -> default
   options: Mapping[str, Any]  # static; name -> default
-  choices: Mapping[str, tuple]  # option name -> allowed values
+  choices: Mapping[str, Any]  # option name -> allowed values (a tuple or AtLeast)
   model: Optional[Callable[[ModelSpec], Any]]  # ModelSpec -> linen module
   doc: str = ""
   # A method that is not trained by gradient (the classical baselines):
@@ -143,7 +164,7 @@ def register(name: str, *, weights: Mapping[str, float],
   for key, allowed in choices.items():
     if key not in options or options[key] not in allowed:
       raise MethodError(f"method {name!r}: choices for {key!r} need a declared "
-                        f"option whose default is one of {allowed}")
+                        f"option whose default is {describe(allowed)}")
   if model is None:
     if latent not in ("gaussian", "bernoulli"):
       raise MethodError(f"latent must be 'gaussian' or 'bernoulli', got {latent!r}")

@@ -18,6 +18,9 @@ GAUSSIAN_CHOICES = dict(blocks.RECONSTRUCTION_CHOICES, **blocks.LABEL_CHOICES)
 BERNOULLI_OPTIONS = dict(GAUSSIAN_OPTIONS, **blocks.PAIRS)
 BERNOULLI_CHOICES = dict(GAUSSIAN_CHOICES, **blocks.PAIR_CHOICES)
 BERNOULLI = dict(options=BERNOULLI_OPTIONS, choices=BERNOULLI_CHOICES, latent="bernoulli")
+# Methods whose S comes from the predictions.
+PREDICTED = dict(BERNOULLI, options=dict(BERNOULLI_OPTIONS, **blocks.PREDICTED_PAIRS),
+                 choices=dict(BERNOULLI_CHOICES, **blocks.PREDICTED_PAIR_CHOICES))
 GAUSSIAN = dict(options=GAUSSIAN_OPTIONS, choices=GAUSSIAN_CHOICES, latent="gaussian",
                 classifier_on="sample")
 
@@ -50,12 +53,11 @@ def phs_gs(out, batch, hp, options):
                              labelled_only=options.pair_labelled_only)
 
 
-@register("ssb_vae", weights=dict(alpha=1.0, beta=1.0, gamma=1.0), **BERNOULLI)
+@register("ssb_vae", weights=dict(alpha=1.0, beta=1.0, gamma=1.0), **PREDICTED)
 def ssb_vae(out, batch, hp, options):
   """SSB-VAE: as PHS-GS but S = P P^T from the classifier's predictions for
   every item (gradients flow through P, as released)."""
-  s = losses.prediction_similarity(blocks.class_probabilities(out, options),
-                                   normalise=blocks.sigmoid_labels(options))
+  s = blocks.predicted_similarity(blocks.class_probabilities(out, options), options)
   return bernoulli_objective(out, batch, hp, options, s, labelled_only=False)
 
 
