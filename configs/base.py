@@ -124,7 +124,11 @@ def tune_block(method_names) -> ml_collections.ConfigDict:
   """The weight search of `python -m launch.tune` (hashvae/tune.py): read
   only there; a sweep ignores it."""
   t = ml_collections.ConfigDict()
-  t.kind = "random"  # "random": log-uniform draws; "grid": log-spaced points
+  # "latin": log-uniform draws, stratified so that each weight gets one draw
+  # in each 1/candidates of its log-range (a few candidates still cover
+  # every decade); "random": plain log-uniform draws; "grid": log-spaced
+  # points.
+  t.kind = "latin"
   t.candidates = 16  # settings drawn per method (a grid needs k**weights)
   t.seed = 0  # draws the candidates (and holds out validation where none exists)
   t.seeds = (0, 1)  # training seeds per candidate; selection on their mean

@@ -26,7 +26,7 @@ from hashvae.grid import Grid
 # A method's declared default d gives the range d / SPAN .. d * SPAN when
 # config.tune.ranges has none for it (a method registered after the config).
 SPAN = 1e3
-KINDS = ("random", "grid")
+KINDS = ("random", "latin", "grid")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,15 +151,22 @@ def method_seed(seed: int, method: str) -> np.random.SeedSequence:
 
 def draw(space: dict, count: int, kind: str, seed) -> list[dict]:
   """`count` settings {weight: value} over `space` {weight: (low, high)}:
-  "random" draws each weight log-uniformly in its range; "grid" takes the
-  product of log-spaced points, endpoints included (count = k**weights)."""
+  "random" draws each weight log-uniformly in its range; "latin" does too,
+  but splits each weight's log-range into `count` equal strata and puts one
+  draw in each (a Latin hypercube: a few draws still cover every decade of
+  every weight); "grid" takes the product of log-spaced points, endpoints
+  included (count = k**weights)."""
   names = list(space)
   if not names:
     return [{}]  # nothing to vary: one candidate, the pinned weights
   low = np.log([space[n][0] for n in names])
   high = np.log([space[n][1] for n in names])
-  if kind == "random":
-    u = np.random.default_rng(seed).uniform(size=(count, len(names)))
+  if kind in ("random", "latin"):
+    rng = np.random.default_rng(seed)
+    u = rng.uniform(size=(count, len(names)))
+    if kind == "latin":  # column j: stratum perm_j[i] for draw i
+      strata = np.stack([rng.permutation(count) for _ in names], axis=1)
+      u = (strata + u) / count
     values = np.exp(low + u * (high - low))
   else:
     k = grid_points(count, len(names))

@@ -45,6 +45,20 @@ def test_random_draw_is_reproducible_and_log_uniform_within_its_range():
   assert np.all(np.abs(counts / 4000 - 1 / 6) < 0.03), counts
 
 
+def test_latin_draw_puts_one_draw_in_each_stratum_of_every_weight():
+  box = dict(alpha=(1e-5, 1e-1), gamma=(1e2, 1e6))
+  seed = space.method_seed(0, "ssb_vae")
+  # Plain draws with this seed leave alpha's lower half empty (all 8 above
+  # 1e-3); the stratified ones cannot.
+  plain = [c["alpha"] for c in space.draw(box, 8, "random", seed)]
+  assert min(plain) > 1e-3
+  latin = space.draw(box, 8, "latin", seed)
+  assert latin == space.draw(box, 8, "latin", seed)
+  for name, (low, high) in box.items():
+    u = (np.log([c[name] for c in latin]) - np.log(low)) / (np.log(high) - np.log(low))
+    assert sorted(np.floor(u * 8).astype(int).tolist()) == list(range(8)), (name, u)
+
+
 def test_grid_draw_is_log_spaced_with_endpoints():
   points = space.draw(dict(alpha=(1e-2, 1e2), beta=(1.0, 100.0)), 9, "grid", 0)
   assert len(points) == 9
