@@ -44,6 +44,7 @@ def launch(tmp_path, config, *args):
        *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_user_method_with_its_own_weight_and_option(tmp_path):
   out = tmp_path / "run"
   proc = launch(tmp_path, "--config=configs/synthetic.py:method=bvae_ce",

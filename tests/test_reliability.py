@@ -133,6 +133,7 @@ def test_every_file_a_sweep_writes_is_an_output_that_restart_removes(tmp_path):
   assert written <= set(workdir.OUTPUTS)
 
 
+@pytest.mark.slow
 def test_diverging_run_is_flagged_and_leaves_the_others_alone():
   config = synthetic.get_config("method=ssb_vae")
   with config.unlocked():
@@ -259,6 +260,7 @@ def resumable_config():
   return config
 
 
+@pytest.mark.slow
 def test_truncated_latest_checkpoint_resumes_from_the_one_before(tmp_path, monkeypatch,
                                                                   caplog):
   config = resumable_config()

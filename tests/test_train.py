@@ -91,6 +91,7 @@ def test_grid_rows_and_per_level_weights(setup):
     grid_lib.build_grid(config, "ssb_vae")
 
 
+@pytest.mark.slow
 def test_seed_is_the_same_run_in_every_sweep(setup):
   config, dataset = setup
   with config.unlocked():
