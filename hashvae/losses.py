@@ -145,9 +145,10 @@ def prediction_similarity(probs, normalise=False, power=1.0):
   if power < 1:
     raise ValueError(f"similarity power must be >= 1, got {power}")
   if normalise:
-    # Over the row's maximum first, so that a large power cannot underflow
-    # a whole row to zero.
-    top = jnp.maximum(jnp.max(probs, axis=-1, keepdims=True), 1e-12)
-    probs = (probs / top) ** power
+    if power != 1:
+      # Over the row's maximum first, so that a large power cannot underflow
+      # a whole row to zero.
+      top = jnp.maximum(jnp.max(probs, axis=-1, keepdims=True), 1e-12)
+      probs = (probs / top) ** power
     probs = probs / jnp.maximum(jnp.sum(probs, axis=-1, keepdims=True), 1e-12)
   return probs @ probs.T
