@@ -6,8 +6,8 @@ A method declares
   objective; set per level from the config as
   `--config.weights.<method>.<name>='(0.1,1.0)'`);
 - its static options by name, with defaults (and, optionally, the allowed
-  values): `options.<name>` in the objective, set as
-  `--config.loss.<name>=...`;
+  values: a tuple, or AtLeast(low) for a number): `options.<name>` in the
+  objective, set as `--config.loss.<name>=...`;
 - its network: a function of a models.ModelSpec returning a linen module
   (models.ModelSpec says what the module must provide). The study's
   HashModel is the default, with the method's `latent` and `classifier_on`;
