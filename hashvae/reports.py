@@ -25,7 +25,7 @@ METRICS = ("p@100", "r@100", "p@1000", "p@5000", "map@100", "map@1000", "map@500
            "p@100_tie_aware", "ndcg@100", "map@all", "p@r2")
 METHOD_NAMES = {"vdsh_s": "VDSH-S", "phs_gs": "PHS-GS", "ssb_vae": "SSB-VAE",
                 "vdsh": "VDSH", "bernoulli_vae": "Bernoulli VAE", "pl_hash": "PL-Hash",
-                "im_hash": "IM-Hash"}
+                "im_hash": "IM-Hash", "cv_hash": "CV-Hash"}
 
 
 def cells(rows: list[dict]):

@@ -1,4 +1,5 @@
-"""PL-Hash and IM-Hash (hashvae/methods/pseudo_label.py, infomax.py): their
+"""PL-Hash, IM-Hash and CV-Hash (hashvae/methods/pseudo_label.py, infomax.py,
+views.py): their
 objectives against the formulas written out in numpy, where their gradients
 flow, the cases where they reduce to SSB-VAE, and a few training steps."""
 
@@ -6,17 +7,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_methods import HP, B, C, batch, bernoulli_out, np_softmax, written_out
+from test_methods import HP, B, C, D, batch, bernoulli_out, np_softmax, written_out
 
 from configs import synthetic
 from hashvae import data, methods
-from hashvae.methods import infomax, pseudo_label, study
+from hashvae.methods import infomax, pseudo_label, study, views
+from hashvae.models import HashModel, ModelSpec
+from hashvae.sparse import SparseRows
 from hashvae.train import make_run
 
 from conftest import with_fields
 
 HP_PL = dict(HP, lam=jnp.float32(0.7))
 HP_IM = dict(HP, delta=jnp.float32(0.4))
+HP_CV = dict(HP, kappa=jnp.float32(0.6))
 
 
 def options(name, multilabel_data=False, **given):
@@ -136,10 +140,91 @@ def test_class_information_bounds_and_sigmoid_form():
                              bern(p.mean(0)) - bern(p).mean(), rtol=1e-5)
 
 
-# Both, trained ----------------------------------------------------------------
+# CV-Hash ----------------------------------------------------------------------
+
+def views_out():
+  out = bernoulli_out()
+  r = np.random.default_rng(11)
+  return dict(out, view_class_logits=r.normal(size=(B, C)).astype(np.float32))
+
+
+def np_sigmoid(x):
+  return 1 / (1 + np.exp(-x))
+
+
+def np_bce(target, logits):
+  p = np_sigmoid(logits)
+  return -(target * np.log(p) + (1 - target) * np.log(1 - p)).sum(-1)
+
+
+def test_cv_hash_matches_its_formula_and_reduces_to_ssb_vae():
+  out, b = views_out(), batch()
+  loss, terms = views.cv_hash(out, b, HP_CV, options("cv_hash"))
+  p, p_view = np_softmax(out["class_logits"]), np_softmax(out["view_class_logits"])
+  classes = -(p * np.log(p_view)).sum(-1).mean()
+  np.testing.assert_allclose(terms["class_consistency"], classes, rtol=1e-5)
+  np.testing.assert_allclose(loss, written_out(out, b, p @ p.T) + 0.6 * classes, rtol=1e-4)
+  zero = dict(HP_CV, kappa=jnp.float32(0.0))
+  ssb = study.ssb_vae(out, b, HP, methods.default_options("ssb_vae"))[0]
+  np.testing.assert_allclose(views.cv_hash(out, b, zero, options("cv_hash"))[0], ssb, rtol=1e-6)
+
+
+def test_cv_hash_sigmoid_path_uses_binary_consistency():
+  out, b = views_out(), batch()
+  _, terms = views.cv_hash(out, b, HP_CV, options("cv_hash", multilabel_data=True,
+                                                  multilabel="sigmoid"))
+  expected = np_bce(np_sigmoid(out["class_logits"]), out["view_class_logits"]).mean()
+  np.testing.assert_allclose(terms["class_consistency"], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("sigmoid", [False, True])
+def test_cv_hash_target_is_the_clean_view_without_gradient(sigmoid):
+  out = views_out()
+  g_clean, g_view = jax.grad(views.class_consistency, argnums=(0, 1))(
+      jnp.asarray(out["class_logits"]), jnp.asarray(out["view_class_logits"]), sigmoid)
+  assert not np.any(np.asarray(g_clean))
+  assert np.abs(np.asarray(g_view)).sum() > 0
+
+
+def test_drop_words_zeroes_at_the_rate_and_keeps_the_expectation():
+  x = jnp.asarray(np.random.default_rng(3).uniform(0.5, 1.5, size=(200, 50)), jnp.float32)
+  dropped = np.asarray(views.drop_words(jax.random.key(0), x, 0.25))
+  kept = dropped != 0
+  assert abs(1 - kept.mean() - 0.25) < 0.02
+  np.testing.assert_allclose(dropped[kept], np.asarray(x)[kept] / 0.75, rtol=1e-6)
+  rows = SparseRows(indices=jnp.zeros((200, 50), jnp.int32), values=x)
+  sparse = views.drop_words(jax.random.key(0), rows, 0.25)
+  np.testing.assert_array_equal(np.asarray(sparse.values), dropped)  # same key, same words
+  assert sparse.indices is rows.indices
+
+
+def test_views_model_is_the_study_network_plus_an_inference_view():
+  spec = ModelSpec(dims=D, bits=4, num_classes=C, hidden=(8,))
+  x = jnp.asarray(np.random.default_rng(4).uniform(size=(B, D)), jnp.float32)
+  keys = {"params": jax.random.key(0), "sample": jax.random.key(1)}
+  study = HashModel(**vars(spec))
+  variables = study.init(keys, x, 0.5)
+  model = views.views_model(spec, rate=0.0)
+  assert (jax.tree.map(np.shape, model.init(keys, x, 0.5))
+          == jax.tree.map(np.shape, variables))
+  noise = {"sample": jax.random.key(2)}
+  out, state = model.apply(variables, x, 0.5, rngs=noise, mutable=["batch_stats"])
+  study_out, study_state = study.apply(variables, x, 0.5, rngs=noise, mutable=["batch_stats"])
+  # The clean pass is the study's, and the view leaves batch norm's averages alone.
+  for name in ("logits", "sample", "class_logits"):
+    np.testing.assert_array_equal(out[name], study_out[name])
+  jax.tree.map(np.testing.assert_array_equal, state, study_state)
+  # With no word dropped, the view is the item encoded as at inference.
+  h = study.apply(dict(variables, **state), x, False, method=lambda m, x, t: m.encoder(x, t))
+  view = study.apply(variables, h, method=lambda m, h: m.classifier(h))
+  np.testing.assert_allclose(out["view_class_logits"], view, rtol=1e-5, atol=1e-6)
+  assert np.abs(np.asarray(out["view_class_logits"] - out["class_logits"])).max() > 1e-3
+
+
+# All three, trained ----------------------------------------------------------------
 
 @pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
-@pytest.mark.parametrize("name", ["pl_hash", "im_hash"])
+@pytest.mark.parametrize("name", ["pl_hash", "im_hash", "cv_hash"])
 def test_own_methods_train_and_lower_their_loss(name):
   config = with_fields(synthetic.get_config(f"method={name}"), epochs=4)
   dataset = data.load(config.data)

@@ -5,7 +5,17 @@ import (registry.py says what a method declares). A user's method registers
 the same way from its own module (`--config.extra_modules`).
 """
 
-from hashvae.methods import bmsh, classical, infomax, nash, pseudo_label, registry, study, vdsh_sp  # noqa: F401  (importing registers a method)
+from hashvae.methods import (  # noqa: F401  (importing registers a method)
+                                    bmsh,
+                                    classical,
+                                    infomax,
+                                    nash,
+                                    pseudo_label,
+                                    registry,
+                                    study,
+                                    vdsh_sp,
+                                    views,
+)
 from hashvae.methods.blocks import (
                                     class_probabilities,
                                     pairwise,
