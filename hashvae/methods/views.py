@@ -4,8 +4,7 @@ word-dropped view of each document (this project's method).
 The idea. At a low labelled fraction SSB-VAE's classifier sees few labels,
 and its predictions P shape every code through S = P P^T. The unlabelled
 items can still teach it something: a document with a few of its words
-removed is the same document, so its predicted class and its code should
-not change. Each training step encodes a second view x~ of every item, the
+removed is the same document, so its predicted class should not change. Each training step encodes a second view x~ of every item, the
 input with each word dropped with probability rho and the kept ones scaled
 by 1 / (1 - rho) (so a layer's expected input is unchanged), and trains
 
