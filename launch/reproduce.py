@@ -18,7 +18,7 @@ the cell's final/. WORKDIR also gets launch.compare's compare.md and
 figures over every cell: the comparison of tuned methods as one command.
 
     python -m launch.reproduce --tune --dataset=snippets,newsgroups \
-        --method=ssb_vae+phs_gs+vdsh_s+pl_hash+im_hash --workdir=runs/own \
+        --method=ssb_vae+phs_gs+vdsh_s+pl_hash+im_hash+cv_hash --workdir=runs/own \
         --set='levels=(0.1,0.2,0.3,1.0),tune.candidates=8,tune.halving_rounds=1'
 """
 
