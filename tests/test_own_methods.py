@@ -180,8 +180,10 @@ def test_cv_hash_sigmoid_path_uses_binary_consistency():
 @pytest.mark.parametrize("sigmoid", [False, True])
 def test_cv_hash_target_is_the_clean_view_without_gradient(sigmoid):
   out = views_out()
-  g_clean, g_view = jax.grad(views.class_consistency, argnums=(0, 1))(
-      jnp.asarray(out["class_logits"]), jnp.asarray(out["view_class_logits"]), sigmoid)
+  probs = jax.nn.sigmoid if sigmoid else jax.nn.softmax
+  g_clean, g_view = jax.grad(
+      lambda c, v: views.class_consistency(probs(c), v, sigmoid), argnums=(0, 1))(
+      jnp.asarray(out["class_logits"]), jnp.asarray(out["view_class_logits"]))
   assert not np.any(np.asarray(g_clean))
   assert np.abs(np.asarray(g_view)).sum() > 0
 

@@ -4,9 +4,10 @@ word-dropped view of each document (this project's method).
 The idea. At a low labelled fraction SSB-VAE's classifier sees few labels,
 and its predictions P shape every code through S = P P^T. The unlabelled
 items can still teach it something: a document with a few of its words
-removed is the same document, so its predicted class should not change. Each training step encodes a second view x~ of every item, the
-input with each word dropped with probability rho and the kept ones scaled
-by 1 / (1 - rho) (so a layer's expected input is unchanged), and trains
+removed is the same document, so its predicted class should not change.
+Each training step encodes a second view x~ of every item, the input with
+each word dropped with probability rho and the kept ones scaled by
+1 / (1 - rho) (so a layer's expected input is unchanged), and trains
 
     rec + beta KL_bern + alpha (gamma CE + L_pair(S = P P^T))
         + kappa (1/B) sum_i CE(sg(p_i), p~_i)
@@ -75,17 +76,16 @@ class ViewsModel(HashModel):
 
 def views_model(spec, rate: float = WORD_DROP):
   """ViewsModel for a ModelSpec, dropping words at `rate`."""
-  return ViewsModel(**dataclasses.asdict(spec), latent="bernoulli", classifier_on="hidden",
-                    word_drop=rate)
+  return ViewsModel(**dataclasses.asdict(spec), word_drop=rate)
 
 
-def class_consistency(class_logits, view_class_logits, sigmoid: bool):
-  """(1/B) sum_i CE(sg(p_i), p~_i) from the two views' logits [batch, classes]."""
+def class_consistency(probs, view_class_logits, sigmoid: bool):
+  """(1/B) sum_i CE(sg(p_i), p~_i) from the clean view's predictions and the
+  dropped view's logits, both [batch, classes]."""
+  target = jax.lax.stop_gradient(probs)
   if sigmoid:
-    target = jax.lax.stop_gradient(jax.nn.sigmoid(class_logits))
     ce = losses.sigmoid_cross_entropy(view_class_logits, target, 1.0)
   else:
-    target = jax.lax.stop_gradient(jax.nn.softmax(class_logits))
     ce = losses.softmax_cross_entropy(view_class_logits, target)
   return jnp.mean(ce)
 
@@ -98,7 +98,6 @@ def cv_hash(out, batch, hp, options):
   probs = blocks.class_probabilities(out, options)
   s = blocks.predicted_similarity(probs, options)
   loss, terms = bernoulli_objective(out, batch, hp, options, s, labelled_only=False)
-  classes = class_consistency(out["class_logits"], out["view_class_logits"],
-                              blocks.sigmoid_labels(options))
+  classes = class_consistency(probs, out["view_class_logits"], blocks.sigmoid_labels(options))
   loss = loss + hp["kappa"] * classes
   return loss, dict(terms, loss=loss, class_consistency=classes)
