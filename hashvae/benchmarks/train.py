@@ -138,20 +138,24 @@ def fresh_process_rss(data_path):
   return rss
 
 
+def warm_programs(config, dataset, modes):
+  """({mode: run}, {mode: its one-run epoch Program, compiled and run once})
+  for modes {name: (input path, optimiser)}."""
+  runs, programs = {}, {}
+  for key, (inputs, optimizer) in modes.items():
+    cfg = with_modes(config, inputs, optimizer)
+    runs[key] = run = train.make_run(cfg, dataset)
+    programs[key] = Program(run.train_epoch, run.arrays, init_one(run, first_runs(cfg, 1), 0))
+    programs[key]()  # warm-up
+  return runs, programs
+
+
 def input_path(config, dataset, rounds, peaks, data_path):
   """Dense vs sparse input (exact optimiser), and exact vs fast (sparse);
   yields the input_path, exact_vs_fast_time and roofline figures and
   returns {mode: median ms per step}."""
-  modes = dict(dense=("dense", "exact"), sparse=("sparse", "exact"),
-               fast=("sparse", "fast"))
-  programs, runs = {}, {}
-  for key, (inputs, optimizer) in modes.items():
-    cfg = with_modes(config, inputs, optimizer)
-    run = train.make_run(cfg, dataset)
-    programs[key] = Program(run.train_epoch, run.arrays,
-                            init_one(run, first_runs(cfg, 1), 0))
-    programs[key]()  # warm-up
-    runs[key] = run
+  runs, programs = warm_programs(config, dataset, dict(
+      dense=("dense", "exact"), sparse=("sparse", "exact"), fast=("sparse", "fast")))
   times = take_turns(programs, rounds)
   steps = runs["dense"].steps_per_epoch
   ms = ms_per_step(times, steps)
