@@ -130,17 +130,25 @@ def train_round(config, run, program, grid, rows, epochs, folder, width, before,
 def search_method(config, data, method: str, folder: str) -> dict:
   """Trains and scores one method's candidates (with halving when asked);
   returns {"records": [...], "cost": {...}}, also saved as <folder>.json."""
-  done = folder + ".json"
-  if os.path.exists(done):
-    log.info("tune %s: search already finished (%s)", method, done)
-    with open(done, encoding="utf-8") as f:
-      return json.load(f)
   cands = space.candidates(config, method)
   grid, cand_of = space.search_grid(config, method, cands)
   base = [dict(method=method, level=r["level"], seed=r["seed"], candidate=int(c),
                source=cands[int(c)].source, **{k: v for k, v in r.items()
                                                 if k not in ("method", "level", "seed")})
           for r, c in zip(grid.rows(), cand_of, strict=True)]
+  done, planned = folder + ".json", os.path.join(folder, "runs.json")
+  if os.path.exists(done):
+    log.info("tune %s: search already finished (%s)", method, done)
+    with open(done, encoding="utf-8") as f:
+      found = json.load(f)
+    same_runs(found["records"], base, done, methods.get(method).weights)
+    return found
+  if os.path.exists(planned):
+    with open(planned, encoding="utf-8") as f:
+      same_runs(json.load(f), base, planned, methods.get(method).weights)
+  else:
+    os.makedirs(folder, exist_ok=True)
+    results.write_json(planned, base)
   start = time.perf_counter()
   if methods.get(method).fit is not None:  # fitted on the host: nothing to halve
     scores = _score(fitted.fit_grid(config, data, grid), data, tuple(config.ks))
@@ -153,7 +161,22 @@ def search_method(config, data, method: str, folder: str) -> dict:
     records, cost = halving(config, data, method, folder, grid, cand_of, base)
   result = dict(records=records, cost=dict(cost, seconds=round(time.perf_counter() - start, 1)))
   results.write_json(done, result)
+  shutil.rmtree(folder, ignore_errors=True)  # the rounds' files: all is in `done`
   return result
+
+
+def same_runs(saved: list[dict], planned: list[dict], where: str, weights):
+  """WorkdirError unless the runs saved in `where` are the runs `planned`
+  (candidate, level, seed and weights, in order): a search resumed under a
+  code or config change that alters the candidates must not mix them."""
+  def key(rows):
+    return [(r["candidate"], float(r["level"]), int(r["seed"]),
+             *(float(r[k]) for k in weights)) for r in rows]
+  if key(saved) != key(planned):
+    raise workdir.WorkdirError(
+        f"{where} holds a search of other candidates than this config gives (the "
+        "candidates' rules or weights changed): pass --restart to search again, or "
+        "use another --workdir")
 
 
 def _validation(scores: dict) -> dict:
@@ -205,7 +228,6 @@ def halving(config, data, method, folder, grid, cand_of, base):
       kept = space.keep_top(means, config.tune.halving_eta)
       rows = np.array([r for r in rows if cand_of[r] in kept[grid.levels[r]]])
       log.info("tune %s: round %d kept %d of %d runs", method, i + 1, len(rows), len(scores))
-  shutil.rmtree(folder, ignore_errors=True)
   records = [dict({k: v for k, v in latest[r].items() if k != "history"},
                   **latest[r]["history"]) for r in range(len(grid))]
   return records, dict(run_epochs=spent, full_run_epochs=len(grid) * config.epochs,

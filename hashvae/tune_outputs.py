@@ -149,9 +149,10 @@ def validation_figure(found: Search, metric: str, path: str, levels: tuple):
 
 
 def comparison(found: Search, metric: str) -> list[dict]:
-  """Per (method, level): the selected candidate's validation mean and the
-  config's own (candidate 0 with tune.include_config), each at the last
-  round it reached (config_epochs < epochs: halving stopped it early)."""
+  """Per (method, level): the selected candidate's validation mean and that
+  of the config's own weights at that level (with tune.include_config),
+  each at the last round it reached (config_epochs < epochs: halving
+  stopped it early)."""
   out = []
   for m, per_level in found.chosen.items():
     recs = [dict(r, **{metric: r[f"val_{metric}"]}) for r in found.records
@@ -160,11 +161,11 @@ def comparison(found: Search, metric: str) -> list[dict]:
     for level, cand in sorted(per_level.items()):
       mean = lambda c, level=level, recs=recs: space.seed_means(
           [r for r in recs if r["level"] == level and r["candidate"] == c], metric)
-      own = found.candidates[m][0].source == "config"
-      config = mean(0) if own else {}
+      own = [c.index for c in found.candidates[m] if level in c.own_levels]
+      config = mean(own[0]).get((level, own[0]), math.nan) if own else math.nan
       out.append(dict(method=m, level=level, candidate=cand, epochs=full,
-                      chosen=mean(cand)[(level, cand)],
-                      config=config.get((level, 0), math.nan),
+                      chosen=mean(cand)[(level, cand)], config_candidate=own[0] if own else -1,
+                      config=config,
                       config_epochs=max((r["epochs"] for r in recs if r["level"] == level
-                                         and r["candidate"] == 0), default=0)))
+                                         and own and r["candidate"] == own[0]), default=0)))
   return out

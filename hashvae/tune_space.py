@@ -32,12 +32,14 @@ KINDS = ("random", "latin", "grid")
 @dataclasses.dataclass(frozen=True)
 class Candidate:
   """One weight setting of a method: a value per searched level for each of
-  its weights (a drawn setting is the same at every level; the config's
-  own setting may change with the level; pinned weights follow the config)."""
+  its weights. A config setting (config.weights at one or more searched
+  levels) is tried at every level; a drawn one is the same at every level
+  too, its pinned weights following the config's per level."""
 
   index: int
-  source: str  # "config" (config.weights as given) or "draw"
+  source: str  # "config" (config.weights of some searched level) or "draw"
   values: dict  # weight -> tuple, one per level of the search
+  own_levels: tuple = ()  # the searched levels whose config.weights this is
 
 
 def levels(config) -> tuple:
@@ -175,20 +177,47 @@ def draw(space: dict, count: int, kind: str, seed) -> list[dict]:
   return [{n: float(v) for n, v in zip(names, row, strict=True)} for row in values]
 
 
+def config_settings(table: dict, names: tuple, lv: tuple) -> list[tuple[dict, tuple]]:
+  """The distinct settings of the weights `names` in a per-level weight
+  table {weight: value per level of `lv`}, in level order, each with the
+  levels that give it."""
+  out = []
+  for i, level in enumerate(lv):
+    setting = {k: table[k][i] for k in names}
+    for j, (seen, at) in enumerate(out):
+      if seen == setting:
+        out[j] = (seen, at + (level,))
+        break
+    else:
+      out.append((setting, (level,)))
+  return out
+
+
 def candidates(config, method: str) -> list[Candidate]:
-  """The method's candidates: the config's own weights first (with
-  tune.include_config), then the draws; pinned weights from config.weights."""
+  """The method's candidates. With tune.include_config, the config's own
+  weights come first: each distinct setting config.weights gives a searched
+  level is tried at every searched level (weights that suit level 0.1 may
+  suit 0.2 better than 0.2's own), and the draws fill a budget of
+  1 + tune.candidates settings (a grid keeps all its points). Weights not
+  searched keep config.weights at each level, in every candidate."""
   m = methods.get(method)
+  lv, space = levels(config), ranges(config, m)
   table = config_check.weight_table(search_config(config), m)
+
+  def candidate(source, values, own_levels=()):
+    full = {k: (values[k],) * len(lv) if k in values else tuple(table[k]) for k in m.weights}
+    return Candidate(len(out), source, full, own_levels)
+
   out = []
   if config.tune.include_config:
-    out.append(Candidate(0, "config", {k: tuple(v) for k, v in table.items()}))
-  space = ranges(config, m)
-  for values in draw(space, config.tune.candidates, config.tune.kind,
-                     method_seed(config.tune.seed, method)):
-    full = {k: (values[k],) * len(table[k]) if k in values else tuple(table[k])
-            for k in m.weights}
-    out.append(Candidate(len(out), "draw", full))
+    for setting, at in config_settings(table, tuple(space), lv):
+      out.append(candidate("config", setting, at))
+  count = config.tune.candidates
+  if config.tune.kind != "grid":
+    count = max(count - max(len(out) - 1, 0), 0)
+  drawn = draw(space, count, config.tune.kind, method_seed(config.tune.seed, method))
+  for values in drawn if count else []:
+    out.append(candidate("draw", values))
   return out
 
 

@@ -54,7 +54,8 @@ def main(argv):
     early = (f" after {r['config_epochs']} epochs" if r["config_epochs"] < r["epochs"]
              else "")
     print(f"  {r['method']:<14} level {r['level']:<5g} chosen candidate {r['candidate']:>3}: "
-          f"{r['chosen']:.4f} (config's weights: {r['config']:.4f}{early})")
+          f"{r['chosen']:.4f} (config's weights, candidate {r['config_candidate']}: "
+          f"{r['config']:.4f}{early})")
   print(f"test, the chosen weights (seeds {tuple(config.seeds)}):")
   print(results.summary_text(sweep.rows, metric=f"p@{config.ks[0]}"))
   logging.info("wrote weights.csv and candidates.csv in %s, the test sweep in %s",

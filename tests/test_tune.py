@@ -83,6 +83,66 @@ def test_candidates_put_the_config_first_and_keep_pinned_weights():
   assert grid.hparams["alpha"][2] == cands[1].values["alpha"][0]
 
 
+def test_each_levels_config_weights_are_tried_at_every_level_within_the_budget():
+  # Three searched levels: 0.1 and 1.0 share alpha and gamma, 0.2 has its own;
+  # beta (not searched) differs per level and stays the config's at each.
+  c = tiny(tune__levels=(0.1, 0.2, 1.0), tune__candidates=5, tune__kind="random")
+  c = with_fields(c, weights__ssb_vae=base.weights(
+      levels=(0.1, 0.2, 1.0), alpha=(1e-4, 1e-2, 1e-4), beta=(0.1, 0.2, 0.3),
+      gamma=(1e4, 1e5, 1e4)))
+  cands = space.candidates(c, "ssb_vae")
+  assert [x.source for x in cands] == ["config"] * 2 + ["draw"] * 4  # 1 + 5 in all
+  assert [x.own_levels for x in cands[:2]] == [(0.1, 1.0), (0.2,)]
+  assert cands[0].values == dict(alpha=(1e-4,) * 3, beta=(0.1, 0.2, 0.3), gamma=(1e4,) * 3)
+  assert cands[1].values == dict(alpha=(1e-2,) * 3, beta=(0.1, 0.2, 0.3), gamma=(1e5,) * 3)
+  assert all(x.values["beta"] == (0.1, 0.2, 0.3) for x in cands[2:])
+  # The draws are the first of the stream a one-setting config would draw.
+  single = space.candidates(with_fields(c, tune__levels=(0.2,)), "ssb_vae")
+  assert len(single) == 6 and single[0].own_levels == (0.2,)
+  assert [x.values["alpha"][0] for x in cands[2:]] == [
+      x.values["alpha"][0] for x in single[1:5]]
+  # A grid keeps all its points; without include_config only draws remain.
+  grid = space.candidates(with_fields(c, tune__kind="grid", tune__candidates=4), "ssb_vae")
+  assert [x.source for x in grid] == ["config"] * 2 + ["draw"] * 4
+  assert [x.source for x in space.candidates(with_fields(c, tune__include_config=False),
+                                             "ssb_vae")] == ["draw"] * 5
+
+
+def test_the_comparison_takes_each_levels_own_config_candidate():
+  c = with_fields(tiny(tune__levels=(0.2, 1.0)), weights__ssb_vae=base.weights(
+      levels=(0.2, 1.0), alpha=(1e-2, 1.0), beta=(0.1, 0.1), gamma=(10.0, 10.0)))
+  cands = {"ssb_vae": space.candidates(c, "ssb_vae")}
+  records = [dict(method="ssb_vae", level=level, seed=0, candidate=x.index, epochs=4,
+                  status="ok", **{"val_p@10": score})
+             for level, scores in ((0.2, (0.5, 0.7, 0.1, 0.1)), (1.0, (0.9, 0.6, 0.1, 0.1)))
+             for x, score in zip(cands["ssb_vae"], scores, strict=True)]
+  found = tune.Search(records, {"ssb_vae": {0.2: 1, 1.0: 0}}, cands, {})
+  rows = {r["level"]: r for r in tune_outputs.comparison(found, "p@10")}
+  # At 0.2 the config's own is candidate 0 (0.5); 1.0's own, candidate 1, won there.
+  assert (rows[0.2]["config_candidate"], rows[0.2]["config"], rows[0.2]["chosen"]) == (0, 0.5, 0.7)
+  assert (rows[1.0]["config_candidate"], rows[1.0]["config"], rows[1.0]["chosen"]) == (1, 0.6, 0.9)
+
+
+def test_a_search_saved_with_other_candidates_is_refused_not_mixed(tmp_path):
+  c = tiny(tune__levels=(0.2, 1.0))
+  folder = str(tmp_path / "ssb_vae")
+  cands = space.candidates(c, "ssb_vae")
+  grid, cand_of = space.search_grid(c, "ssb_vae", cands)
+  records = [dict(r, candidate=int(k), epochs=4, status="ok") for r, k in
+             zip(grid.rows(), cand_of, strict=True)]
+  results.write_json(folder + ".json", dict(records=records, cost={}))
+  assert tune.search_method(c, None, "ssb_vae", folder)["records"] == records
+  changed = with_fields(c, tune__candidates=2)
+  with pytest.raises(tune.workdir.WorkdirError, match="other candidates.*--restart"):
+    tune.search_method(changed, None, "ssb_vae", folder)
+  os.remove(folder + ".json")  # an unfinished search: its planned runs are checked
+  os.makedirs(folder)
+  results.write_json(os.path.join(folder, "runs.json"), records)
+  with pytest.raises(tune.workdir.WorkdirError, match="runs.json holds a search of other"):
+    tune.search_method(with_fields(c, tune__ranges__ssb_vae__alpha=(2.0, 3.0)), None,
+                       "ssb_vae", folder)
+
+
 def test_tune_fields_are_checked():
   with pytest.raises(ConfigError, match=r"tune.metric='p@100'.*config.ks \(10, 50\)"):
     space.check(with_fields(tiny(), tune__metric="p@100"))
