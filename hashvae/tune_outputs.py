@@ -161,11 +161,10 @@ def comparison(found: Search, metric: str) -> list[dict]:
     for level, cand in sorted(per_level.items()):
       mean = lambda c, level=level, recs=recs: space.seed_means(
           [r for r in recs if r["level"] == level and r["candidate"] == c], metric)
-      own = [c.index for c in found.candidates[m] if level in c.own_levels]
-      config = mean(own[0]).get((level, own[0]), math.nan) if own else math.nan
+      own = next((c.index for c in found.candidates[m] if level in c.own_levels), -1)
       out.append(dict(method=m, level=level, candidate=cand, epochs=full,
-                      chosen=mean(cand)[(level, cand)], config_candidate=own[0] if own else -1,
-                      config=config,
+                      chosen=mean(cand)[(level, cand)], config_candidate=own,
+                      config=mean(own).get((level, own), math.nan),
                       config_epochs=max((r["epochs"] for r in recs if r["level"] == level
-                                         and own and r["candidate"] == own[0]), default=0)))
+                                         and r["candidate"] == own), default=0)))
   return out

@@ -53,9 +53,10 @@ def main(argv):
   for r in tune_outputs.comparison(found, metric):
     early = (f" after {r['config_epochs']} epochs" if r["config_epochs"] < r["epochs"]
              else "")
+    own = (f" (config's weights, candidate {r['config_candidate']}: {r['config']:.4f}{early})"
+           if r["config_candidate"] >= 0 else "")
     print(f"  {r['method']:<14} level {r['level']:<5g} chosen candidate {r['candidate']:>3}: "
-          f"{r['chosen']:.4f} (config's weights, candidate {r['config_candidate']}: "
-          f"{r['config']:.4f}{early})")
+          f"{r['chosen']:.4f}{own}")
   print(f"test, the chosen weights (seeds {tuple(config.seeds)}):")
   print(results.summary_text(sweep.rows, metric=f"p@{config.ks[0]}"))
   logging.info("wrote weights.csv and candidates.csv in %s, the test sweep in %s",
