@@ -142,7 +142,9 @@ def tune_block(method_names) -> ml_collections.ConfigDict:
   t.ranges = ml_collections.ConfigDict(
       {m: {k: (v / 1e3, v * 1e3) for k, v in registry.get(m).weights.items()}
        for m in method_names if m in registry.METHODS})
-  t.include_config = True  # also try config.weights as given (candidate 0)
+  # Also try config.weights: each level's setting at every searched level,
+  # first among the 1 + candidates settings.
+  t.include_config = True
   # Successive halving: rounds of shorter training before the full epochs,
   # each keeping the best 1/halving_eta of the candidates per level and
   # continuing them from their state (0: every candidate trains in full).

@@ -142,10 +142,15 @@ def search_method(config, data, method: str, folder: str) -> dict:
     with open(done, encoding="utf-8") as f:
       found = json.load(f)
     same_runs(found["records"], base, done, methods.get(method).weights)
+    shutil.rmtree(folder, ignore_errors=True)  # left by a stop just after `done`
     return found
   if os.path.exists(planned):
     with open(planned, encoding="utf-8") as f:
       same_runs(json.load(f), base, planned, methods.get(method).weights)
+  elif os.path.isdir(folder) and os.listdir(folder):
+    raise workdir.WorkdirError(
+        f"{folder} holds a search begun without a record of its candidates (an older "
+        "version): pass --restart to search again, or use another --workdir")
   else:
     os.makedirs(folder, exist_ok=True)
     results.write_json(planned, base)
@@ -171,7 +176,7 @@ def same_runs(saved: list[dict], planned: list[dict], where: str, weights):
   code or config change that alters the candidates must not mix them."""
   def key(rows):
     return [(r["candidate"], float(r["level"]), int(r["seed"]),
-             *(float(r[k]) for k in weights)) for r in rows]
+             *(r.get(k) and float(r[k]) for k in weights)) for r in rows]
   if key(saved) != key(planned):
     raise workdir.WorkdirError(
         f"{where} holds a search of other candidates than this config gives (the "

@@ -198,8 +198,10 @@ def candidates(config, method: str) -> list[Candidate]:
   weights come first: each distinct setting config.weights gives a searched
   level is tried at every searched level (weights that suit level 0.1 may
   suit 0.2 better than 0.2's own), and the draws fill a budget of
-  1 + tune.candidates settings (a grid keeps all its points). Weights not
-  searched keep config.weights at each level, in every candidate."""
+  1 + tune.candidates settings (a grid keeps all its points; more distinct
+  config settings than the budget are all kept, with no draws). Weights not
+  searched keep config.weights at each level, in every candidate; a method
+  with none searched has the config's candidate alone."""
   m = methods.get(method)
   lv, space = levels(config), ranges(config, m)
   table = config_check.weight_table(search_config(config), m)
@@ -212,7 +214,7 @@ def candidates(config, method: str) -> list[Candidate]:
   if config.tune.include_config:
     for setting, at in config_settings(table, tuple(space), lv):
       out.append(candidate("config", setting, at))
-  count = config.tune.candidates
+  count = config.tune.candidates if space or not out else 0
   if config.tune.kind != "grid":
     count = max(count - max(len(out) - 1, 0), 0)
   drawn = draw(space, count, config.tune.kind, method_seed(config.tune.seed, method))

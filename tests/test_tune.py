@@ -106,6 +106,9 @@ def test_each_levels_config_weights_are_tried_at_every_level_within_the_budget()
   assert [x.source for x in grid] == ["config"] * 2 + ["draw"] * 4
   assert [x.source for x in space.candidates(with_fields(c, tune__include_config=False),
                                              "ssb_vae")] == ["draw"] * 5
+  # No weight to search (LSH declares none): the config's candidate alone, not
+  # a copy of it as a draw.
+  assert [x.source for x in space.candidates(c, "lsh")] == ["config"]
 
 
 def test_the_comparison_takes_each_levels_own_config_candidate():
@@ -141,6 +144,10 @@ def test_a_search_saved_with_other_candidates_is_refused_not_mixed(tmp_path):
   with pytest.raises(tune.workdir.WorkdirError, match="runs.json holds a search of other"):
     tune.search_method(with_fields(c, tune__ranges__ssb_vae__alpha=(2.0, 3.0)), None,
                        "ssb_vae", folder)
+  os.remove(os.path.join(folder, "runs.json"))  # rounds with no record of their runs
+  results.write_json(os.path.join(folder, "rung_0.json"), dict(rows=[], scores=[]))
+  with pytest.raises(tune.workdir.WorkdirError, match="without a record of its candidates"):
+    tune.search_method(c, None, "ssb_vae", folder)
 
 
 def test_tune_fields_are_checked():
