@@ -137,16 +137,17 @@ def search_method(config, data, method: str, folder: str) -> dict:
                                                 if k not in ("method", "level", "seed")})
           for r, c in zip(grid.rows(), cand_of, strict=True)]
   done, planned = folder + ".json", os.path.join(folder, "runs.json")
+  weights = methods.get(method).weights
   if os.path.exists(done):
     log.info("tune %s: search already finished (%s)", method, done)
     with open(done, encoding="utf-8") as f:
       found = json.load(f)
-    same_runs(found["records"], base, done, methods.get(method).weights)
+    same_runs(found["records"], base, done, weights)
     shutil.rmtree(folder, ignore_errors=True)  # left by a stop just after `done`
     return found
   if os.path.exists(planned):
     with open(planned, encoding="utf-8") as f:
-      same_runs(json.load(f), base, planned, methods.get(method).weights)
+      same_runs(json.load(f), base, planned, weights)
   elif os.path.isdir(folder) and os.listdir(folder):
     raise workdir.WorkdirError(
         f"{folder} holds a search begun without a record of its candidates (an older "
@@ -175,8 +176,7 @@ def same_runs(saved: list[dict], planned: list[dict], where: str, weights):
   (candidate, level, seed and weights, in order): a search resumed under a
   code or config change that alters the candidates must not mix them."""
   def key(rows):
-    return [(r["candidate"], float(r["level"]), int(r["seed"]),
-             *(r.get(k) and float(r[k]) for k in weights)) for r in rows]
+    return [tuple(r.get(k) for k in ("candidate", "level", "seed", *weights)) for r in rows]
   if key(saved) != key(planned):
     raise workdir.WorkdirError(
         f"{where} holds a search of other candidates than this config gives (the "

@@ -181,16 +181,11 @@ def config_settings(table: dict, names: tuple, lv: tuple) -> list[tuple[dict, tu
   """The distinct settings of the weights `names` in a per-level weight
   table {weight: value per level of `lv`}, in level order, each with the
   levels that give it."""
-  out = []
+  at = {}
   for i, level in enumerate(lv):
-    setting = {k: table[k][i] for k in names}
-    for j, (seen, at) in enumerate(out):
-      if seen == setting:
-        out[j] = (seen, at + (level,))
-        break
-    else:
-      out.append((setting, (level,)))
-  return out
+    key = tuple(table[k][i] for k in names)
+    at[key] = at.get(key, ()) + (level,)
+  return [(dict(zip(names, key, strict=True)), levels_) for key, levels_ in at.items()]
 
 
 def candidates(config, method: str) -> list[Candidate]:
@@ -214,12 +209,12 @@ def candidates(config, method: str) -> list[Candidate]:
   if config.tune.include_config:
     for setting, at in config_settings(table, tuple(space), lv):
       out.append(candidate("config", setting, at))
-  count = config.tune.candidates if space or not out else 0
+  count = config.tune.candidates
   if config.tune.kind != "grid":
     count = max(count - max(len(out) - 1, 0), 0)
-  drawn = draw(space, count, config.tune.kind, method_seed(config.tune.seed, method))
-  for values in drawn if count else []:
-    out.append(candidate("draw", values))
+  if space or not out:  # with nothing to vary, the config's candidate is the one
+    for values in draw(space, count, config.tune.kind, method_seed(config.tune.seed, method)):
+      out.append(candidate("draw", values))
   return out
 
 
