@@ -373,3 +373,16 @@ def test_launch_tune_end_to_end_and_its_weights_in_the_final_sweep(tmp_path):
   assert all(bool(r["test_p@10"]) == (r["selected"] == "1") for r in rows)
   again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
   assert again.returncode == 0 and "search already finished" in again.stderr
+  # A finished search carried to another machine is config.json and
+  # search/<method>.json alone: the tune there trains only the final sweep.
+  carried = tmp_path / "carried"
+  (carried / "search").mkdir(parents=True)
+  for name in ("config.json", "search/ssb_vae.json"):
+    (carried / name).write_bytes((workdir / name).read_bytes())
+  moved = [a if not a.startswith("--workdir=") else f"--workdir={carried}" for a in args]
+  there = subprocess.run(moved, cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert there.returncode == 0 and "search already finished" in there.stderr
+  assert "tune ssb_vae to epoch" not in there.stderr
+  assert (carried / "weights.csv").read_bytes() == (workdir / "weights.csv").read_bytes()
+  with open(carried / "final" / "results.csv") as f:
+    assert list(csv.DictReader(f)) == final
