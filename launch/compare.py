@@ -5,8 +5,11 @@ the results.csv of their tuned sweeps: compare.md and one figure per
     python -m launch.compare \
         --results=runs/a/final/results.csv,runs/b/final/results.csv \
         --out=runs/compare [--metric=p@100]
+    python -m launch.compare --results='runs/own_snippets/*/snippets_16/final/results.csv' \
+        --out=runs/own_snippets
 
-The rows of every file are merged; one (dataset, bits, method, level, seed)
+A --results entry with *, ? or [ stands for the files it matches. The
+rows of every file are merged; one (dataset, bits, method, level, seed)
 may appear once only, so a run present in two files (or twice in one) is an
 error naming both places. compare.md gives mean ± std over seeds per method
 and labelled fraction; the highest mean is bold (starred in the figure)
@@ -14,6 +17,8 @@ where its lead over the runner-up is larger than both their stds. Every
 input is read and checked before anything is written; compare.md is also
 printed.
 """
+
+import glob
 
 from absl import app, flags, logging
 
@@ -59,6 +64,21 @@ def merge(paths: list[str]) -> tuple[list[dict], list[str]]:
   return rows, places
 
 
+def result_files(entries: list[str]) -> list[str]:
+  """--results' files in order; an entry with *, ? or [ is a pattern that
+  stands for its matches, sorted, and must match at least one file."""
+  paths = []
+  for entry in entries:
+    if any(c in entry for c in "*?["):
+      found = sorted(glob.glob(entry))
+      if not found:
+        raise app.UsageError(f"--results: no file matches {entry!r}")
+      paths += found
+    else:
+      paths.append(entry)
+  return [errors.existing_file(path, "results") for path in paths]
+
+
 def check_metric(rows: list[dict], places: list[str], metric: str):
   """Every finished run must hold `metric` (diverged ones are counted, not
   measured)."""
@@ -79,7 +99,7 @@ def main(argv):
     raise app.UsageError("give --results=A.csv,B.csv (the results.csv files to compare)")
   errors.check_out(_OUT.value)
   # Read and check everything first: an error must not leave half the outputs.
-  rows, places = merge([errors.existing_file(path, "results") for path in _RESULTS.value])
+  rows, places = merge(result_files(_RESULTS.value))
   check_metric(rows, places, _METRIC.value)
   panels = {(str(r["dataset"]), int(r["bits"])) for r in rows}
   names = {reports.comparison_figure_name(*panel) for panel in panels}

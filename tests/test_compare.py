@@ -188,6 +188,16 @@ def test_compare_merges_files_and_writes_the_report_and_figures(tmp_path):
       "compare.md", "compare_snip_16.png", "compare_snip_32.png"]
   assert (out / "compare_snip_16.png").read_bytes()[:8] == PNG
 
+  # a pattern stands for its matches; one that matches nothing is a usage error
+  by_pattern = tmp_path / "by_pattern"
+  proc = compare(f"--results={tmp_path / '[ab].csv'}", f"--out={by_pattern}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert (by_pattern / "compare.md").read_text() == expected
+  proc = compare(f"--results={tmp_path / 'z*.csv'}", f"--out={by_pattern}")
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f"error: --results: no file matches {str(tmp_path / 'z*.csv')!r}")
+
   # a run in both files: one line naming both places; nothing written
   # pl_hash's rows are level-major, seeds 0..2: (0.5, seed 1) is a.csv's 5th row, line 6
   dup = dict(others[0], method="pl_hash", seed=1, level=0.5)
