@@ -140,6 +140,24 @@ def test_class_information_bounds_and_sigmoid_form():
                              bern(p.mean(0)) - bern(p).mean(), rtol=1e-5)
 
 
+def test_im_hash_sigmoid_path_stays_finite_when_predictions_saturate():
+  # Jitted, as in training: a logit above about 16.6 makes the sigmoid 1.0
+  # in float32, and an epsilon added after `1 - p` is folded away by XLA.
+  out = dict(bernoulli_out(), class_logits=np.tile(
+      np.array([[40.0, -40.0, 17.0]], np.float32), (B, 1)))
+  b = batch(labelled=(1, 0, 0, 1, 0, 0))
+  opts = options("im_hash", multilabel_data=True, multilabel="sigmoid")
+
+  def loss(logits):
+    return infomax.im_hash(dict(out, class_logits=logits), b, HP_IM, opts)[0]
+  value, grad = jax.jit(jax.value_and_grad(loss))(jnp.asarray(out["class_logits"]))
+  assert np.isfinite(float(value))
+  assert np.all(np.isfinite(np.asarray(grad)))
+  saturated = jax.jit(lambda z: infomax.class_information(jax.nn.sigmoid(z), True))(
+      jnp.asarray(out["class_logits"]))
+  assert float(saturated) == pytest.approx(0.0, abs=1e-5)  # every item agrees
+
+
 # CV-Hash ----------------------------------------------------------------------
 
 def views_out():

@@ -42,7 +42,11 @@ def entropy(probs, sigmoid: bool):
   Bernoulli entropies when `sigmoid`."""
   h = -probs * jnp.log(probs + TINY)
   if sigmoid:
-    h = h - (1.0 - probs) * jnp.log(1.0 - probs + TINY)
+    # A floor, not `1 - p + TINY`: XLA folds that into `(1 + TINY) - p`,
+    # which is `1 - p` in float32, so a saturated sigmoid (p == 1 from a
+    # logit above about 16.6) gave 0 * log(0) = NaN.
+    q = 1.0 - probs
+    h = h - q * jnp.log(jnp.maximum(q, TINY))
   return jnp.sum(h, axis=-1)
 
 
