@@ -133,6 +133,11 @@ def tune_block(method_names) -> ml_collections.ConfigDict:
   t.seed = 0  # draws the candidates (and holds out validation where none exists)
   t.seeds = (0, 1)  # training seeds per candidate; selection on their mean
   t.levels = ()  # labelled fractions searched (empty: config.levels)
+  # Levels whose config.weights are candidates at every searched level
+  # (empty: the searched levels). Name all of a study's levels here to split
+  # its search by level over several jobs: each job then tries the same
+  # candidates at its levels as one search of them all.
+  t.candidate_levels = ()
   t.metric = "p@100"  # validation metric maximised (K in config.ks)
   # Comma-separated weights searched (empty: every declared weight); the
   # others keep config.weights at each level.

@@ -47,13 +47,20 @@ def levels(config) -> tuple:
   return tuple(config.tune.levels) or tuple(config.levels)
 
 
-def search_config(config):
-  """`config` with the search's seeds and levels: the grid of a search is
-  built from it (config.weights then gives the pinned weights per level)."""
+def candidate_levels(config) -> tuple:
+  """The levels whose config.weights are candidates: config.tune.candidate_levels,
+  else the searched levels."""
+  return tuple(config.tune.candidate_levels) or levels(config)
+
+
+def search_config(config, at_levels: tuple = ()):
+  """`config` with the search's seeds and levels (or `at_levels`): the grid
+  of a search is built from it (config.weights then gives the pinned weights
+  per level)."""
   c = config.copy_and_resolve_references()
   with c.unlocked():
     c.seeds = tuple(config.tune.seeds)
-    c.levels = levels(config)
+    c.levels = tuple(at_levels) or levels(config)
   return c
 
 
@@ -100,6 +107,8 @@ def check(config):
   need(len(t.seeds) > 0, "seeds", "at least one seed", tuple(t.seeds))
   need(all(0.0 <= lv <= 1.0 for lv in levels(config)), "levels",
        "fractions in [0, 1]", tuple(t.levels))
+  need(all(0.0 <= lv <= 1.0 for lv in t.candidate_levels), "candidate_levels",
+       "fractions in [0, 1]", tuple(t.candidate_levels))
   match = re.fullmatch(r"(p|r|map|ndcg)@(\d+)(_tie_aware)?", t.metric)
   need(match is not None and int(match.group(2)) in tuple(config.ks), "metric",
        f"p@K, r@K, map@K, ndcg@K or p@K_tie_aware with K in config.ks "
@@ -190,13 +199,17 @@ def config_settings(table: dict, names: tuple, lv: tuple) -> list[tuple[dict, tu
 
 def candidates(config, method: str) -> list[Candidate]:
   """The method's candidates. With tune.include_config, the config's own
-  weights come first: each distinct setting config.weights gives a searched
-  level is tried at every searched level (weights that suit level 0.1 may
-  suit 0.2 better than 0.2's own), and the draws fill a budget of
+  weights come first: each distinct setting config.weights gives a level of
+  tune.candidate_levels (default: the searched levels) is tried at every
+  searched level (weights that suit level 0.1 may suit 0.2 better than
+  0.2's own), and the draws fill a budget of
   1 + tune.candidates settings (a grid keeps all its points; more distinct
   config settings than the budget are all kept, with no draws). Weights not
   searched keep config.weights at each level, in every candidate; a method
-  with none searched has the config's candidate alone."""
+  with none searched has the config's candidate alone. The candidates do not
+  depend on which of candidate_levels are searched, so a search split by
+  level over several jobs, each naming the same candidate_levels, tries at
+  each level what one search of them all would."""
   m = methods.get(method)
   lv, space = levels(config), ranges(config, m)
   table = config_check.weight_table(search_config(config), m)
@@ -207,7 +220,9 @@ def candidates(config, method: str) -> list[Candidate]:
 
   out = []
   if config.tune.include_config:
-    for setting, at in config_settings(table, tuple(space), lv):
+    own = candidate_levels(config)
+    rows = config_check.weight_table(search_config(config, own), m)
+    for setting, at in config_settings(rows, tuple(space), own):
       out.append(candidate("config", setting, at))
   count = config.tune.candidates
   if config.tune.kind != "grid":

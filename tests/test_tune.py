@@ -111,6 +111,34 @@ def test_each_levels_config_weights_are_tried_at_every_level_within_the_budget()
   assert [x.source for x in space.candidates(c, "lsh")] == ["config"]
 
 
+def test_a_search_split_by_level_tries_at_each_level_what_the_whole_search_does():
+  lv = (0.1, 0.2, 1.0)
+  c = tiny(tune__levels=lv, tune__candidates=5, tune__kind="random")
+  c = with_fields(c, weights__ssb_vae=base.weights(
+      levels=lv, alpha=(1e-4, 1e-2, 1e-4), beta=(0.1, 0.2, 0.3), gamma=(1e4, 1e5, 1e4)))
+  whole = space.candidates(c, "ssb_vae")
+  whole_grid, whole_cand = space.search_grid(c, "ssb_vae", whole)
+  for i, level in enumerate(lv):
+    part_config = with_fields(c, tune__levels=(level,), tune__candidate_levels=lv)
+    part = space.candidates(part_config, "ssb_vae")
+    assert [(x.source, x.own_levels) for x in part] == [(x.source, x.own_levels) for x in whole]
+    assert [x.values for x in part] == [{k: (v[i],) for k, v in x.values.items()} for x in whole]
+    grid, cand = space.search_grid(part_config, "ssb_vae", part)
+    at = whole_grid.levels == level
+    assert cand.tolist() == whole_cand[at].tolist()
+    assert grid.seeds.tolist() == whole_grid.seeds[at].tolist()
+    for k, v in grid.hparams.items():
+      np.testing.assert_array_equal(v, whole_grid.hparams[k][at])
+  # Without candidate_levels a part has its own level's config row only, and
+  # so other draws: the split would not be the same search.
+  alone = space.candidates(with_fields(c, tune__levels=(0.2,)), "ssb_vae")
+  assert [x.source for x in alone] == ["config"] + ["draw"] * 5
+  # A candidate level the weights do not give is named.
+  with pytest.raises(ConfigError, match="0.5"):
+    space.candidates(with_fields(c, tune__levels=(0.2,), tune__candidate_levels=(0.2, 0.5)),
+                     "ssb_vae")
+
+
 def test_the_comparison_takes_each_levels_own_config_candidate():
   c = with_fields(tiny(tune__levels=(0.2, 1.0)), weights__ssb_vae=base.weights(
       levels=(0.2, 1.0), alpha=(1e-2, 1.0), beta=(0.1, 0.1), gamma=(10.0, 10.0)))
@@ -161,6 +189,8 @@ def test_tune_fields_are_checked():
     space.check(with_fields(tiny(), tune__ranges__ssb_vae__alpha=(0.0, 1.0)))
   with pytest.raises(ConfigError, match=r"tune.audit_halving=True: needs tune.halving_rounds"):
     space.check(with_fields(tiny(), tune__audit_halving=True))
+  with pytest.raises(ConfigError, match=r"tune.candidate_levels=\(0.1, 1.5\): fractions"):
+    space.check(with_fields(tiny(), tune__candidate_levels=(0.1, 1.5)))
   space.check(tiny())
 
 
@@ -298,6 +328,24 @@ def test_poisoned_test_labels_change_nothing_in_the_search(full_search, tmp_path
   assert again.chosen == found.chosen and again.records == found.records
   assert (tmp_path / "weights.csv").read_bytes() == (folder / "weights.csv").read_bytes()
   assert os.path.exists(folder / "tune_p_at_10.png")
+
+
+@pytest.mark.slow  # one search a level
+def test_a_search_split_by_level_gives_the_whole_searchs_scores_and_choices(
+    full_search, tmp_path):
+  config, whole, _ = full_search
+  d, lv = data.load(config.data), tuple(config.levels)
+  assert len(lv) > 1
+  key = lambda r: (r["candidate"], r["level"], r["seed"])
+  for level in lv:
+    part_config = with_fields(config, tune__levels=(level,), tune__candidate_levels=lv)
+    part = tune.search(part_config, d, str(tmp_path / f"search_{level}"))
+    assert part.chosen["ssb_vae"] == {level: whole.chosen["ssb_vae"][level]}
+    mine = {key(r): r for r in part.records}
+    ref = {key(r): r for r in whole.records if r["level"] == level}
+    assert mine.keys() == ref.keys()
+    for k, r in mine.items():
+      assert r["val_p@10"] == pytest.approx(ref[k]["val_p@10"], abs=1e-6)
 
 
 @pytest.mark.slow  # two more searches (about a minute on 2 quiet cores)
