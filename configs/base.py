@@ -121,7 +121,7 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
 
 
 def tune_block(method_names) -> ml_collections.ConfigDict:
-  """The weight search of `python -m launch.tune` (hashvae/tune.py): read
+  """The weight search of `python -m launch.tune` (hashvae/tuning/tune.py): read
   only there; a sweep ignores it."""
   t = ml_collections.ConfigDict()
   # "latin": log-uniform draws, stratified so that each weight gets one draw

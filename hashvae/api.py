@@ -18,10 +18,12 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from hashvae import config_check, experiment, lock, methods, results, workdir
+from hashvae.sweep import config_check, experiment
+from hashvae.store import lock, results, workdir
+from hashvae import methods
 from hashvae import data as data_lib
-from hashvae.encoder import Encoder
-from hashvae.models import ModelSpec
+from hashvae.retrieval.encoder import Encoder
+from hashvae.core.models import ModelSpec
 
 
 def load_config(spec: str, **overrides) -> ml_collections.ConfigDict:

@@ -1,4 +1,4 @@
-"""Evaluation benchmarks: `hashvae.metrics` against the usual alternatives.
+"""Evaluation benchmarks: `hashvae.retrieval.metrics` against the usual alternatives.
 
     python -m launch.benchmark --sections=eval [--quick]
 
@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from hashvae import metrics
+from hashvae.retrieval import metrics
 
 SNIPPETS_DATABASE = (1200, 1200, 1880, 2360, 220, 880, 1200, 1120)
 SNIPPETS_QUERIES = (300, 300, 330, 300, 150, 300, 300, 300)

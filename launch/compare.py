@@ -22,7 +22,7 @@ import glob
 
 from absl import app, flags, logging
 
-from hashvae import reports, workdir
+from hashvae.store import reports, workdir
 from launch import errors
 
 _RESULTS = flags.DEFINE_list("results", [], "results.csv files to merge (e.g. the "

@@ -3,7 +3,7 @@ devices this process's CPU is split into (sharding.split_cpu)."""
 
 from absl import flags
 
-from hashvae import sharding
+from hashvae.core import sharding
 
 CPU_DEVICES = flags.DEFINE_integer(
     "cpu_devices", 0, "jax devices to split the CPU into, each running its "

@@ -42,11 +42,11 @@ _VERBOSE = flags.DEFINE_bool("verbose", False, "On an error, also print its Pyth
 # point has imported (an error's class is imported wherever it is raised),
 # so that a light command such as launch.report does not import the training
 # stack to recognise them.
-PROJECT_ERRORS = (("hashvae.config_check", "ConfigError"),
+PROJECT_ERRORS = (("hashvae.sweep.config_check", "ConfigError"),
                   ("hashvae.data.dataset", "DataError"),
-                  ("hashvae.workdir", "WorkdirError"),
-                  ("hashvae.checkpoint", "CheckpointError"),
-                  ("hashvae.index", "IndexFormatError"))
+                  ("hashvae.store.workdir", "WorkdirError"),
+                  ("hashvae.store.checkpoint", "CheckpointError"),
+                  ("hashvae.retrieval.index", "IndexFormatError"))
 
 # Failures of files and formats a user hands in (missing, unreadable,
 # truncated, not text, not JSON, not an archive).
@@ -62,8 +62,8 @@ class Terminated(KeyboardInterrupt):
 def project_errors() -> tuple:
   found = [getattr(sys.modules[module], name) for module, name in PROJECT_ERRORS
            if module in sys.modules and hasattr(sys.modules[module], name)]
-  if "hashvae.experiment" in sys.modules:
-    found += list(getattr(sys.modules["hashvae.experiment"], "USER_ERRORS", ()))
+  if "hashvae.sweep.experiment" in sys.modules:
+    found += list(getattr(sys.modules["hashvae.sweep.experiment"], "USER_ERRORS", ()))
   return tuple(found)
 
 
@@ -214,7 +214,7 @@ def import_extra_modules(argv):
   read: a user's method must be registered for its config fields (weights,
   options) to exist and take overrides."""
   if any(a.startswith("--config.extra_modules") for a in argv):
-    from hashvae.config_check import import_modules_named_in
+    from hashvae.sweep.config_check import import_modules_named_in
     import_modules_named_in(argv)
 
 

@@ -11,7 +11,9 @@ import os
 
 from absl import app, flags
 
-from hashvae import api, index, workdir
+from hashvae import api
+from hashvae.retrieval import index
+from hashvae.store import workdir
 from launch import errors
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished sweep's folder.")

@@ -12,7 +12,7 @@ TPU / GPU clusters), several processes join one program through
 jax.distributed and process 0 writes the files.
 
 One sweep at a time per workdir: a second process stops at once, naming the
-first (hashvae.lock). Mistakes end in one line (launch.errors); Ctrl-C too,
+first (hashvae.store.lock). Mistakes end in one line (launch.errors); Ctrl-C too,
 and the same command then resumes.
 """
 
@@ -23,7 +23,9 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hashvae import experiment, lock, results, sharding, workdir
+from hashvae.sweep import experiment
+from hashvae.store import lock, results, workdir
+from hashvae.core import sharding
 from launch import cpu_devices, errors
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.",

@@ -16,7 +16,7 @@ import os
 
 from absl import app, flags, logging
 
-from hashvae import reports, workdir
+from hashvae.store import reports, workdir
 from launch import errors
 
 _RESULTS = flags.DEFINE_list("results", [], "results.csv files to merge.")

@@ -9,7 +9,7 @@ weights, 10 levels x 5 seeds, each method one vmapped program) in
 WORKDIR/<dataset>_<bits>/, resumable like launch.main; finished cells are
 skipped on a re-run. The merged summary.md, summary.tex and p_at_100.png go
 to WORKDIR. WORKDIR, and each cell's folder while it runs, is locked against
-a second process (hashvae.lock).
+a second process (hashvae.store.lock).
 
 With --tune, each cell is a launch.tune workdir instead: every method's
 weights are chosen on validation with the same search (config.tune, set
@@ -32,8 +32,11 @@ import time
 import jax
 from absl import app, flags, logging
 
-from hashvae import config_check, experiment, lock, reports, results, sharding, tune, workdir
-from hashvae import tune_space as space
+from hashvae.sweep import config_check, experiment
+from hashvae.store import lock, reports, results, workdir
+from hashvae.core import sharding
+from hashvae.tuning import tune
+from hashvae.tuning import tune_space as space
 from launch import cpu_devices, errors
 
 DATASETS = ("digits", "snippets", "newsgroups", "tmc", "cifar", "synthetic")

@@ -14,7 +14,7 @@ import time
 import numpy as np
 from absl import app, flags
 
-from hashvae import index as index_lib
+from hashvae.retrieval import index as index_lib
 from launch import errors
 
 _INDEX = flags.DEFINE_string("index", None, "Index file from launch.index.")

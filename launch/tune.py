@@ -22,8 +22,10 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hashvae import experiment, lock, results, tune, tune_outputs, workdir
-from hashvae import tune_space as space
+from hashvae.sweep import experiment
+from hashvae.store import lock, results, workdir
+from hashvae.tuning import tune, tune_outputs
+from hashvae.tuning import tune_space as space
 from launch import cpu_devices, errors
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.",

@@ -7,8 +7,10 @@ import pytest
 import scipy.io
 
 from configs import digits, synthetic
-from hashvae import config_check, data, experiment, workdir
-from hashvae.config_check import ConfigError
+from hashvae.sweep import config_check, experiment
+from hashvae import data
+from hashvae.store import workdir
+from hashvae.sweep.config_check import ConfigError
 from hashvae.data import DataError
 
 from conftest import with_fields

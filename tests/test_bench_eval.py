@@ -1,6 +1,6 @@
 """The evaluation benchmark runs, and its numpy baseline agrees with evaluate."""
 
-from hashvae import metrics
+from hashvae.retrieval import metrics
 from launch import bench_eval
 
 

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from hashvae import config_check, data, methods, optim, train
+from hashvae.sweep import config_check
+from hashvae import data, methods
+from hashvae.core import optim
+from hashvae.training import train
 from hashvae.benchmarks import ablations, common
 from hashvae.methods import study
 

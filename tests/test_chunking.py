@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from hashvae import data, experiment, metrics_log, sharding
-from hashvae import grid as grid_lib
-from hashvae.train import make_run
+from hashvae import data
+from hashvae.sweep import experiment
+from hashvae.store import metrics_log
+from hashvae.core import sharding
+from hashvae.training import grid as grid_lib
+from hashvae.training.train import make_run
 
 from conftest import with_fields
 from test_metrics_log import read_events

@@ -7,7 +7,8 @@ import scipy.linalg
 from sklearn.decomposition import TruncatedSVD
 
 from configs import digits, synthetic
-from hashvae import data, experiment, methods
+from hashvae import data, methods
+from hashvae.sweep import experiment
 from hashvae.data.dataset import Dataset, make_split
 from hashvae.methods import classical, projections
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from hashvae import reports, results
+from hashvae.store import reports, results
 
 from conftest import ROOT
 

@@ -3,8 +3,9 @@
 import pytest
 
 from configs import base, digits, snippets, synthetic
-from hashvae import api, config_check, data
-from hashvae.config_check import ConfigError
+from hashvae import api, data
+from hashvae.sweep import config_check
+from hashvae.sweep.config_check import ConfigError
 
 from conftest import with_fields
 
@@ -98,7 +99,7 @@ def test_released_weights_table():
 
 
 def test_a_subset_of_released_levels_finds_its_own_weights():
-  from hashvae import grid as grid_lib
+  from hashvae.training import grid as grid_lib
   config = snippets.get_config("method=ssb_vae,bits=16,grid=released")
   with config.unlocked():
     config.levels = (1.0, 0.1)

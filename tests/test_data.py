@@ -306,7 +306,7 @@ def test_newsgroups_archive_cut_short_is_refused(tmp_path):
 
 
 def test_index_consistency_checks():
-  from hashvae import index_check
+  from hashvae.retrieval import index_check
   codes, ids = np.zeros((5, 16), np.uint8), np.arange(5)
   assert index_check.length_problems(codes, ids, np.zeros(5), ("t",) * 5, 16) == []
   assert index_check.length_problems(codes[:3], ids, np.zeros(5), (), 16) == [

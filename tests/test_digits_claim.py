@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from configs import digits
-from hashvae import experiment, results
+from hashvae.sweep import experiment
+from hashvae.store import results
 
 
 @pytest.mark.slow

@@ -518,7 +518,7 @@ def build_sweep(root) -> dict:
   (data / "test.txt").write_text("".join(doc(k) + "\n" for k in words for _ in range(4)))
   sweep, index = root / "sweep", root / "index.npz"
   script = (
-      "import sys; from hashvae import api, index\n"
+      "import sys; from hashvae import api; from hashvae.retrieval import index\n"
       "api.run('configs/snippets.py:method=ssb_vae', sys.argv[1], seeds=(0,), levels=(1.0,),"
       " epochs=1, batch_size=16, ks=(5,), **{'model.hidden': (8,), 'data.path': sys.argv[3],"
       " 'data.max_features': 50, 'data.validation_fraction': 0.0})\n"

@@ -14,7 +14,8 @@ from conftest import ROOT
 
 USER_MODULE = textwrap.dedent('''
     import jax.numpy as jnp
-    from hashvae import losses, methods
+    from hashvae.core import losses
+    from hashvae import methods
 
     @methods.register("bvae_ce", weights=dict(beta=0.1, delta=1.0),
                       options=dict(ce_scale=1.0, reconstruction="softmax",

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from hashvae import data, experiment, methods
-from hashvae import grid as grid_lib
-from hashvae.train import make_run
+from hashvae import data, methods
+from hashvae.sweep import experiment
+from hashvae.training import grid as grid_lib
+from hashvae.training.train import make_run
 
 SEEN = []
 

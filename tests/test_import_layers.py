@@ -1,12 +1,114 @@
-"""Search and the index load no training code: an .npz and a network suffice."""
+"""Imports go one way, from the entry points down to the math, and search
+loads no training code."""
 
+import ast
+import pathlib
 import subprocess
 import sys
 
 from conftest import ROOT
 
-TRAINING = ("hashvae.train", "hashvae.grid", "hashvae.experiment", "hashvae.optim",
-            "hashvae.api", "orbax", "optax")
+# hashvae's packages, lowest first. A module may import its own package and
+# the packages of lower layers, never a package of its own layer or above.
+LAYERS = (
+    ("data", "store"),  # datasets from disk; a sweep's files
+    ("core",),  # networks, losses, sparse input, optimisers, label mask, devices
+    ("methods",),  # the registry and the methods
+    ("training", "retrieval"),  # runs and grids; codes to answers
+    ("sweep",),  # the config read in, a sweep run
+    ("tuning",),  # weights chosen on validation
+    ("api",),  # the Python entry point
+    ("benchmarks",),  # measurement sections (may read configs/)
+)
+LAYER = {pkg: i for i, names in enumerate(LAYERS) for pkg in names}
+TRAINING = ("hashvae.training", "hashvae.sweep", "hashvae.tuning", "hashvae.api",
+            "hashvae.core.optim", "orbax", "optax")
+
+
+def hashvae_modules():
+  """{dotted module name: path} of every module under hashvae/."""
+  base = pathlib.Path(ROOT)
+  return {".".join(p.relative_to(base).with_suffix("").parts).removesuffix(".__init__"): p
+          for p in (base / "hashvae").rglob("*.py")}
+
+
+def imported(path) -> set:
+  """Every module `path` imports, at any depth of the file (dotted names;
+  `from a import b` counts both a and a.b)."""
+  out = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      out.update(a.name for a in node.names)
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      out.add(node.module)
+      out.update(f"{node.module}.{a.name}" for a in node.names)
+  return out
+
+
+def package_of(module: str) -> str:
+  parts = module.split(".")
+  return parts[1] if len(parts) > 1 else ""
+
+
+def test_every_package_has_a_layer_and_a_docstring():
+  for module, path in hashvae_modules().items():
+    if module == "hashvae":
+      continue
+    pkg = package_of(module)
+    assert pkg in LAYER, f"{path}: hashvae.{pkg} is in no layer of LAYERS"
+    if path.name == "__init__.py":
+      assert ast.get_docstring(ast.parse(path.read_text())), f"{path}: no docstring"
+
+
+def test_imports_go_down_the_layers():
+  modules = hashvae_modules()
+  upward = []
+  for module, path in modules.items():
+    mine = package_of(module)
+    if module == "hashvae":
+      continue
+    for target in imported(path):
+      top = target.split(".")[0]
+      if top in ("launch",) or (top == "configs" and mine != "benchmarks"):
+        upward.append(f"{module} -> {target}")
+      if top != "hashvae" or target not in modules:
+        continue
+      theirs = package_of(target)
+      if theirs and theirs != mine and LAYER[theirs] >= LAYER[mine]:
+        upward.append(f"{module} -> {target}")
+  assert not upward, "imports against the layers:\n" + "\n".join(sorted(upward))
+
+
+def test_no_import_cycle_between_modules():
+  modules = hashvae_modules()
+  graph = {m: {t for t in imported(p) if t in modules and t != m}
+           for m, p in modules.items()}
+  # A package's __init__ re-exporting its modules is no cycle of design.
+  graph = {m: {t for t in ts if not m.startswith(t + ".")} for m, ts in graph.items()}
+  state, stack = {}, []
+
+  def visit(m):
+    state[m] = "open"
+    stack.append(m)
+    for t in sorted(graph[m]):
+      if state.get(t) == "open":
+        raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(t):] + [t]))
+      if t not in state:
+        visit(t)
+    stack.pop()
+    state[m] = "done"
+
+  for m in sorted(graph):
+    if m not in state:
+      visit(m)
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path):
+  """The check above would fail on a core module importing the sweep."""
+  fake = tmp_path / "x.py"
+  fake.write_text("from hashvae.sweep import experiment\n")
+  target = next(t for t in imported(fake) if t.startswith("hashvae.sweep"))
+  assert LAYER[package_of(target)] > LAYER["core"]
 
 
 def test_search_imports_no_training_module():
@@ -15,6 +117,7 @@ def test_search_imports_no_training_module():
   assert "--query-id" in proc.stdout + proc.stderr, proc.stderr[-2000:]  # absl's help ran
   loaded = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
             if line.startswith("import time:")}
-  assert "hashvae.index" in loaded and "hashvae.encoder" in loaded  # the check can see
+  # the check can see
+  assert "hashvae.retrieval.index" in loaded and "hashvae.retrieval.encoder" in loaded
   assert not [m for m in loaded if m.split(".")[0] in TRAINING or m in TRAINING
               or any(m.startswith(t + ".") for t in TRAINING)]

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hashvae import api, index, metrics
+from hashvae import api
+from hashvae.retrieval import index, metrics
 from hashvae.data import DataError
 
 from conftest import ROOT

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hashvae.label_mask import label_mask, labelled_count
+from hashvae.core.label_mask import label_mask, labelled_count
 
 LEVELS = [0.0, 0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0]
 

@@ -10,7 +10,8 @@ import scipy.sparse
 
 from configs import svmlight as svmlight_config
 from configs import table as table_config
-from hashvae import config_check, data, experiment
+from hashvae.sweep import config_check, experiment
+from hashvae import data
 from hashvae.data import DataError
 from hashvae.data.text import vectorise_corpus
 

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hashvae import losses, sparse
-from hashvae.sparse import SparseRows
+from hashvae.core import losses, sparse
+from hashvae.core.sparse import SparseRows
 
 rng = np.random.default_rng(0)
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from hashvae import results
+from hashvae.store import results
 
 from conftest import ROOT
 

@@ -5,9 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hashvae import losses, methods
+from hashvae.core import losses
+from hashvae import methods
 from hashvae.methods import study
-from hashvae.models import ModelSpec
+from hashvae.core.models import ModelSpec
 
 rng = np.random.default_rng(1)
 B, K, C, D = 6, 4, 3, 5

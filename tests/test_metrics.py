@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from hashvae.hamming import hamming_distances, pack_codes
-from hashvae.metrics import distance_histogram, evaluate, nearest, radius_curve
+from hashvae.retrieval.hamming import hamming_distances, pack_codes
+from hashvae.retrieval.metrics import distance_histogram, evaluate, nearest, radius_curve
 
 from conftest import ROOT
 
@@ -287,10 +287,10 @@ def test_database_beyond_16_bit_counts_matches_brute_force():
 SPLIT_SCRIPT = """
 import json, sys
 import numpy as np
-from hashvae import sharding
+from hashvae.core import sharding
 sharding.split_cpu(int(sys.argv[1]))
 import jax
-from hashvae.metrics import evaluate, nearest, radius_curve
+from hashvae.retrieval.metrics import evaluate, nearest, radius_curve
 rng = np.random.default_rng(0)
 out = dict(devices=len(jax.local_devices()))
 for queries in (37, 1):  # an odd split, and fewer queries than devices

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hashvae.models import Dense, WideDense
+from hashvae.core.models import Dense, WideDense
 
 
 def test_wide_dense_has_dense_parameters_outputs_and_gradients():

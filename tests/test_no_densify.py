@@ -9,7 +9,11 @@ import scipy.io
 import scipy.sparse
 
 from configs import tmc
-from hashvae import data, experiment, sparse, train, tune_space
+from hashvae import data
+from hashvae.sweep import experiment
+from hashvae.core import sparse
+from hashvae.training import train
+from hashvae.tuning import tune_space
 
 ITEMS_BEFORE_DENSE = 64  # a block this many rows deep may be densified (a batch)
 

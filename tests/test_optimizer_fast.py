@@ -9,8 +9,10 @@ import optax
 import pytest
 
 from configs import synthetic
-from hashvae import data, optim, train
-from hashvae import grid as grid_lib
+from hashvae import data
+from hashvae.core import optim
+from hashvae.training import train
+from hashvae.training import grid as grid_lib
 from hashvae.data.dataset import make_split
 
 HP = dict(alpha=0.01, beta=0.1, gamma=10.0, learning_rate=1e-3,

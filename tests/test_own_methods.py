@@ -12,9 +12,9 @@ from test_methods import HP, B, C, D, batch, bernoulli_out, np_softmax, written_
 from configs import synthetic
 from hashvae import data, methods
 from hashvae.methods import infomax, pseudo_label, study, views
-from hashvae.models import HashModel, ModelSpec
-from hashvae.sparse import SparseRows
-from hashvae.train import make_run
+from hashvae.core.models import HashModel, ModelSpec
+from hashvae.core.sparse import SparseRows
+from hashvae.training.train import make_run
 
 from conftest import with_fields
 

@@ -14,7 +14,7 @@ def test_pip_install_builds_the_package(tmp_path):
                          "--target", str(tmp_path), ROOT], capture_output=True, text=True,
                         timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  for path in ("hashvae/metrics.py", "hashvae/data/text.py", "launch/main.py",
+  for path in ("hashvae/retrieval/metrics.py", "hashvae/data/text.py", "launch/main.py",
                "configs/released_hyperparameters.csv", "bin/hashvae-train",
                "bin/hashvae-search"):
     assert (tmp_path / path).exists(), path

@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from hashvae import losses
-from hashvae.metrics import evaluate
+from hashvae.core import losses
+from hashvae.retrieval.metrics import evaluate
 
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from hashvae import data, experiment, results, workdir
-from hashvae import grid as grid_lib
-from hashvae.train import make_run
+from hashvae import data
+from hashvae.sweep import experiment
+from hashvae.store import results, workdir
+from hashvae.training import grid as grid_lib
+from hashvae.training.train import make_run
 
 from conftest import ROOT
 
@@ -184,7 +186,7 @@ def test_finished_methods_are_not_trained_again(tmp_path, monkeypatch):
 
 
 def test_checkpoint_restores_typed_keys(tmp_path):
-  from hashvae.checkpoint import Checkpoints
+  from hashvae.store.checkpoint import Checkpoints
   store = Checkpoints(str(tmp_path), every=1)
   state = dict(k=jax.random.split(jax.random.key(3), 2), w=np.arange(4.0))
   store.save(1, state, [dict(loss=[1.0, None])])
@@ -211,7 +213,7 @@ def small_state(shift):
 
 
 def test_restore_latest_falls_back_past_a_damaged_checkpoint(tmp_path, caplog):
-  from hashvae.checkpoint import CheckpointError, Checkpoints
+  from hashvae.store.checkpoint import CheckpointError, Checkpoints
   store = Checkpoints(str(tmp_path), every=1, keep=2)
   assert store.restore_latest(small_state(0)) is None  # nothing saved yet
   for epoch in (1, 2, 3):
@@ -242,7 +244,7 @@ def test_restore_latest_falls_back_past_a_damaged_checkpoint(tmp_path, caplog):
 def interrupt_after_saving(monkeypatch, epoch):
   """Checkpoints.save raises KeyboardInterrupt once `epoch` is saved, as a
   Ctrl-C right after that save would."""
-  from hashvae.checkpoint import Checkpoints
+  from hashvae.store.checkpoint import Checkpoints
   real = Checkpoints.save
 
   def save(self, number, state, history):
@@ -321,7 +323,7 @@ def test_damaged_config_json_is_named(tmp_path):
 def test_lock_refuses_a_second_holder_at_once_and_names_the_first(tmp_path):
   import socket
 
-  from hashvae import lock
+  from hashvae.store import lock
   folder = str(tmp_path / "w")
   with lock.hold(folder) as holder:
     assert holder["pid"] == os.getpid()
@@ -339,7 +341,7 @@ def test_lock_refuses_a_second_holder_at_once_and_names_the_first(tmp_path):
 
 
 def test_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):
-  from hashvae import lock
+  from hashvae.store import lock
   gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                         capture_output=True, text=True).stdout.strip()
   (tmp_path / lock.LOCK_NAME).write_text(json.dumps(

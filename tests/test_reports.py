@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from hashvae import metrics, reports, results
+from hashvae.retrieval import metrics
+from hashvae.store import reports, results
 
 from conftest import ROOT
 

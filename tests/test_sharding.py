@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from hashvae import sharding
+from hashvae.core import sharding
 
 from conftest import ROOT
 
@@ -38,7 +38,7 @@ def test_four_devices_equal_one_device_run_by_run():
 SPLIT_CPU = """
 import os, sys
 import jax
-from hashvae import sharding
+from hashvae.core import sharding
 if len(sys.argv) > 2:  # pretend the process may run on that many CPUs
   os.sched_getaffinity = lambda pid: set(range(int(sys.argv[2])))
 try:

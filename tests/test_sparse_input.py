@@ -8,10 +8,12 @@ import pytest
 import scipy.sparse
 
 from configs import digits, synthetic
-from hashvae import data, methods, optim, sparse, train
-from hashvae import grid as grid_lib
-from hashvae.models import HashModel
-from hashvae.sparse import SparseRows
+from hashvae import data, methods
+from hashvae.core import optim, sparse
+from hashvae.training import train
+from hashvae.training import grid as grid_lib
+from hashvae.core.models import HashModel
+from hashvae.core.sparse import SparseRows
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pytest
 
 from configs import synthetic
 from hashvae import data
-from hashvae import grid as grid_lib
-from hashvae.train import make_run
+from hashvae.training import grid as grid_lib
+from hashvae.training.train import make_run
 
 
 @pytest.fixture(scope="module")

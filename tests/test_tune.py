@@ -1,4 +1,4 @@
-"""The weight search (hashvae.tune, launch.tune): the candidate draw, the
+"""The weight search (hashvae.tuning.tune, launch.tune): the candidate draw, the
 validation-only data, halving, resume, and weights.csv as a sweep's grid."""
 
 import csv
@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 
 from configs import base, digits, snippets, synthetic
-from hashvae import config_check, data, results, tune, tune_outputs
-from hashvae import grid as grid_lib
-from hashvae import tune_space as space
-from hashvae.config_check import ConfigError
+from hashvae.sweep import config_check
+from hashvae import data
+from hashvae.store import results
+from hashvae.tuning import tune, tune_outputs
+from hashvae.training import grid as grid_lib
+from hashvae.tuning import tune_space as space
+from hashvae.sweep.config_check import ConfigError
 from hashvae.data.dataset import Dataset, Split
 
 from conftest import ROOT, with_fields

@@ -11,8 +11,8 @@ import pytest
 from configs import synthetic
 from hashvae import data, methods
 from hashvae.methods import bmsh, nash
-from hashvae.models import ModelSpec
-from hashvae.train import make_run
+from hashvae.core.models import ModelSpec
+from hashvae.training.train import make_run
 
 from conftest import with_fields
 

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hashvae import losses, methods, optim
+from hashvae.core import losses, optim
+from hashvae import methods
 from hashvae.methods import blocks
 
 SGD = "sgd"

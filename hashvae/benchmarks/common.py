@@ -17,7 +17,7 @@ import numpy as np
 
 from configs import snippets
 from hashvae import data as data_lib
-from hashvae import grid as grid_lib
+from hashvae.training import grid as grid_lib
 
 METHOD = "ssb_vae"
 

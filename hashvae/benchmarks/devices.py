@@ -35,8 +35,10 @@ def measure(epochs: int) -> dict:
   import jax
 
   from configs import digits
-  from hashvae import data, sharding, train
-  from hashvae import grid as grid_lib
+  from hashvae import data
+  from hashvae.core import sharding
+  from hashvae.training import train
+  from hashvae.training import grid as grid_lib
 
   config = digits.get_config("method=ssb_vae")
   with config.unlocked():

@@ -36,7 +36,7 @@ def training_peak_rss(data_path: str, inputs: str) -> dict:
   Adam). Returns bytes: resident after loading, and the peak above that.
   Loading's own transient peak (vectorising the corpus) is left out: it is
   the same for both paths and larger than either."""
-  from hashvae import train
+  from hashvae.training import train
   from hashvae.benchmarks import common
 
   config, dataset = common.load_snippets(data_path)

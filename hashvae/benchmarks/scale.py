@@ -221,7 +221,7 @@ def measure(path: str, runs: int, cpu_devices: int, codes_path: str) -> dict:
   its milliseconds per run and step; encode_compile, encode: the codes of
   the database and the queries), bytes (resident after loading; the peak
   of the whole process, loading included) and the epoch's mean loss."""
-  from hashvae import sharding
+  from hashvae.core import sharding
 
   sharding.split_cpu(cpu_devices)  # as launch.main splits the CPU, before jax starts
   import jax
@@ -229,8 +229,8 @@ def measure(path: str, runs: int, cpu_devices: int, codes_path: str) -> dict:
 
   from configs import tmc
   from hashvae import data as data_lib
-  from hashvae import grid as grid_lib
-  from hashvae import train
+  from hashvae.training import grid as grid_lib
+  from hashvae.training import train
 
   config = tmc.get_config(f"method={METHOD},bits={BITS}")
   with config.unlocked():
@@ -274,12 +274,12 @@ def evaluate_saved(codes_path: str, cpu_devices: int) -> dict:
   Returns the first call's seconds (compile included), a second call's, the
   peak resident bytes above those held before the first call (codes loaded,
   jax started), and p@100 and map@100 (chance: about 1 / CLASSES)."""
-  from hashvae import sharding
+  from hashvae.core import sharding
 
   sharding.split_cpu(cpu_devices)
   import jax.numpy as jnp
 
-  from hashvae import metrics
+  from hashvae.retrieval import metrics
 
   jnp.zeros(1).block_until_ready()  # starts jax's backend: not evaluate's memory
   with np.load(codes_path) as saved:

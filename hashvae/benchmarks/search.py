@@ -26,7 +26,8 @@ QUERIES = 200
 
 def run(sweep_dir: str):
   """Yields the search_top10_label_agreement and search_cli_one_query figures."""
-  from hashvae import api, index, metrics
+  from hashvae import api
+  from hashvae.retrieval import index, metrics
 
   if not sweep_dir:
     raise ValueError("the search section needs --sweep=WORKDIR of a finished text sweep")

@@ -53,8 +53,10 @@ import numpy as np
 
 from configs import digits
 from hashvae import data as data_lib
-from hashvae import grid as grid_lib
-from hashvae import metrics, sharding, sparse, train
+from hashvae.training import grid as grid_lib
+from hashvae.retrieval import metrics
+from hashvae.core import sharding, sparse
+from hashvae.training import train
 from hashvae.benchmarks import ablations, peak_rss
 from hashvae.benchmarks.common import (
   METHOD,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from hashvae import losses
+from hashvae.core import losses
 from hashvae.methods import registry
 
 # "softmax" (parity) or "gaussian" (squared error, the corrected decoder for

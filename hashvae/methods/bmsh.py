@@ -53,7 +53,7 @@ import jax.numpy as jnp
 from hashvae.methods import blocks
 from hashvae.methods.nash import CHOICES, OPTIONS, NoisyCode, straight_through_bernoulli
 from hashvae.methods.registry import register
-from hashvae.models import Dense, Encoder, ModelSpec, SpecModule, WideDense
+from hashvae.core.models import Dense, Encoder, ModelSpec, SpecModule, WideDense
 
 
 def bernoulli_kl(logits_q, logits_p):

@@ -55,10 +55,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hashvae import losses
+from hashvae.core import losses
 from hashvae.methods import blocks
 from hashvae.methods.registry import register
-from hashvae.models import Dense, Encoder, ModelSpec, SpecModule, WideDense
+from hashvae.core.models import Dense, Encoder, ModelSpec, SpecModule, WideDense
 
 OPTIONS = dict(blocks.RECONSTRUCTION, **blocks.LABELS)
 CHOICES = dict(blocks.RECONSTRUCTION_CHOICES, **blocks.LABEL_CHOICES)

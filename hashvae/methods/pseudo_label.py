@@ -39,7 +39,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from hashvae import losses
+from hashvae.core import losses
 from hashvae.methods import blocks
 from hashvae.methods.registry import register
 from hashvae.methods.study import BERNOULLI_CHOICES, BERNOULLI_OPTIONS, bernoulli_objective

@@ -33,7 +33,7 @@ import importlib
 import math
 from typing import Any, Callable, Mapping, Optional
 
-from hashvae.models import HashModel, ModelSpec
+from hashvae.core.models import HashModel, ModelSpec
 
 Objective = Callable[..., tuple]
 TRAINER_WEIGHTS = ("learning_rate", "temperature")  # traced per run, not a method's

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from hashvae import losses
+from hashvae.core import losses
 from hashvae.methods import blocks
 from hashvae.methods.registry import register
 

@@ -39,12 +39,12 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from hashvae import losses
+from hashvae.core import losses
 from hashvae.methods import blocks
 from hashvae.methods.registry import register
 from hashvae.methods.study import PREDICTED, bernoulli_objective
-from hashvae.models import HashModel
-from hashvae.sparse import SparseEntries, SparseRows
+from hashvae.core.models import HashModel
+from hashvae.core.sparse import SparseEntries, SparseRows
 
 WORD_DROP = 0.2
 

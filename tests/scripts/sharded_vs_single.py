@@ -10,9 +10,10 @@ import numpy as np
 sys.path.insert(0, sys.argv[1])
 
 from configs import synthetic  # noqa: E402
-from hashvae import data, sharding  # noqa: E402
-from hashvae import grid as grid_lib
-from hashvae.train import make_run  # noqa: E402
+from hashvae import data  # noqa: E402
+from hashvae.core import sharding
+from hashvae.training import grid as grid_lib
+from hashvae.training.train import make_run  # noqa: E402
 
 config = synthetic.get_config("method=ssb_vae")
 with config.unlocked():

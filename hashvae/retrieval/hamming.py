@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from hashvae import sharding
+from hashvae.core import sharding
 
 # Upper bound on the bytes a chunk keeps per query and count cell (or
 # accumulator), used to size chunks.

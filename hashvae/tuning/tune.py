@@ -35,28 +35,24 @@ import jax
 import ml_collections
 import numpy as np
 
-from hashvae import checkpoint, experiment, fitted, methods, metrics, results, sharding, workdir
-from hashvae import grid as grid_lib
-from hashvae import tune_space as space
-from hashvae.checkpoint import Checkpoints
-from hashvae.train import make_run
-from hashvae.tune_outputs import candidate_rows, chosen_weights, write_search
+from hashvae.store import checkpoint, results, workdir
+from hashvae.sweep import experiment
+from hashvae.training import fitted
+from hashvae import methods
+from hashvae.retrieval import metrics
+from hashvae.core import sharding
+from hashvae.training import grid as grid_lib
+from hashvae.tuning import tune_space as space
+from hashvae.store.checkpoint import Checkpoints
+from hashvae.training.train import make_run
+from hashvae.tuning.tune_space import Search
+from hashvae.tuning.tune_outputs import candidate_rows, chosen_weights, write_search
 
 log = logging.getLogger("hashvae")
 
 # What --restart removes besides workdir.OUTPUTS.
 OUTPUTS = ("search", "final", "candidates.csv", "weights.csv", "search.json",
            "halving_audit.csv")
-
-
-@dataclasses.dataclass(frozen=True)
-class Search:
-  """A finished search: one record per run, the choice per (method, level)."""
-
-  records: list  # dicts: method, level, seed, candidate, weights, epochs, status, val_*
-  chosen: dict  # method -> {level: candidate index}
-  candidates: dict  # method -> [tune_space.Candidate]
-  cost: dict  # method -> {"run_epochs", "full_run_epochs", "seconds", "rungs"}
 
 
 # --- train state moved between rounds ------------------------------------------

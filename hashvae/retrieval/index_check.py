@@ -1,7 +1,7 @@
 """Consistency checks of a hash index's arrays, so that a damaged or hand-made
 index file is refused with what is wrong instead of answering with what it
 has (code rows fewer than ids) or failing inside the encoder (a weight of
-another shape). hashvae.index raises IndexFormatError with these problems.
+another shape). hashvae.retrieval.index raises IndexFormatError with these problems.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def vocabulary_problems(vocabulary_size: int, dims: int) -> list[str]:
 
 
 def loaded_index_problems(index) -> list[str]:
-  """Every problem of a loaded hashvae.index.Index (unpacked codes)."""
+  """Every problem of a loaded hashvae.retrieval.index.Index (unpacked codes)."""
   encoder = index.encoder
   problems = length_problems(index.db_codes, index.db_ids, index.db_labels,
                              index.db_texts, encoder.spec.bits)

@@ -16,7 +16,7 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from hashvae.hamming import (
+from hashvae.retrieval.hamming import (
   check_codes,
   chunk_size,
   count_pass,

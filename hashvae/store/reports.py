@@ -18,7 +18,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from hashvae import results
+from hashvae.store import results
 
 # Metrics shown in the tables, in this order, when present in the rows.
 METRICS = ("p@100", "r@100", "p@1000", "p@5000", "map@100", "map@1000", "map@5000",

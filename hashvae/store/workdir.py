@@ -19,7 +19,7 @@ import zipfile
 
 import numpy as np
 
-from hashvae import results
+from hashvae.store import results
 
 log = logging.getLogger("hashvae")
 

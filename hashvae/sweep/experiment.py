@@ -20,11 +20,16 @@ from typing import Optional
 import numpy as np
 from flax import traverse_util
 
-from hashvae import config_check, fitted, methods, metrics, reports, results, sharding
+from hashvae.sweep import config_check
+from hashvae.training import fitted
+from hashvae import methods
+from hashvae.retrieval import metrics
+from hashvae.store import reports, results
+from hashvae.core import sharding
 from hashvae import data as data_lib
-from hashvae import grid as grid_lib
-from hashvae.train import make_run
-from hashvae.workdir import WorkdirError
+from hashvae.training import grid as grid_lib
+from hashvae.training.train import make_run
+from hashvae.store.workdir import WorkdirError
 
 log = logging.getLogger("hashvae")
 

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from hashvae import results
+from hashvae.store import results
 
 
 def epoch_record(method: str, epoch: int, terms: dict) -> dict:

@@ -4,7 +4,7 @@ It holds a trained run's encoder (parameters and architecture), the fitted
 text vectoriser (vocabulary in column order, n-gram range, token rule, stop
 words, idf), and the database: bit-packed codes, item ids, labels and texts.
 Search ranks by Hamming distance, ties broken by database position, the
-order `hashvae.metrics.evaluate` uses.
+order `hashvae.retrieval.metrics.evaluate` uses.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import numpy as np
 from flax import traverse_util
 from sklearn.feature_extraction.text import CountVectorizer
 
-from hashvae import index_check, methods, results
+from hashvae.retrieval import index_check
+from hashvae import methods
+from hashvae.store import results
 from hashvae.data.text import TextVectoriser
-from hashvae.encoder import Encoder
-from hashvae.models import ModelSpec
+from hashvae.retrieval.encoder import Encoder
+from hashvae.core.models import ModelSpec
 
 FORMAT = "hashvae-index"
 VERSION = 2  # 2: the network is rebuilt from its method and ModelSpec

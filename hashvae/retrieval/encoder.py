@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse
 
 from hashvae import methods
-from hashvae.models import ModelSpec
+from hashvae.core.models import ModelSpec
 
 
 def build_model(method: str, spec: ModelSpec):

@@ -21,10 +21,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hashvae import checkpoint, config_check, methods, sharding
-from hashvae.checkpoint import Checkpoints, history_from_json, history_to_json
-from hashvae.metrics_log import MetricsLog
-from hashvae.train import RUNS_AXIS, Run, TrainState
+from hashvae.store import checkpoint
+from hashvae.sweep import config_check
+from hashvae import methods
+from hashvae.core import sharding
+from hashvae.store.checkpoint import Checkpoints, history_from_json, history_to_json
+from hashvae.store.metrics_log import MetricsLog
+from hashvae.training.train import RUNS_AXIS, Run, TrainState
 
 log = logging.getLogger("hashvae")
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from hashvae import config_check, methods
-from hashvae.grid import Grid, GridOutput, run_key
-from hashvae.train import run_mask
+from hashvae.sweep import config_check
+from hashvae import methods
+from hashvae.training.grid import Grid, GridOutput, run_key
+from hashvae.training.train import run_mask
 
 
 def fit_grid(config, dataset, grid: Grid) -> GridOutput:

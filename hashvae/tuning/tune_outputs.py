@@ -7,20 +7,18 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import numpy as np
 
-from hashvae import results
-from hashvae import tune_space as space
+from hashvae.store import results
+from hashvae.tuning import tune_space as space
 
-if TYPE_CHECKING:
-  from hashvae.tune import Search
 
 log = logging.getLogger("hashvae")
 
 
-def chosen_weights(config, found: Search) -> dict:
+def chosen_weights(config, found: space.Search) -> dict:
   """method -> {level: {weight: value}} of the selected candidates."""
   lv = space.levels(config)
   return {m: {level: {k: v[lv.index(level)]
@@ -29,7 +27,7 @@ def chosen_weights(config, found: Search) -> dict:
           for m, per_level in found.chosen.items()}
 
 
-def write_search(config, found: Search, folder: str) -> list[str]:
+def write_search(config, found: space.Search, folder: str) -> list[str]:
   """weights.csv, search.json and the figure (candidates.csv comes with the
   test columns, after the final sweep)."""
   name = config.tune.dataset_name or config.data.name
@@ -54,7 +52,7 @@ def write_search(config, found: Search, folder: str) -> list[str]:
   return paths
 
 
-def halving_audit(config, found: Search) -> list[dict]:
+def halving_audit(config, found: space.Search) -> list[dict]:
   """halving_audit.csv (tune.audit_halving; else empty): per method, halving
   setting and level, halving's choice against full training's."""
   if not config.tune.audit_halving:
@@ -75,7 +73,7 @@ def halving_audit(config, found: Search) -> list[dict]:
   return out
 
 
-def candidate_rows(found: Search, final_rows: Optional[list] = None) -> list[dict]:
+def candidate_rows(found: space.Search, final_rows: Optional[list] = None) -> list[dict]:
   """candidates.csv: every run of the search; the selected candidates' rows
   also carry test_* = the final sweep's mean over its seeds at that level."""
   test = {}
@@ -93,7 +91,7 @@ def candidate_rows(found: Search, final_rows: Optional[list] = None) -> list[dic
   return out
 
 
-def validation_figure(found: Search, metric: str, path: str, levels: tuple):
+def validation_figure(found: space.Search, metric: str, path: str, levels: tuple):
   """The mean validation metric over seeds against each searched weight:
   one row of panels per method, a colour per level, the choice starred."""
   import matplotlib
@@ -148,7 +146,7 @@ def validation_figure(found: Search, metric: str, path: str, levels: tuple):
   plt.close(fig)
 
 
-def comparison(found: Search, metric: str) -> list[dict]:
+def comparison(found: space.Search, metric: str) -> list[dict]:
   """Per (method, level): the selected candidate's validation mean and that
   of the config's own weights at that level (with tune.include_config),
   each at the last round it reached (config_epochs < epochs: halving

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 
-from hashvae import data, methods, optim, sparse
+from hashvae import data, methods
+from hashvae.core import optim, sparse
 
 
 class ConfigError(ValueError):

@@ -19,7 +19,7 @@ import os
 import socket
 import sys
 
-from hashvae.workdir import WorkdirError, check_folder
+from hashvae.store.workdir import WorkdirError, check_folder
 
 try:
   import fcntl

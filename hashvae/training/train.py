@@ -29,11 +29,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hashvae import config_check, methods, optim
+from hashvae.sweep import config_check
+from hashvae import methods
+from hashvae.core import optim
 from hashvae.data import Dataset
-from hashvae.label_mask import label_mask
-from hashvae.models import ModelSpec
-from hashvae.sparse import (
+from hashvae.core.label_mask import label_mask
+from hashvae.core.models import ModelSpec
+from hashvae.core.sparse import (
   RUNS_AXIS,
   CsrRows,
   SparseInput,
@@ -288,7 +290,7 @@ def make_run(config, data: Dataset, method: Optional[str] = None) -> Run:
   method = methods.get(one_method(config, method))
   if method.fit is not None:
     raise methods.MethodError(f"method {method.name!r} is fitted, not trained: "
-                              "hashvae.fitted.fit_grid runs it")
+                              "hashvae.training.fitted.fit_grid runs it")
   db = data.database
   n, batch_size = len(db), config.batch_size
   if not 0 < batch_size <= n:

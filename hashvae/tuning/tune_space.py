@@ -18,10 +18,11 @@ import zlib
 
 import numpy as np
 
-from hashvae import config_check, methods
-from hashvae.config_check import ConfigError
+from hashvae.sweep import config_check
+from hashvae import methods
+from hashvae.sweep.config_check import ConfigError
 from hashvae.data.dataset import Dataset
-from hashvae.grid import Grid
+from hashvae.training.grid import Grid
 
 # A method's declared default d gives the range d / SPAN .. d * SPAN when
 # config.tune.ranges has none for it (a method registered after the config).
@@ -350,3 +351,13 @@ def weight_rows(dataset: str, bits: int, method: str, chosen: dict) -> list[dict
   weight) of one method: `chosen` {level: {weight: value}}."""
   return [dict(dataset=dataset, bits=bits, method=method, p=level, **values)
           for level, values in sorted(chosen.items())]
+
+
+@dataclasses.dataclass(frozen=True)
+class Search:
+  """A finished search: one record per run, the choice per (method, level)."""
+
+  records: list  # dicts: method, level, seed, candidate, weights, epochs, status, val_*
+  chosen: dict  # method -> {level: candidate index}
+  candidates: dict  # method -> [Candidate]
+  cost: dict  # method -> {"run_epochs", "full_run_epochs", "seconds", "rungs"}

@@ -1,0 +1,4 @@
+"""Choosing each method's weights on validation: the candidates and the
+search space (tune_space), the search with successive halving and the
+final sweep (tune), and the files it writes (tune_outputs).
+"""
