@@ -184,8 +184,10 @@ def file_weights(path, dataset, bits, method_names):
   """{method: weights block} from a weights CSV (columns dataset, bits,
   method, p, then one per weight; a cell is empty where a method lacks the
   weight), for `dataset` at exactly `bits`, each method at the levels the
-  file gives it. Every method of `method_names` must be there, with a value
-  for each weight it declares; the error names what is missing."""
+  file gives it. A method the file lacks takes the weights of the method it
+  extends (`inherited`) when that one is there; every other method of
+  `method_names` must be there, with a value for each weight it declares;
+  the error names what is missing."""
   with open(path, newline="", encoding="utf-8") as f:
     rows = list(csv.DictReader(f))
   fixed = ("dataset", "bits", "method", "p")
@@ -194,25 +196,79 @@ def file_weights(path, dataset, bits, method_names):
                      "one per weight")
   held = sorted({(r["dataset"], int(r["bits"])) for r in rows})
   mine = [r for r in rows if (r["dataset"], int(r["bits"])) == (dataset, bits)]
-  missing = [m for m in method_names if m not in {r["method"] for r in mine}]
+  present = {r["method"] for r in mine}
+  chains = {m: extension_chain(m, present) for m in method_names}
+  missing = [m for m, chain in chains.items() if not chain]
   if missing:
     raise ValueError(f"grid={path}: no weights for dataset={dataset!r}, bits={bits}, "
-                     f"methods {missing} (the file holds (dataset, bits) {held} and "
-                     f"methods {sorted({r['method'] for r in mine})} for this cell)")
-  blocks = {}
-  for m in method_names:
-    by_level = {round(float(r["p"]), 6): r for r in mine if r["method"] == m}
-    levels = tuple(sorted(by_level))
-    values = {}
-    for k in registry.get(m).weights:
-      cells = [by_level[level].get(k) or "" for level in levels]
-      if "" in cells:
-        raise ValueError(f"grid={path}: method {m!r} declares weight {k!r}, which "
-                         f"has no value at level(s) "
-                         f"{[lv for lv, c in zip(levels, cells, strict=True) if c == '']}")
-      values[k] = tuple(float(c) for c in cells)
-    blocks[m] = weights(levels, **values)
-  return blocks
+                     f"methods {missing} (nor for a method they extend; the file holds "
+                     f"(dataset, bits) {held} and methods {sorted(present)} for this cell)")
+  return {m: inherit_along(chain, file_block(path, mine, chain[-1]))
+          for m, chain in chains.items()}
+
+
+def file_block(path, rows, method):
+  """The weights block of `method` from its rows of a weights CSV."""
+  by_level = {round(float(r["p"]), 6): r for r in rows if r["method"] == method}
+  levels = tuple(sorted(by_level))
+  values = {}
+  for k in registry.get(method).weights:
+    cells = [by_level[level].get(k) or "" for level in levels]
+    if "" in cells:
+      raise ValueError(f"grid={path}: method {method!r} declares weight {k!r}, which "
+                       f"has no value at level(s) "
+                       f"{[lv for lv, c in zip(levels, cells, strict=True) if c == '']}")
+    values[k] = tuple(float(c) for c in cells)
+  return weights(levels, **values)
+
+
+def extension_chain(method, sources):
+  """[method, the method it extends, ...] up to the first one in `sources`
+  ([method] when it is there itself), or [] when none of them is."""
+  chain = [method]
+  while chain[-1] not in sources:
+    m = registry.METHODS.get(chain[-1])
+    if m is None or m.extends is None:
+      return []
+    chain.append(m.extends)
+  return chain
+
+
+def inherited(block, method):
+  """`method`'s weights block from the block of the method it extends: the
+  base's values for the weights they share (registry.shared_weights; the
+  base's default where its block has none) and `method`'s declared
+  defaults for the rest, on the block's levels (one value per level when
+  it names levels, else one for every level)."""
+  m = registry.get(method)
+  base, shared = registry.get(m.extends), registry.shared_weights(method)
+  levels = tuple(block.get("levels", ()))
+  values = {}
+  for k, default in m.weights.items():
+    given = block.get(k) if k in shared else None
+    if given is None:
+      values[k] = (base.weights[k] if k in shared else default,) * max(len(levels), 1)
+    else:
+      values[k] = tuple(given) if isinstance(given, (tuple, list)) else (given,)
+  return weights(levels, **values)
+
+
+def inherit_along(chain, block):
+  """The block of chain[0] from `block`, that of chain[-1], each method of
+  the chain extending the next (see `extension_chain`)."""
+  for name in reversed(chain[:-1]):
+    block = inherited(block, name)
+  return block
+
+
+def inherit_weights(c, sources):
+  """Gives each method of c.methods that extends one of `sources` (directly
+  or through other methods) its base's weights from c.weights (`inherited`);
+  a config calls it once it has set the blocks of `sources`."""
+  for m in c.methods:
+    chain = extension_chain(m, sources)
+    if len(chain) > 1 and chain[-1] in c.weights:
+      c.weights[m] = inherit_along(chain, c.weights[chain[-1]])
 
 
 def released_bits(bits):
@@ -238,7 +294,10 @@ def released_weights(dataset, bits, method):
 
 def study_config(arg, released_dataset, **extra_args):
   """The study's sweep for one dataset: the three methods (or those `arg`
-  names), levels 0.1 .. 1.0 each with its released weights, 5 seeds.
+  names), levels 0.1 .. 1.0 each with its released weights, 5 seeds. A
+  method that extends a study method (registry `extends`) gets that
+  method's released values for the weights they share and its own
+  defaults for the rest.
 
   Returns (config, parsed arguments); `extra_args` are further typed
   arguments with their defaults (e.g. source="raw").
@@ -250,6 +309,7 @@ def study_config(arg, released_dataset, **extra_args):
   c.levels = RELEASED_LEVELS
   for m in STUDY_METHODS:
     c.weights[m] = released_weights(released_dataset, released_bits(c.bits), m)
+  inherit_weights(c, STUDY_METHODS)  # e.g. cv_hash: ssb_vae's rows, kappa = 1
   use_grid(c, args["grid"], released_dataset)
   return c, args
 

@@ -33,6 +33,7 @@ def get_config(arg=None):
                                    gamma=(1e3,))
   c.weights.bernoulli_vae = base.weights(beta=(0.015625,))
   c.weights.vdsh = base.weights(beta=(0.125,))
+  base.inherit_weights(c, METHODS)  # e.g. cv_hash: ssb_vae's, kappa = 1
   c.data.name = "digits"
   c.data.split_seed = 0  # the stratified 80/20 database / query split
   c.data.path = ""  # unused: the data ships with scikit-learn

@@ -19,6 +19,7 @@ def get_config(arg=None):
   c.weights.vdsh_s = base.weights(alpha=(0.01,), beta=(0.1,))
   for m in ("phs_gs", "ssb_vae"):
     c.weights[m] = base.weights(alpha=(0.01,), beta=(0.1,), gamma=(10.0,))
+  base.inherit_weights(c, base.STUDY_METHODS)  # e.g. cv_hash: ssb_vae's, kappa = 1
   c.data.name = "synthetic"
   c.data.num_classes = 4
   c.data.dims = 50  # vocabulary size

@@ -56,7 +56,8 @@ def class_information(probs, sigmoid: bool):
   return entropy(jnp.mean(probs, axis=0), sigmoid) - jnp.mean(entropy(probs, sigmoid))
 
 
-@register("im_hash", weights=dict(alpha=1.0, beta=1.0, gamma=1.0, delta=1.0), **PREDICTED)
+@register("im_hash", weights=dict(alpha=1.0, beta=1.0, gamma=1.0, delta=1.0),
+          extends="ssb_vae", **PREDICTED)
 def im_hash(out, batch, hp, options):
   """IM-Hash: SSB-VAE minus delta x the mutual information between the
   items of the batch and their predicted class."""

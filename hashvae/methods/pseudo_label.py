@@ -78,7 +78,7 @@ def pseudo_label_loss(class_logits, hard, weights, sigmoid: bool):
 @register("pl_hash", weights=dict(alpha=1.0, beta=1.0, gamma=1.0, lam=1.0),
           options=dict(BERNOULLI_OPTIONS, **blocks.PREDICTED_PAIRS, confidence=0.9),
           choices=dict(BERNOULLI_CHOICES, **blocks.PREDICTED_PAIR_CHOICES),
-          latent="bernoulli")
+          latent="bernoulli", extends="ssb_vae")
 def pl_hash(out, batch, hp, options):
   """PL-Hash: SSB-VAE with S from the labels, confident pseudo-labels and
   otherwise the predictions, plus lam x the pseudo-label cross-entropy."""

@@ -17,7 +17,13 @@ A method declares
   or a sparse.SparseRows, which losses.softmax_reconstruction and
   losses.gaussian_reconstruction both take; label_rows [batch, classes],
   zero for unlabelled items; labelled [batch] in {0, 1}), the weights and
-  the options. The terms are logged per epoch.
+  the options. The terms are logged per epoch;
+- optionally, the method it extends (`extends="ssb_vae"`): a method that is
+  its base plus a term (PL-Hash, IM-Hash and CV-Hash extend SSB-VAE). It
+  shares with its base the weights both declare, and where a config takes
+  the base's weights from a released or tuned source (configs/base.py), the
+  method gets the base's values for those and its own defaults for the rest
+  (`shared_weights`). The base must be registered first; no cycles.
 
 Register from any module, the package's or a user's (`--config.extra_modules`):
 
@@ -137,6 +143,7 @@ class Method:
   # fit(dataset, labelled [items] float32, rng, hp {name: float}, options,
   # bits) -> (db_codes [items, bits], query_codes [queries, bits]) uint8.
   fit: Optional[Callable] = None
+  extends: Optional[str] = None  # the registered method this one is built on
 
   def build_model(self, spec: ModelSpec):
     return self.model(spec)
@@ -149,13 +156,16 @@ def register(name: str, *, weights: Mapping[str, float],
              options: Optional[Mapping[str, Any]] = None,
              choices: Optional[Mapping[str, tuple]] = None,
              model: Optional[Callable[[ModelSpec], Any]] = None,
-             latent: str = "bernoulli", classifier_on: str = "hidden"):
+             latent: str = "bernoulli", classifier_on: str = "hidden",
+             extends: Optional[str] = None):
   """Decorator: registers `objective` under `name` and returns it unchanged.
 
   `model` builds the network from a ModelSpec; without it the study's
   HashModel with `latent` ("gaussian" or "bernoulli") and `classifier_on`
-  ("hidden" or "sample") is used.
+  ("hidden" or "sample") is used. `extends` names the registered method
+  this one is built on (see the module docstring).
   """
+  check_extends(name, extends)
   options, choices = dict(options or {}), dict(choices or {})
   clash = set(weights) & set(TRAINER_WEIGHTS)
   if clash or "levels" in weights:
@@ -175,10 +185,39 @@ def register(name: str, *, weights: Mapping[str, float],
 
   def decorate(objective: Objective) -> Objective:
     METHODS[name] = Method(name, objective, {k: float(v) for k, v in weights.items()},
-                           options, choices, model, (objective.__doc__ or "").strip())
+                           options, choices, model, (objective.__doc__ or "").strip(),
+                           extends=extends)
     return objective
 
   return decorate
+
+
+def check_extends(name: str, extends: Optional[str]):
+  """`extends` is None or a registered method whose own chain of bases does
+  not lead back to `name`."""
+  if extends is None:
+    return
+  if extends not in METHODS:
+    raise MethodError(f"method {name!r}: extends={extends!r}, which is not registered "
+                      f"(register the base first); known: {sorted(METHODS)}")
+  chain = [name, extends]
+  while chain[-1] != name:
+    base = METHODS.get(chain[-1])
+    if base is None or base.extends is None or base.extends in chain[1:]:
+      return
+    chain.append(base.extends)
+  raise MethodError(f"method {name!r}: extends={extends!r} makes a cycle "
+                    f"({' -> '.join(chain)})")
+
+
+def shared_weights(name: str) -> tuple:
+  """The weights method `name` shares with the method it extends: the names
+  both declare, in `name`'s order (none when it extends no method)."""
+  m = get(name)
+  if m.extends is None:
+    return ()
+  base = get(m.extends)
+  return tuple(k for k in m.weights if k in base.weights)
 
 
 def default_options(method: str, multilabel_data: bool = False, **values) -> Options:

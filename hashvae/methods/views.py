@@ -44,7 +44,7 @@ from hashvae.methods import blocks
 from hashvae.methods.registry import register
 from hashvae.methods.study import PREDICTED, bernoulli_objective
 from hashvae.core.models import HashModel
-from hashvae.core.sparse import SparseEntries, SparseRows
+from hashvae.core.sparse_rows import SparseEntries, SparseRows
 
 WORD_DROP = 0.2
 
@@ -91,7 +91,7 @@ def class_consistency(probs, view_class_logits, sigmoid: bool):
 
 
 @register("cv_hash", weights=dict(alpha=1.0, beta=1.0, gamma=1.0, kappa=1.0),
-          model=views_model, **PREDICTED)
+          model=views_model, extends="ssb_vae", **PREDICTED)
 def cv_hash(out, batch, hp, options):
   """CV-Hash: SSB-VAE plus kappa x the cross-entropy of each item's
   word-dropped view against its own prediction."""
