@@ -8,9 +8,15 @@ from sklearn.decomposition import TruncatedSVD
 
 from configs import digits, synthetic
 from hashvae import data, methods
-from hashvae.sweep import experiment
 from hashvae.data.dataset import Dataset, make_split
 from hashvae.methods import classical, projections
+from hashvae.methods.classical_supervised import (
+  cca,
+  pairwise_scatter,
+  sequential_directions,
+  violation_scatter,
+)
+from hashvae.sweep import experiment
 
 CLASSICAL = ("lsh", "pca_itq", "spectral", "ssh", "cca_itq")
 
@@ -131,7 +137,7 @@ def test_pairwise_scatter_equals_the_explicit_pair_matrix(multilabel):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(30, 5))
   rows = (rng.random((30, 4)) < 0.4).astype(float) if multilabel else np.eye(4)[rng.integers(4, size=30)]
-  np.testing.assert_allclose(classical.pairwise_scatter(x, rows), brute_force_scatter(x, rows),
+  np.testing.assert_allclose(pairwise_scatter(x, rows), brute_force_scatter(x, rows),
                              atol=1e-9)
 
 
@@ -166,7 +172,7 @@ def test_violation_scatter_by_hand():
   # right. So T = p p^T on (0, 1) and (0, 2), 0 elsewhere, and with x = I
   # the scatter X^T T X is T itself.
   rows = np.eye(2)[[0, 0, 1]]
-  t = classical.violation_scatter(np.eye(3), rows, np.array([1.0, -1.0, 2.0]))
+  t = violation_scatter(np.eye(3), rows, np.array([1.0, -1.0, 2.0]))
   np.testing.assert_array_equal(t, [[0, -1, 2], [-1, 0, 0], [2, 0, 0]])
 
 
@@ -180,7 +186,7 @@ def test_violation_scatter_equals_the_explicit_pair_matrix(multilabel):
   similar = np.where(rows @ rows.T > 0, 1.0, -1.0)
   products = np.outer(p, p)
   t = np.where(similar * products < 0, products, 0.0)  # the [l, l] matrix T
-  np.testing.assert_allclose(classical.violation_scatter(x, rows, p), x.T @ t @ x, atol=1e-9)
+  np.testing.assert_allclose(violation_scatter(x, rows, p), x.T @ t @ x, atol=1e-9)
 
 
 def brute_force_splh(x, keep, rows, eta, step, bits):
@@ -220,7 +226,7 @@ def test_sequential_directions_follow_the_papers_algorithm():
   x -= x.mean(axis=0)
   keep = np.flatnonzero(np.arange(80) % 2 == 0)
   rows = np.eye(3)[dataset.train.labels[keep]]
-  values, w = classical.sequential_directions(x, keep, rows, eta=0.01, step=0.5, bits=5)
+  values, w = sequential_directions(x, keep, rows, eta=0.01, step=0.5, bits=5)
   expected_values, expected = brute_force_splh(x, keep, rows, 0.01, 0.5, 4)
   np.testing.assert_allclose(values[:4], expected_values, rtol=1e-8)
   np.testing.assert_allclose(np.abs(np.sum(w[:, :4] * expected, axis=0)), 1.0, atol=1e-8)
@@ -231,7 +237,7 @@ def test_sequential_directions_follow_the_papers_algorithm():
   np.testing.assert_allclose(w.T @ w, np.eye(5), atol=1e-10)
   # The reweighting changes the later bits: without it (step 0) they are the
   # orthogonal solution's eigenvectors.
-  _, plain = classical.sequential_directions(x, keep, rows, eta=0.01, step=0.0, bits=4)
+  _, plain = sequential_directions(x, keep, rows, eta=0.01, step=0.0, bits=4)
   m = adjusted_covariance(x, keep, rows, 0.01)
   top = np.linalg.eigh(m)[1][:, ::-1][:, :4]
   np.testing.assert_allclose(np.abs(np.sum(plain * top, axis=0)), 1.0, atol=1e-8)
@@ -275,7 +281,7 @@ def test_ssh_improves_with_the_level_on_digits_at_16_bits():
   # the label term 9 directions, near the top principal ones, and the
   # orthogonal codes' 7 other bits come from the variance alone, so their
   # p@100 stayed at 0.38 - 0.40 from 2% of the labels to all of them.
-  dataset = data.load(digits.get_config().data)
+  dataset = data.load(data.spec_from_fields(digits.get_config().data.to_dict()))
   n = len(dataset.train)
   p = {}
   for level in (0.02, 1.0):
@@ -315,7 +321,7 @@ def test_cca_directions_solve_the_generalised_eigenproblem():
   y = np.eye(3)[rng.integers(3, size=80)]
   x = rng.normal(size=(80, 5)) + y @ rng.normal(size=(3, 5))
   x, y = x - x.mean(axis=0), y - y.mean(axis=0)
-  rho, w = classical.cca(x, y, 2, ridge=1e-3)
+  rho, w = cca(x, y, 2, ridge=1e-3)
   cxx, cyy, cxy = x.T @ x / 80, y.T @ y / 80, x.T @ y / 80
   cxx_r = cxx + 1e-3 * np.trace(cxx) / 5 * np.eye(5)
   cyy_r = cyy + 1e-3 * np.trace(cyy) / 3 * np.eye(3)
@@ -363,7 +369,7 @@ def test_end_to_end_in_the_sweep():
   # One method that reads no labels and one that does (each call compiles
   # the sweep's label mask, so the rest are left to the tests above).
   config = synthetic.get_config("method=lsh+ssh")
-  dataset = data.load(config.data)
+  dataset = data.load(data.spec_from_fields(config.data.to_dict()))
   for method in ("lsh", "ssh"):
     result = experiment.train_method(config, dataset, method)
     rows = result.rows

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from hashvae.core.sparse import SparseRows, to_dense
+from hashvae.core.sparse_rows import SparseRows, to_dense
 
 
 def softmax_reconstruction(recon_logits, targets):

@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hashvae.core.sparse import SparseEntries, SparseRows, gather_rows
+from hashvae.core.sparse_rows import SparseEntries, SparseRows, gather_rows
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hashvae.core.sparse import gather_rows
+from hashvae.core.sparse_rows import gather_rows
 
 ADAM = dict(b1=0.9, b2=0.999, eps=1e-7)  # the released Keras settings
 FIRST_KERNEL = ("encoder", "Dense_0", "kernel")  # the [dims, hidden] kernel

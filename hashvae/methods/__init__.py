@@ -8,6 +8,7 @@ the same way from its own module (`--config.extra_modules`).
 from hashvae.methods import (  # noqa: F401  (importing registers a method)
                                     bmsh,
                                     classical,
+                                    classical_supervised,
                                     infomax,
                                     nash,
                                     pseudo_label,
@@ -36,9 +37,10 @@ from hashvae.methods.registry import (
                                     import_modules,
                                     register,
                                     register_fitted,
+                                    shared_weights,
 )
 
 __all__ = ["METHODS", "AtLeast", "Method", "MethodError", "Options", "Weights",
            "class_probabilities", "default_options", "get", "import_modules", "pairwise",
            "pointwise", "predicted_similarity", "reconstruction", "register",
-           "register_fitted", "registry", "sigmoid_labels"]
+           "register_fitted", "registry", "shared_weights", "sigmoid_labels"]

@@ -40,11 +40,11 @@ import jax
 import jax.numpy as jnp
 
 from hashvae.core import losses
+from hashvae.core.models import HashModel
+from hashvae.core.sparse_rows import SparseEntries, SparseRows
 from hashvae.methods import blocks
 from hashvae.methods.registry import register
 from hashvae.methods.study import PREDICTED, bernoulli_objective
-from hashvae.core.models import HashModel
-from hashvae.core.sparse_rows import SparseEntries, SparseRows
 
 WORD_DROP = 0.2
 
