@@ -1,17 +1,16 @@
 """A table of bad inputs, configs and data files: each fails with its type and
 a message naming the problem."""
 
-import ml_collections
 import numpy as np
 import pytest
 import scipy.io
 
 from configs import digits, synthetic
-from hashvae.sweep import config_check, experiment
 from hashvae import data
-from hashvae.store import workdir
-from hashvae.sweep.config_check import ConfigError
 from hashvae.data import DataError
+from hashvae.store import workdir
+from hashvae.sweep import config_check, experiment
+from hashvae.sweep.config_check import ConfigError
 
 from conftest import with_fields
 
@@ -34,9 +33,8 @@ def snippets(train, test):
   def load(tmp):
     write(tmp, "train.txt", train)
     write(tmp, "test.txt", test)
-    return data.load(ml_collections.ConfigDict(dict(
-        name="snippets", path=str(tmp), max_features=100,
-        validation_fraction=0.0, split_seed=0)))
+    return data.load(data.SnippetsSpec(path=str(tmp), max_features=100,
+                                       validation_fraction=0.0, split_seed=0))
   return load
 
 
@@ -52,8 +50,7 @@ def mat(drop=(), rows_off=0, unlabelled_test_row=None):
     for key in drop:
       del arrays[key]
     scipy.io.savemat(tmp / "x.mat", arrays)
-    return data.load(ml_collections.ConfigDict(dict(name="vdsh_mat",
-                                                    path=str(tmp / "x.mat"))))
+    return data.load(data.VdshMatSpec(path=str(tmp / "x.mat")))
   return load
 
 
@@ -61,9 +58,9 @@ def features(x, y):
   def load(tmp):
     np.save(tmp / "x.npy", x)
     np.save(tmp / "y.npy", y)
-    return data.load(ml_collections.ConfigDict(dict(
-        name="features_npy", path=str(tmp / "x.npy"), labels_path=str(tmp / "y.npy"),
-        queries_per_class=2, split_seed=0)))
+    return data.load(data.FeaturesNpySpec(path=str(tmp / "x.npy"),
+                                          labels_path=str(tmp / "y.npy"),
+                                          queries_per_class=2, split_seed=0))
   return load
 
 
@@ -100,9 +97,8 @@ CASES = [
     ("unknown config argument key", lambda tmp: digits.get_config("bit=16"), ValueError,
      r"'bit=16'"),
     ("missing data folder", (lambda tmp: data.load(
-        ml_collections.ConfigDict(dict(name="snippets", path=str(tmp / "no"),
-                                       max_features=5, validation_fraction=0.1,
-                                       split_seed=0)))), DataError, r"folder not found"),
+        data.SnippetsSpec(path=str(tmp / "no"), max_features=5, validation_fraction=0.1,
+                          split_seed=0))), DataError, r"folder not found"),
     ("malformed line", snippets("aaa bbb sports\nxyz\n", "aaa sports\n"), DataError,
      r"train.txt:2: malformed line"),
     ("empty document", snippets("aaa bbb sports\nccc ddd arts\nsports\n", "aaa sports\n"),
@@ -118,8 +114,8 @@ CASES = [
      r"1 rows of gnd_test have no label \(first: row 3\)"),
     (".mat rows do not match labels", mat(rows_off=2), DataError,
      r"cv has 7 rows but gnd_cv has 5"),
-    ("missing .mat file", lambda tmp: data.load(ml_collections.ConfigDict(
-        dict(name="vdsh_mat", path=str(tmp / "none.mat")))), DataError, r"file not found"),
+    ("missing .mat file", lambda tmp: data.load(data.VdshMatSpec(path=str(tmp / "none.mat"))),
+     DataError, r"file not found"),
     (".npy rows do not match labels", features(np.ones((20, 3)), np.zeros(19, int)),
      DataError, r"19.*20 feature rows"),
     ("inf in the features", features(nan_features, np.repeat([0, 1], 10)), DataError,

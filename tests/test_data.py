@@ -2,7 +2,6 @@
 
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 import scipy.io
@@ -15,7 +14,8 @@ from conftest import shared_file
 
 
 def cfg(**fields):
-  return ml_collections.ConfigDict(fields)
+  """The spec of a data block given as keyword fields (name= and the rest)."""
+  return data.spec_from_fields(fields)
 
 
 def check_targets(split):

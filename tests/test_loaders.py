@@ -10,10 +10,10 @@ import scipy.sparse
 
 from configs import svmlight as svmlight_config
 from configs import table as table_config
-from hashvae.sweep import config_check, experiment
 from hashvae import data
 from hashvae.data import DataError
 from hashvae.data.text import vectorise_corpus
+from hashvae.sweep import config_check, experiment
 
 from conftest import with_fields
 
@@ -37,9 +37,10 @@ def check_sparse_split(split):
 # --- svmlight ---------------------------------------------------------------
 
 def svm_config(train, test, **fields):
+  """The svmlight config's data spec reading `train` and `test`."""
   config = svmlight_config.get_config().data
-  return with_fields(config, path=train, test_path=test, **{"validation_fraction": 0.0,
-                                                            **fields})
+  return data.spec_from_fields(with_fields(config, path=train, test_path=test, **{
+      "validation_fraction": 0.0, **fields}).to_dict())
 
 
 def test_svmlight_single_label_rows_are_exact_and_share_one_width(tmp_path):
@@ -174,9 +175,10 @@ def test_svmlight_file_level_errors(tmp_path):
 # --- text tables ------------------------------------------------------------
 
 def table_config_for(train, test, **fields):
+  """The table config's data spec reading `train` and `test`."""
   config = table_config.get_config().data
-  return with_fields(config, path=train, test_path=test,
-                     **{"validation_fraction": 0.0, "max_features": 100, **fields})
+  return data.spec_from_fields(with_fields(config, path=train, test_path=test, **{
+      "validation_fraction": 0.0, "max_features": 100, **fields}).to_dict())
 
 
 SPORT = ["football match goal striker", "tennis match serve racket",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from typing import ClassVar
 
 import numpy as np
 import scipy.io
 import scipy.sparse
 
+from hashvae.data import checks
 from hashvae.data.dataset import DataError, Dataset, bag_of_words, make_split, normalise_rows
 
 MAT_KEYS = ("train", "cv", "test", "gnd_train", "gnd_cv", "gnd_test")
@@ -37,7 +40,16 @@ def _mat_labels(gnd: np.ndarray, multilabel: bool) -> np.ndarray:
   return gnd if multilabel else np.argmax(gnd, axis=1).astype(np.int32)
 
 
-def load_vdsh_mat(config) -> Dataset:
+@dataclasses.dataclass(frozen=True)
+class VdshMatSpec:
+  """config.data of configs/tmc.py and configs/newsgroups.py:source=mat (each
+  names its own file, so `path` has no default)."""
+
+  name: ClassVar[str] = "vdsh_mat"
+  path: str  # the .mat file
+
+
+def load_vdsh_mat(config: VdshMatSpec) -> Dataset:
   """The VDSH .mat layout: train/cv/test [items, terms] (sparse or dense) and
   gnd_train/gnd_cv/gnd_test [items, classes] one- or multi-hot.
 
@@ -98,7 +110,22 @@ def _load_npy(path: str) -> np.ndarray:
   return array
 
 
-def load_features_npy(config) -> Dataset:
+@dataclasses.dataclass(frozen=True)
+class FeaturesNpySpec:
+  """config.data of configs/cifar.py."""
+
+  name: ClassVar[str] = "features_npy"
+  path: str = ""  # [items, dims] float features
+  labels_path: str = ""  # [items] integer labels
+  queries_per_class: int = 100  # query set: items drawn per class
+  split_seed: int = 0  # the query draw
+
+  def __post_init__(self):
+    checks.check_count(self, "queries_per_class")
+    checks.check_seed(self)
+
+
+def load_features_npy(config: FeaturesNpySpec) -> Dataset:
   """Dense features [items, dims] (.npy) with labels [items] (.npy).
 
   The CIFAR-10 VGG16 protocol: `config.queries_per_class` items of each class

@@ -9,12 +9,14 @@ the VDSH files; 10% of the training posts are held out as validation.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tarfile
 import zlib
+from typing import ClassVar
 
 from hashvae.data.dataset import DataError, Dataset
-from hashvae.data.text import vectorise_corpus
+from hashvae.data.text import check_vectorising, vectorise_corpus
 
 SPLITS = {"20news-bydate-train": "train", "20news-bydate-test": "test"}
 
@@ -44,7 +46,21 @@ def _posts_from_folder(path):
           yield SPLITS[parts[-2]], parts[-1], name, f.read()
 
 
-def load_newsgroups(config) -> Dataset:
+@dataclasses.dataclass(frozen=True)
+class NewsgroupsSpec:
+  """config.data of configs/newsgroups.py (source=raw)."""
+
+  name: ClassVar[str] = "newsgroups"
+  path: str = "../shared/data/20news-bydate.tar.gz"  # or the extracted folder
+  max_features: int = 10000  # tf-idf vocabulary size
+  validation_fraction: float = 0.1  # of the training posts
+  split_seed: int = 0  # the validation split
+
+  def __post_init__(self):
+    check_vectorising(self, "posts")
+
+
+def load_newsgroups(config: NewsgroupsSpec) -> Dataset:
   path = config.path
   if not path or not os.path.exists(path):
     raise DataError(f"newsgroups: not found: {path!r} (set --config.data.path to "

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse
 from sklearn.datasets import load_digits as sklearn_digits
 from sklearn.model_selection import train_test_split
 
+from hashvae.data import checks
 from hashvae.data.dataset import Dataset, bag_of_words, make_split, normalise_rows, with_values
 
 
-def load_digits(config) -> Dataset:
+@dataclasses.dataclass(frozen=True)
+class DigitsSpec:
+  """config.data of configs/digits.py."""
+
+  name: ClassVar[str] = "digits"
+  split_seed: int = 0  # the stratified 80/20 database / query split
+  path: str = ""  # unused: the data ships with scikit-learn
+
+  def __post_init__(self):
+    checks.check_seed(self, maximum=checks.SKLEARN_SEED_MAX)
+
+
+def load_digits(config: DigitsSpec) -> Dataset:
   """scikit-learn's bundled 8x8 digits (1,797 items, no download).
 
   Pixels (0..16) are treated as counts: input = pixels / 16, target = pixels
@@ -26,7 +42,30 @@ def load_digits(config) -> Dataset:
                  class_names=tuple(str(d) for d in range(10)))
 
 
-def load_synthetic(config) -> Dataset:
+@dataclasses.dataclass(frozen=True)
+class SyntheticSpec:
+  """config.data of configs/synthetic.py."""
+
+  name: ClassVar[str] = "synthetic"
+  num_classes: int = 4
+  dims: int = 50  # vocabulary size
+  train_size: int = 160
+  validation_size: int = 40
+  test_size: int = 40
+  doc_length: int = 30  # mean words per document
+  noise: float = 0.3  # weight of the shared background topic
+  split_seed: int = 0  # the generator's seed
+
+  def __post_init__(self):
+    checks.check_count(self, "num_classes", 2, "an integer >= 2 (retrieval needs two "
+                       "classes, or every item is relevant)")
+    for field in ("dims", "train_size", "validation_size", "test_size", "doc_length"):
+      checks.check_count(self, field)
+    checks.check_fraction(self, "noise", closed=True, of=" (the background topic's weight)")
+    checks.check_seed(self)
+
+
+def load_synthetic(config: SyntheticSpec) -> Dataset:
   """A seeded clustered bag-of-words corpus, for fast tests.
 
   Each class has a sparse topic over `config.dims` words; a document mixes

@@ -15,12 +15,14 @@ import dataclasses
 import gzip
 import itertools
 import os
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse
 from sklearn.datasets import load_svmlight_files
 from sklearn.model_selection import train_test_split
 
+from hashvae.data import checks
 from hashvae.data.dataset import (
   DataError,
   Dataset,
@@ -235,7 +237,28 @@ class Labels:
     return hot
 
 
-def load_svmlight(config) -> Dataset:
+@dataclasses.dataclass(frozen=True)
+class SvmlightSpec:
+  """config.data of configs/svmlight.py."""
+
+  name: ClassVar[str] = NAME
+  path: str = ""  # the training file (also the database)
+  test_path: str = ""  # the queries
+  validation_path: str = ""  # optional; unset, validation_fraction of path
+  validation_fraction: float = 0.1  # of the training items, held out as validation
+  split_seed: int = 0  # the validation split
+  zero_based: str | bool = "auto"  # "auto", or true / false (also as text)
+  n_features: int = 0  # input width; 0: the largest feature index in the files
+
+  def __post_init__(self):
+    checks.check_fraction(self, "validation_fraction", of=" of the training items")
+    checks.check_seed(self, maximum=checks.SKLEARN_SEED_MAX)
+    _zero_based(self.zero_based)
+    checks.check_count(self, "n_features", 0, "a width >= 1, or 0 for the largest feature "
+                       "index in the files")
+
+
+def load_svmlight(config: SvmlightSpec) -> Dataset:
   """svmlight / libsvm files: `config.path` (train), `config.test_path`, and
   `config.validation_path` or else `config.validation_fraction` of train
   (drawn with `config.split_seed`).
@@ -250,13 +273,7 @@ def load_svmlight(config) -> Dataset:
                     "--config.data.test_path (queries)")
   validation_path = config.validation_path
   fraction = config.validation_fraction
-  if not validation_path and not 0 <= fraction < 1:
-    raise DataError(f"{NAME}: config.data.validation_fraction={fraction!r}: a fraction in "
-                    "[0, 1) of the training items")
   n_features = config.n_features
-  if n_features < 0:
-    raise DataError(f"{NAME}: config.data.n_features={n_features}: a width >= 1, or 0 for "
-                    "the largest feature index in the files")
   paths = [config.path, config.test_path] + ([validation_path] if validation_path else [])
   files = read_files(paths, _zero_based(config.zero_based), n_features)
   for path, (_, labels) in zip(paths, files, strict=True):

@@ -13,12 +13,14 @@ import dataclasses
 import json
 import logging
 import os
+from typing import ClassVar
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from hashvae.data import checks
 from hashvae.data.dataset import DataError, Dataset
-from hashvae.data.text import TextVectoriser, check_read, text_split
+from hashvae.data.text import TextVectoriser, check_read, check_vectorising, text_split
 
 log = logging.getLogger("hashvae")
 
@@ -37,13 +39,37 @@ class Table:
   lines: list[int]
 
 
+@dataclasses.dataclass(frozen=True)
+class TextTableSpec:
+  """config.data of configs/table.py."""
+
+  name: ClassVar[str] = NAME
+  path: str = ""  # the training table (also the database)
+  test_path: str = ""  # the queries
+  validation_path: str = ""  # optional; unset, validation_fraction of path
+  validation_fraction: float = 0.1  # of the training documents, held out as validation
+  split_seed: int = 0  # the validation split
+  format: str = ""  # "csv", "tsv" or "jsonl"; empty: from each file's extension
+  text_column: str = "text"  # column (JSON field) holding the document
+  label_column: str = "label"  # column (JSON field) holding its label(s)
+  label_separator: str = "|"  # joins several labels in one CSV/TSV cell
+  max_features: int = 10000  # vocabulary size cap
+  tfidf: bool = False  # input tf-idf (rows L2-normalised) instead of log(1 + tf)
+  drop_empty: bool = False  # documents with no vocabulary term: dropped or zero rows
+
+  def __post_init__(self):
+    check_vectorising(self, "documents")
+    checks.check_choice(self, "format", ("",) + tuple(FORMATS.values()),
+                        f"one of {sorted(FORMATS.values())}, or empty to read it from "
+                        "the extension")
+    checks.check_flag(self, "tfidf")
+    checks.check_flag(self, "drop_empty")
+
+
 def table_format(path: str, configured: str) -> str:
   """"csv", "tsv" or "jsonl": `configured` when set, else from the extension."""
   if configured:
-    if configured not in FORMATS.values():
-      raise DataError(f"{NAME}: config.data.format={configured!r}: one of "
-                      f"{sorted(FORMATS.values())}, or empty to read it from the extension")
-    return configured
+    return configured  # TextTableSpec has checked it
   ext = os.path.splitext(path)[1].lower()
   if ext not in FORMATS:
     raise DataError(f"{NAME}: cannot tell the format of {path} from its extension "
@@ -126,7 +152,7 @@ def _label_names(where: str, value, separator: str) -> tuple[str, ...]:
   return tuple(dict.fromkeys(names))  # repeats dropped, order kept
 
 
-def read_table(path: str, config) -> Table:
+def read_table(path: str, config: TextTableSpec) -> Table:
   """Reads one CSV, TSV or JSON lines file of `config.text_column` and
   `config.label_column`; every problem names the file and line."""
   if not path or not os.path.isfile(path):
@@ -172,7 +198,7 @@ def encode_labels(table: Table, classes: tuple[str, ...], multilabel: bool) -> n
   return hot
 
 
-def load_text_table(config) -> Dataset:
+def load_text_table(config: TextTableSpec) -> Dataset:
   """`config.path` (train), `config.test_path`, and `config.validation_path`
   or else `config.validation_fraction` of train (drawn with
   `config.split_seed`, as data.text.vectorise_corpus draws it).
@@ -186,9 +212,6 @@ def load_text_table(config) -> Dataset:
     raise DataError(f"{NAME}: set --config.data.path (training table) and "
                     "--config.data.test_path (queries)")
   fraction = config.validation_fraction
-  if not config.validation_path and not 0 <= fraction < 1:
-    raise DataError(f"{NAME}: config.data.validation_fraction={fraction!r}: a fraction in "
-                    "[0, 1) of the training documents")
   train = read_table(config.path, config)
   test = read_table(config.test_path, config)
   held = read_table(config.validation_path, config) if config.validation_path else None

@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import Optional
+from typing import ClassVar, Optional
 
 import numpy as np
 import scipy.sparse
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.model_selection import train_test_split
 
+from hashvae.data import checks
 from hashvae.data.dataset import (
   DataError,
   Dataset,
@@ -170,7 +171,28 @@ def vectorise_corpus(name, train_docs, train_names, test_docs, test_names, *,
       num_classes=len(classes), class_names=classes, vectoriser=vectoriser)
 
 
-def load_snippets(config) -> Dataset:
+def check_vectorising(spec, of: str):
+  """The fields every vectorised text corpus shares (`of`: the items held out)."""
+  checks.check_count(spec, "max_features")
+  checks.check_fraction(spec, "validation_fraction", of=f" of the training {of}")
+  checks.check_seed(spec, maximum=checks.SKLEARN_SEED_MAX)
+
+
+@dataclasses.dataclass(frozen=True)
+class SnippetsSpec:
+  """config.data of configs/snippets.py."""
+
+  name: ClassVar[str] = "snippets"
+  path: str = "../shared/data/snippets"  # folder with train.txt, test.txt
+  max_features: int = 10000  # vocabulary size cap
+  validation_fraction: float = 0.1  # of train.txt, held out as validation
+  split_seed: int = 0  # the validation split
+
+  def __post_init__(self):
+    check_vectorising(self, "documents")
+
+
+def load_snippets(config: SnippetsSpec) -> Dataset:
   """`config.path`: a folder holding train.txt and test.txt."""
   folder = config.path
   if not folder or not os.path.isdir(folder):
