@@ -15,11 +15,17 @@ is printed only for an error of none of those kinds, that is a bug, or with
 A config override given twice (`--config.ks='(10,)' --config.ks='(500,)'`)
 is refused: ml_collections would join the values of a tuple field into
 (10, 500) and keep the last of any other field.
+
+jax's backend probe (its INFO and WARNING lines "Unable to initialize
+backend 'tpu'", "An NVIDIA GPU may be present ...", printed by absl's
+handler when jax first looks for devices) is kept off stderr; --verbose
+shows it. Its ERROR lines always show.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -36,7 +42,12 @@ from ml_collections.config_flags import config_flags as _config_flags
 TRACEBACK_ENV = "HASHVAE_TRACEBACK"
 
 _VERBOSE = flags.DEFINE_bool("verbose", False, "On an error, also print its Python "
-                             f"traceback (as {TRACEBACK_ENV}=1 does).")
+                             f"traceback (as {TRACEBACK_ENV}=1 does); and show jax's "
+                             "log of the platforms it probes (TPU, GPU plugins).")
+
+# The loggers of jax's backend probe (jax 0.10: xla_bridge logs each platform
+# that fails to start at INFO, a GPU or TPU it cannot use at WARNING).
+PROBE_LOGGERS = ("jax._src.xla_bridge", "jax._src.hardware_utils")
 
 # Errors of the project's own kinds, looked up among the modules an entry
 # point has imported (an error's class is imported wherever it is raised),
@@ -52,6 +63,30 @@ PROJECT_ERRORS = (("hashvae.sweep.config_check", "ConfigError"),
 # truncated, not text, not JSON, not an archive).
 FILE_ERRORS = (OSError, EOFError, UnicodeDecodeError, json.JSONDecodeError,
                zipfile.BadZipFile, tarfile.TarError, zlib.error)
+
+
+class _QuietProbe(logging.Filter):
+  """Drops a probe record below ERROR: a failed platform that jax falls
+  back from is not the user's error, and would come before its one line."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
+_QUIET_PROBE = _QuietProbe()
+
+
+def quiet_backend_probe(quiet: bool = True):
+  """Keeps jax's backend probe lines (PROBE_LOGGERS) below ERROR out of the
+  log, or lets them through again; call before jax first looks for devices.
+  A filter on the loggers themselves holds whatever absl's --verbosity sets
+  the root logger to."""
+  for name in PROBE_LOGGERS:
+    logger = logging.getLogger(name)
+    if quiet:
+      logger.addFilter(_QUIET_PROBE)  # once: addFilter skips a filter it has
+    else:
+      logger.removeFilter(_QUIET_PROBE)
 
 
 class Terminated(KeyboardInterrupt):
@@ -247,6 +282,7 @@ def _on_sigterm(signum, frame):
 
 def guarded(main: Callable, argv, on_interrupt: str):
   """Runs main(argv); an expected error becomes one line and an exit status."""
+  quiet_backend_probe(not _VERBOSE.value)  # flags parsed, no device looked for yet
   try:
     return main(argv)
   except app.UsageError as e:
@@ -265,6 +301,7 @@ def run(main: Callable, argv=None, on_interrupt: str = "stopped before the end")
   argv = list(sys.argv if argv is None else argv)
   # ml_collections' config flags read their overrides from sys.argv.
   sys.argv = argv
+  quiet_backend_probe()  # a config file's get_config runs while flags are parsed
   if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
     try:
       signal.signal(signal.SIGTERM, _on_sigterm)

@@ -23,9 +23,9 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hashvae.sweep import experiment
-from hashvae.store import lock, results, workdir
 from hashvae.core import sharding
+from hashvae.store import lock, results, workdir
+from hashvae.sweep import experiment
 from launch import cpu_devices, errors
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.",

@@ -32,9 +32,9 @@ import time
 import jax
 from absl import app, flags, logging
 
-from hashvae.sweep import config_check, experiment
-from hashvae.store import lock, reports, results, workdir
 from hashvae.core import sharding
+from hashvae.store import lock, reports, results, workdir
+from hashvae.sweep import config_check, experiment
 from hashvae.tuning import tune
 from hashvae.tuning import tune_space as space
 from launch import cpu_devices, errors

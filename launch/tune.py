@@ -22,8 +22,8 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from hashvae.sweep import experiment
 from hashvae.store import lock, results, workdir
+from hashvae.sweep import experiment
 from hashvae.tuning import tune, tune_outputs
 from hashvae.tuning import tune_space as space
 from launch import cpu_devices, errors

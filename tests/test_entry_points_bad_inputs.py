@@ -36,6 +36,10 @@ TINY_SNIP = ["--config.data.path={data}", "--config.seeds=(0,)", "--config.level
 # ("ERROR:absl:...") are not the message.
 LOG_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\]|ERROR:absl:|"
                       r"WARNING:absl:)")
+# ...but jax's backend probe is not logged at all without --verbose (the first
+# case of a runner that looks for devices would show it).
+PROBE_LINE = re.compile(r"Unable to initialize backend|xla_bridge|may be present on this "
+                        r"machine|hardware_utils")
 
 
 # --- setups: each writes the case's files into its folder -------------------
@@ -229,6 +233,8 @@ CASES = [
      r"--config.ks=abc: expected a tuple of numbers", None),
     ("unclosed tuple", M, [S, W, "--config.levels=(0.1"], 2,
      r"--config.levels=\(0.1: expected a tuple of numbers", None),
+    ("tuple field given text items", M, [S, W, "--config.levels=(0.1,x)"], 2,
+     r"--config.levels=\(0.1,x\): expected a tuple of numbers", None),
     ("negative --cpu_devices", M, [S, W, "--cpu_devices=-1"], 2, r"--cpu_devices=-1", None),
     ("--num_processes not a number", M, [S, W, "--num_processes=abc"], 2,
      r"--num_processes", None),
@@ -272,6 +278,11 @@ CASES = [
     ("validation fraction above 1", M, [SNIP, W, *TINY_SNIP,
                                         "--config.data.validation_fraction=1.5"], 1,
      r"validation_fraction=1.5: a fraction in \[0, 1\)", None),
+    ("snippets negative max_features", M, [SNIP, W, *TINY_SNIP,
+                                           "--config.data.max_features=-1"], 1,
+     r"config.data.max_features=-1: an integer >= 1", None),
+    ("synthetic zero train_size", M, [S, W, "--config.data.train_size=0"], 1,
+     r"config.data.train_size=0: an integer >= 1", None),
     ("snippets folder missing", M, [SNIP, W, "--config.data.path={case}/none"], 1,
      r"data folder not found", None),
     ("snippets malformed line", M, [SNIP, W, "--config.data.path={case}/d"], 1,
@@ -343,7 +354,20 @@ CASES = [
     ("reproduce: --set misspelt field", R, ["--dataset=synthetic", "--set=epoch=1", W], 2,
      r"unknown config field 'epoch'", None),
     ("reproduce: --set wrong type", R, ["--dataset=synthetic", "--set=epochs=abc", W], 2,
-     r"--set: config.epochs='abc'", None),
+     r"--set: config.epochs='abc': expected an integer such as \d+$", None),
+    ("reproduce: --set number for a tuple", R, ["--dataset=synthetic", "--set=seeds=5", W],
+     2, r"--set: config.seeds=5: expected a tuple of numbers such as \(0,1\)$", None),
+    ("reproduce: --set text for a tuple", R, ["--dataset=synthetic", "--set=seeds=abc", W],
+     2, r"--set: config.seeds='abc': expected a tuple of numbers such as \(", None),
+    ("reproduce: --set text in a tuple", R,
+     ["--dataset=synthetic", "--set=levels=(0.1,x)", W], 2,
+     r"--set: config.levels='\(0.1,x\)': expected a tuple of numbers such as \(0.2,1.0\)$",
+     None),
+    ("reproduce: --set string item in a tuple", R,
+     ["--dataset=synthetic", "--set=levels=(0.1,'a')", W], 2,
+     r"--set: config.levels=\(0.1, 'a'\): expected a tuple of numbers", None),
+    ("reproduce: --set a number for a group", R, ["--dataset=synthetic", "--set=model=5", W],
+     2, r"--set: config.model=5: expected a group of fields: set one, such as model\.", None),
     ("reproduce: --tune with a bad search field", R,
      ["--tune", "--dataset=synthetic", "--set=tune.candidates=0", W], 2,
      r"--set: config.tune.candidates=0: an integer >= 1", None),
@@ -605,6 +629,7 @@ def test_bad_input_is_one_line_and_changes_nothing(outcomes, case):
   assert lines[0].startswith("error: "), shown
   assert re.search(pattern, lines[0]), shown
   assert "Traceback" not in shown and "USAGE" not in shown
+  assert not PROBE_LINE.search(outcome["stderr"]), shown
   assert after == before  # nothing written, removed or changed
 
 

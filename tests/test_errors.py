@@ -1,9 +1,14 @@
 """The entry points' error boundary (launch/errors.py): one line for an
 expected error, a traceback for a bug or when asked for one."""
 
+import importlib.util
+import logging
 import os
+import re
 import subprocess
 import sys
+
+import pytest
 
 from launch import errors
 
@@ -38,3 +43,61 @@ def test_a_bug_keeps_its_traceback():
                    "errors.run(main, ['prog'])\n"])
   assert bug.returncode == 1 and "Traceback (most recent call last)" in bug.stderr
   assert "KeyError: 'missing'" in bug.stderr
+
+
+class Records(logging.Handler):
+  """Keeps (logger, level) of each record it sees."""
+
+  def __init__(self):
+    super().__init__(logging.DEBUG)
+    self.seen = []
+
+  def emit(self, record):
+    self.seen.append((record.name, record.levelname))
+
+
+def test_probe_loggers_pass_only_errors_while_quiet():
+  handler, loggers = Records(), [logging.getLogger(n) for n in errors.PROBE_LOGGERS]
+  saved = [(lg.level, list(lg.filters)) for lg in loggers]
+  try:
+    for lg in loggers:
+      lg.addHandler(handler)
+      lg.setLevel(logging.DEBUG)
+
+    def log_each_level():
+      handler.seen.clear()
+      for lg in loggers:
+        for level in (logging.INFO, logging.WARNING, logging.ERROR):
+          lg.log(level, "Unable to initialize backend 'x'")
+      return handler.seen
+
+    errors.quiet_backend_probe()
+    errors.quiet_backend_probe()  # twice: still one filter to take away
+    assert log_each_level() == [(n, "ERROR") for n in errors.PROBE_LOGGERS]
+    errors.quiet_backend_probe(False)
+    assert len(log_each_level()) == 3 * len(loggers)
+  finally:
+    for lg, (level, filters) in zip(loggers, saved):
+      lg.removeHandler(handler)
+      lg.setLevel(level)
+      lg.filters[:] = filters
+
+
+def test_backend_probe_lines_only_with_verbose(tmp_path):
+  """jax logs a platform it cannot start ('tpu' without libtpu) at INFO, which
+  absl prints; a data error is one line without --verbose."""
+  if importlib.util.find_spec("libtpu") is not None:
+    pytest.skip("libtpu is installed: jax's TPU probe may succeed and log nothing")
+  args = ["-m", "launch.main", "--config=configs/snippets.py", f"--workdir={tmp_path}/w",
+          f"--config.data.path={tmp_path}/none"]
+  env = dict(JAX_PLATFORMS="", HASHVAE_TRACEBACK="0")  # jax probes every platform
+  plain = run(args, **env)
+  assert plain.returncode == 1, plain.stderr
+  assert plain.stderr.strip().splitlines() == [
+      f"error: DataError: snippets: data folder not found: '{tmp_path}/none' (set "
+      "--config.data.path to the folder with train.txt and test.txt)"]
+  loud = run(args + ["--verbose"], **env)
+  assert loud.returncode == 1
+  assert re.search(r"xla_bridge.py:\d+\] Unable to initialize backend 'tpu'", loud.stderr)
+  assert loud.stderr.strip().splitlines()[-1] == plain.stderr.strip()
+  assert not os.path.exists(tmp_path / "w")

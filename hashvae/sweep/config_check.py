@@ -18,18 +18,55 @@ class ConfigError(ValueError):
 def apply_overrides(config, overrides: dict):
   """config with the dotted-name `overrides` applied; a name that is not a
   field of the config fails naming it (an unlocked ConfigDict would add it
-  as a new field and the intended one would silently keep its value).
+  as a new field and the intended one would silently keep its value). A
+  value of another type than the field's (`seeds=5` for a tuple, text in a
+  tuple of numbers) fails naming the field, the value and an example.
 
   The config is locked first, and stays locked.
   """
+  def field(name):
+    """(the field's type, its current value) of a dotted name."""
+    *parents, leaf = name.split(".")
+    node = config
+    for part in parents:
+      node = node[part]
+    return node.get_type(leaf), node[leaf]
+
+  def is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+  def wrong_type(name, value, kind, current) -> ConfigError:
+    # ml_collections' own words ("(reference) ... cannot be casted to type
+    # <class 'tuple'>") name Python classes; a user needs an example to type.
+    if kind in (tuple, list):
+      items = tuple(current or (0, 1, 2))[:3]
+      example = "(" + ",".join(repr(v) for v in items) + ("," * (len(items) == 1)) + ")"
+      numbers = current and all(is_number(v) for v in current)
+      expected = f"a tuple{' of numbers' * bool(numbers)} such as {example}"
+    elif hasattr(current, "to_dict"):  # a group of fields, set one at a time
+      expected = f"a group of fields: set one, such as {name}.{next(iter(current), 'x')}=..."
+    else:
+      words = {bool: ("True or False", None), int: ("an integer", 10),
+               float: ("a number", 0.5), str: ("a string", "text")}
+      noun, default = words.get(kind, (f"a {kind.__name__}", None))
+      example = current if current is not None else default
+      expected = noun + (f" such as {example!r}" if example is not None else "")
+    return ConfigError(f"config.{name}={value!r}: expected {expected}")
+
   config.lock()
   for name, value in overrides.items():
     try:
-      config.update_from_flattened_dict({name: value})
-    except (KeyError, AttributeError) as e:
+      kind, current = field(name)
+    except (KeyError, AttributeError, TypeError) as e:
       raise ConfigError(f"unknown config field {name!r} (set to {value!r})") from e
+    # ConfigDict takes any tuple for a tuple of numbers: its items are checked here.
+    if (kind is tuple and current and all(is_number(v) for v in current)
+        and isinstance(value, (tuple, list)) and not all(is_number(v) for v in value)):
+      raise wrong_type(name, value, kind, current)
+    try:
+      config.update_from_flattened_dict({name: value})
     except TypeError as e:  # ConfigDict keeps each field's type
-      raise ConfigError(f"config.{name}={value!r}: {e}") from e
+      raise wrong_type(name, value, kind, current) from e
   return config
 
 
@@ -136,6 +173,7 @@ def check(config):
   check_methods(config)
   need(config.data.name in data.LOADERS, "data.name",
        f"unknown dataset; known: {sorted(data.LOADERS)}", config.data.name)
+  data.spec_from_fields(config.data.to_dict())  # every data field, one line if wrong
   need(isinstance(config.bits, int) and config.bits >= 1, "bits",
        "an integer >= 1", config.bits)
   need(len(config.seeds) > 0, "seeds", "at least one seed", config.seeds)
