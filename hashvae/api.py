@@ -18,12 +18,12 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from hashvae.sweep import config_check, experiment
-from hashvae.store import lock, results, workdir
-from hashvae import methods
 from hashvae import data as data_lib
-from hashvae.retrieval.encoder import Encoder
+from hashvae import methods
 from hashvae.core.models import ModelSpec
+from hashvae.retrieval.encoder import Encoder
+from hashvae.store import lock, results, workdir
+from hashvae.sweep import config_check, experiment, specs
 
 
 def load_config(spec: str, **overrides) -> ml_collections.ConfigDict:
@@ -87,7 +87,7 @@ class Sweep:
   def dataset(self) -> data_lib.Dataset:
     """The sweep's dataset, loaded once (needed for texts and the vectoriser)."""
     if self._dataset is None:
-      data = data_lib.load(self.config.data)
+      data = data_lib.load(specs.data_spec(self.config))
       # The codes were computed on the data as it was: a changed file would
       # pair them with other items.
       with np.load(os.path.join(self.path, "codes.npz"), allow_pickle=False) as f:

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from hashvae.sweep import config_check
 from hashvae import data, methods
-from hashvae.core import optim
-from hashvae.training import train
 from hashvae.benchmarks import ablations, common
+from hashvae.core import optim
 from hashvae.methods import study
+from hashvae.sweep import config_check, specs
+from hashvae.training import train
 
 HP = dict(alpha=0.01, beta=0.1, gamma=10.0, learning_rate=1e-3, temperature=0.67)
 KERNEL = lambda tree: optim.get_path(tree, optim.FIRST_KERNEL)  # of params or moments
@@ -32,7 +32,7 @@ def trained(adam, reconstruction, sparse_input):
   with ablations.registered():
     config = ablations.ablated(config, adam=adam, reconstruction=reconstruction)
     config_check.check(config)  # the config names them as any mode or method
-    run = train.make_run(config, data.load(config.data))
+    run = specs.make_run(config, data.load(data.spec_from_fields(config.data.to_dict())))
   state = run.init(run.arrays, jax.random.key(0), 0.5, HP)
   return state, *jax.jit(run.train_epoch)(run.arrays, state)
 
@@ -130,7 +130,7 @@ def test_training_without_reconstruction_zeroes_only_that_term():
 @pytest.mark.parametrize("size", [1, 2, 3])
 def test_consecutive_runs_train_the_grid_runs(size):
   config = synthetic.get_config("method=ssb_vae")
-  run = train.make_run(config, data.load(config.data))
+  run = specs.make_run(config, data.load(data.spec_from_fields(config.data.to_dict())))
   grid = common.first_runs(config, 4)
   whole = common.Program(jax.vmap(run.train_epoch, in_axes=(None, 0),
                                   axis_name=train.RUNS_AXIS),

@@ -12,7 +12,7 @@ import scipy.sparse
 
 from configs import tmc
 from hashvae import data as data_lib
-from hashvae.benchmarks import scale
+from hashvae.benchmarks import rcv1_like, scale
 
 from conftest import ROOT
 
@@ -24,11 +24,11 @@ def same(a, b) -> bool:
 
 @pytest.fixture(scope="module")
 def corpus():
-  return scale.rcv1_like(2000, seed=0)
+  return rcv1_like.rcv1_like(2000, seed=0)
 
 
 def test_corpus_is_seeded(corpus):
-  again, other = scale.rcv1_like(2000, seed=0), scale.rcv1_like(2000, seed=1)
+  again, other = rcv1_like.rcv1_like(2000, seed=0), rcv1_like.rcv1_like(2000, seed=1)
   for name in ("train", "cv", "test"):
     assert same(corpus[name], again[name])
     assert np.array_equal(corpus[f"gnd_{name}"], again[f"gnd_{name}"])
@@ -40,11 +40,11 @@ def test_corpus_has_rcv1_shape_and_stays_sparse(corpus):
   for name, items in sizes.items():
     x, gnd = corpus[name], corpus[f"gnd_{name}"]
     assert scipy.sparse.issparse(x) and x.format == "csr"
-    assert x.shape == (items, scale.TERMS) and x.has_canonical_format
+    assert x.shape == (items, rcv1_like.TERMS) and x.has_canonical_format
     widths = np.diff(x.indptr)
-    assert widths.min() >= 1 and abs(widths.mean() - scale.NONZEROS) < 2
+    assert widths.min() >= 1 and abs(widths.mean() - rcv1_like.NONZEROS) < 2
     assert (x.data > 0).all() and np.isfinite(x.data).all()
-    assert gnd.shape == (items, scale.CLASSES) and (gnd.sum(axis=1) == 1).all()
+    assert gnd.shape == (items, rcv1_like.CLASSES) and (gnd.sum(axis=1) == 1).all()
   # every class present; tf-idf values, not bare counts
   assert (corpus["gnd_train"].sum(axis=0) > 0).all()
   assert not np.allclose(corpus["train"].data, np.round(corpus["train"].data))
@@ -55,27 +55,27 @@ def test_classes_differ_in_their_terms(corpus):
   the other classes' documents do: the classes are learnable."""
   x, labels = corpus["train"], corpus["gnd_train"].argmax(axis=1)
   means = np.stack([np.asarray(x[labels == c].mean(axis=0)).ravel()
-                    for c in range(scale.CLASSES)])  # [classes, terms]
+                    for c in range(rcv1_like.CLASSES)])  # [classes, terms]
   own = means.argmax(axis=0)  # the class using each term most
   top = np.argsort(-means, axis=1)[:, :10]  # each class's ten heaviest terms
   owners = own[top]
-  assert (owners == np.arange(scale.CLASSES)[:, None]).mean() > 0.5
+  assert (owners == np.arange(rcv1_like.CLASSES)[:, None]).mean() > 0.5
 
 
 def test_cache_round_trips_through_the_loader(tmp_path):
-  path, facts = scale.cached_corpus(str(tmp_path), 1000, seed=3)
+  path, facts = rcv1_like.cached_corpus(str(tmp_path), 1000, seed=3)
   assert not facts["cached"] and facts["train_nonzeros"] > 0
   mtime = os.path.getmtime(path)
-  again, facts_again = scale.cached_corpus(str(tmp_path), 1000, seed=3)
+  again, facts_again = rcv1_like.cached_corpus(str(tmp_path), 1000, seed=3)
   assert again == path and facts_again["cached"] and os.path.getmtime(path) == mtime
-  assert scale.cached_corpus(str(tmp_path), 1000, seed=4)[0] != path
+  assert rcv1_like.cached_corpus(str(tmp_path), 1000, seed=4)[0] != path
   config = tmc.get_config("method=ssb_vae")
   with config.unlocked():
     config.data.path = path
-  dataset = data_lib.load(config.data)
+  dataset = data_lib.load(data_lib.spec_from_fields(config.data.to_dict()))
   assert (len(dataset.train), len(dataset.validation), len(dataset.test)) == (1000, 100, 100)
-  assert dataset.num_classes == scale.CLASSES and not dataset.multilabel
-  assert dataset.dims == scale.TERMS
+  assert dataset.num_classes == rcv1_like.CLASSES and not dataset.multilabel
+  assert dataset.dims == rcv1_like.TERMS
   assert not [p for p in os.listdir(tmp_path) if p.endswith(".partial")]
 
 
@@ -113,7 +113,7 @@ def test_quick_section_end_to_end(tmp_path):
     assert f["queries"] == f["train_items"] // 10
     assert f["peak_rss_bytes"] >= f["loaded_rss_bytes"] > 0
     assert all(f[name] > 0 for name in scale.GROWING if name != "evaluate_peak_above_bytes")
-    assert f["p@100"] > 1.5 / scale.CLASSES  # one epoch already beats chance
+    assert f["p@100"] > 1.5 / rcv1_like.CLASSES  # one epoch already beats chance
   (growth,) = [f for f in lines if f.get("figure") == "scale_growth"]
   assert growth["train_items"] == list(scale.QUICK_SIZES)
   assert set(growth["exponents"]) == set(scale.GROWING)

@@ -10,11 +10,11 @@ import pytest
 
 from configs import synthetic
 from hashvae import data
-from hashvae.sweep import experiment
-from hashvae.store import metrics_log
 from hashvae.core import sharding
+from hashvae.store import metrics_log
+from hashvae.sweep import experiment, specs
+from hashvae.sweep.specs import make_run
 from hashvae.training import grid as grid_lib
-from hashvae.training.train import make_run
 
 from conftest import with_fields
 from test_metrics_log import read_events
@@ -26,7 +26,7 @@ def test_chunked_grid_equals_the_whole_grid(tmp_path):
   with config.unlocked():
     config.seeds = (0, 1, 2)  # x 2 levels = 6 runs
     config.cpu_runs_per_chunk = 0  # the budget alone decides
-  dataset = data.load(config.data)
+  dataset = data.load(data.spec_from_fields(config.data.to_dict()))
   per_run = grid_lib.state_bytes_per_run(make_run(config, dataset), 0)
   assert grid_lib.runs_per_chunk(6, per_run, 2 * per_run + 1, 1) == 2
   whole = experiment.train_method(config, dataset, "ssb_vae")
@@ -75,7 +75,7 @@ def test_cpu_run_cap_chunks_the_grid_and_compiles_once(tmp_path, caplog):
   with config.unlocked():
     config.seeds = (0, 1, 2, 3, 4)  # x 2 levels = 10 runs: 4 + 4 + 2
     config.cpu_runs_per_chunk = 4
-  dataset = data.load(config.data)
+  dataset = data.load(data.spec_from_fields(config.data.to_dict()))
   traces = []
 
   def counted_run(*args, **kwargs):
@@ -85,7 +85,7 @@ def test_cpu_run_cap_chunks_the_grid_and_compiles_once(tmp_path, caplog):
       return run.train_epoch(arrays, state)
     return dataclasses.replace(run, train_epoch=train_epoch)
 
-  with mock.patch.object(experiment, "make_run", counted_run):
+  with mock.patch.object(specs, "make_run", counted_run):
     chunked = experiment.train_method(config, dataset, "ssb_vae", workdir=str(tmp_path))
   layout = tmp_path / "checkpoints" / "ssb_vae" / "3_chunks_of_4"
   assert sorted(p.name for p in layout.iterdir()) == ["chunk_0", "chunk_1", "chunk_2"]
@@ -106,16 +106,16 @@ def test_the_run_cap_applies_on_cpu_devices_only():
   config = synthetic.get_config("method=ssb_vae")
   with config.unlocked():
     config.cpu_runs_per_chunk = 2
-  run = make_run(config, data.load(config.data))
+  run = make_run(config, data.load(data.spec_from_fields(config.data.to_dict())))
   cpu = sharding.run_mesh(1)
-  assert grid_lib.chunk_size(config, run, 6, cpu) == 2
+  assert specs.chunk_size(config, run, 6, cpu) == 2
   gpu = types.SimpleNamespace(devices=np.array([types.SimpleNamespace(platform="gpu")]))
-  assert grid_lib.chunk_size(config, run, 6, gpu) == 6  # the state budget alone
+  assert specs.chunk_size(config, run, 6, gpu) == 6  # the state budget alone
 
 
 def test_the_data_on_each_device_comes_off_the_state_budget(caplog):
   config = synthetic.get_config("method=ssb_vae")
-  run = make_run(config, data.load(config.data))
+  run = make_run(config, data.load(data.spec_from_fields(config.data.to_dict())))
   gpu = types.SimpleNamespace(devices=np.array([types.SimpleNamespace(platform="gpu")]))
   per_run = grid_lib.state_bytes_per_run(run, config.base_seed)
   data_size = grid_lib.data_bytes(run.arrays)
@@ -126,22 +126,22 @@ def test_the_data_on_each_device_comes_off_the_state_budget(caplog):
                            + 2 * queries.values.size + run.arrays["label_rows"].size)
   with config.unlocked():  # room for exactly 3 runs once the data is placed
     config.state_memory_budget_mb = (data_size + 3 * per_run + per_run // 2) / 2**20
-  assert grid_lib.chunk_size(config, run, 12, gpu) == 3
+  assert specs.chunk_size(config, run, 12, gpu) == 3
   with config.unlocked():  # the data and half a run: one run at a time, and a warning
     config.state_memory_budget_mb = (data_size + per_run // 2) / 2**20
-  assert grid_lib.chunk_size(config, run, 12, gpu) == 1
+  assert specs.chunk_size(config, run, 12, gpu) == 1
   assert "the data takes" in caplog.text
 
 
 def test_chunks_of_a_grid_share_one_program_and_one_copy_of_the_data(monkeypatch):
   config = with_fields(synthetic.get_config("method=ssb_vae"), cpu_runs_per_chunk=1,
                        devices=1, epochs=1)
-  run = make_run(config, data.load(config.data))
-  grid = grid_lib.build_grid(config, "ssb_vae")
+  run = make_run(config, data.load(data.spec_from_fields(config.data.to_dict())))
+  grid = specs.build_grid(config, "ssb_vae")
   programs, build = [], grid_lib.grid_program
   monkeypatch.setattr(grid_lib, "grid_program",
                       lambda *a, **k: programs.append(build(*a, **k)) or programs[-1])
-  out = grid_lib.train(config, run, grid)
+  out = specs.train(config, run, grid)
   assert len(grid) == 4 and out.db_codes.shape[0] == 4  # four chunks of one run
   (program,) = programs  # built once: the data placed on the devices once
   assert program.epoch_step._cache_size() == 1  # and compiled once

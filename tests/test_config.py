@@ -4,7 +4,7 @@ import pytest
 
 from configs import base, digits, snippets, synthetic
 from hashvae import api, data
-from hashvae.sweep import config_check
+from hashvae.sweep import config_check, specs
 from hashvae.sweep.config_check import ConfigError
 
 from conftest import with_fields
@@ -87,7 +87,7 @@ def test_fast_optimiser_on_data_that_resolves_to_dense_is_a_config_error():
   config = config_check.apply_overrides(digits.get_config(), {"optimizer": "fast"})
   config_check.check(config)  # sparse_input 'auto': only the data can tell
   with pytest.raises(ConfigError, match=r"optimizer='fast'.*resolves to dense for digits"):
-    config_check.check_against_data(config, data.load(config.data))
+    config_check.check_against_data(config, data.load(data.spec_from_fields(config.data.to_dict())))
 
 
 def test_released_weights_table():
@@ -99,13 +99,12 @@ def test_released_weights_table():
 
 
 def test_a_subset_of_released_levels_finds_its_own_weights():
-  from hashvae.training import grid as grid_lib
   config = snippets.get_config("method=ssb_vae,bits=16,grid=released")
   with config.unlocked():
     config.levels = (1.0, 0.1)
     config.seeds = (0,)
   config_check.check(config)
-  grid = grid_lib.build_grid(config, "ssb_vae")
+  grid = specs.build_grid(config, "ssb_vae")
   assert grid.hparams["alpha"].tolist() == [1e4, 1e-4]  # released: 1.0 -> 1e4, 0.1 -> 1e-4
   assert grid.hparams["gamma"].tolist() == [1e3, 1e4]
   with config.unlocked():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from configs import digits
-from hashvae.sweep import experiment
 from hashvae.store import results
+from hashvae.sweep import experiment
 
 
 @pytest.mark.slow

@@ -6,9 +6,9 @@ import pytest
 
 from configs import synthetic
 from hashvae import data, methods
-from hashvae.sweep import experiment
+from hashvae.sweep import experiment, specs
+from hashvae.sweep.specs import make_run
 from hashvae.training import grid as grid_lib
-from hashvae.training.train import make_run
 
 SEEN = []
 
@@ -28,12 +28,12 @@ def random_signs():
 
 def test_fitted_runs_see_the_masks_trained_runs_draw_and_reproduce():
   config = synthetic.get_config("method=test_random_signs")
-  dataset = data.load(config.data)
+  dataset = data.load(data.spec_from_fields(config.data.to_dict()))
   SEEN.clear()
   first = experiment.train_method(config, dataset, "test_random_signs")
   again = experiment.train_method(config, dataset, "test_random_signs")
   np.testing.assert_array_equal(first.db_codes, again.db_codes)  # from the seed alone
-  grid = grid_lib.build_grid(config, "test_random_signs")
+  grid = specs.build_grid(config, "test_random_signs")
   assert len(first.rows) == len(grid) == 4 and first.db_codes.shape[0] == 4
   assert [r["scale"] for r in first.rows] == [1.0] * 4 and "alpha" not in first.rows[0]
   assert all(r["status"] == "ok" and 0 <= r["p@10"] <= 1 for r in first.rows)
@@ -50,5 +50,5 @@ def test_fitted_runs_see_the_masks_trained_runs_draw_and_reproduce():
 def test_a_fitted_method_is_not_trained():
   config = synthetic.get_config("method=test_random_signs")
   with pytest.raises(methods.MethodError, match="fitted, not trained"):
-    make_run(config, data.load(config.data))
+    make_run(config, data.load(data.spec_from_fields(config.data.to_dict())))
 

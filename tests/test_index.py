@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from hashvae import api
-from hashvae.retrieval import index, metrics
 from hashvae.data import DataError
+from hashvae.retrieval import index, metrics
 
 from conftest import ROOT
 

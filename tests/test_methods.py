@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hashvae.core import losses
 from hashvae import methods
-from hashvae.methods import study
+from hashvae.core import losses
 from hashvae.core.models import ModelSpec
+from hashvae.methods import study
 
 rng = np.random.default_rng(1)
 B, K, C, D = 6, 4, 3, 5

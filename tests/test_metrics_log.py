@@ -8,8 +8,8 @@ import pytest
 from tensorboardX.proto import event_pb2
 
 from configs import synthetic
-from hashvae.sweep import experiment
 from hashvae.store import metrics_log
+from hashvae.sweep import experiment
 
 
 def read_events(folder):

@@ -10,8 +10,8 @@ import scipy.sparse
 
 from configs import tmc
 from hashvae import data
-from hashvae.sweep import experiment
 from hashvae.core import sparse
+from hashvae.sweep import experiment
 from hashvae.training import train
 from hashvae.tuning import tune_space
 
@@ -66,7 +66,7 @@ def tiny_config(path):
 
 def test_loading_and_device_arrays_keep_text_sparse(tmp_path, no_dense_copies):
   config = tiny_config(write_corpus(tmp_path))
-  dataset = data.load(config.data)
+  dataset = data.load(data.spec_from_fields(config.data.to_dict()))
   for split in (dataset.train, dataset.validation, dataset.test, dataset.database):
     assert split.sparse and scipy.sparse.issparse(split.targets)
   arrays = train.device_arrays(dataset, sparse=False)  # even for the dense input path

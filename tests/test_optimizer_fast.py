@@ -11,9 +11,9 @@ import pytest
 from configs import synthetic
 from hashvae import data
 from hashvae.core import optim
-from hashvae.training import train
-from hashvae.training import grid as grid_lib
 from hashvae.data.dataset import make_split
+from hashvae.sweep import specs
+from hashvae.training import grid as grid_lib
 
 HP = dict(alpha=0.01, beta=0.1, gamma=10.0, learning_rate=1e-3,
           temperature=0.67)
@@ -131,7 +131,7 @@ def test_lazy_adam_leaves_absent_rows_alone_and_uses_the_global_count():
 
 @pytest.fixture(scope="module")
 def dataset():
-  return data.load(synthetic.get_config().data)
+  return data.load(data.spec_from_fields(synthetic.get_config().data.to_dict()))
 
 
 def config_for(optimizer):
@@ -152,7 +152,7 @@ def with_inputs(dataset, change):
 
 
 def train_epochs(config, dataset, epochs):
-  run = train.make_run(config, dataset)
+  run = specs.make_run(config, dataset)
   first = run.init(run.arrays, jax.random.key(0), 0.5, HP)
   epoch = jax.jit(run.train_epoch)
   state = first
@@ -195,8 +195,8 @@ def test_fast_mode_equals_exact_mode_when_every_batch_has_every_feature(
 
 def test_fast_mode_trains_a_vmapped_grid(dataset):
   config = config_for("fast")
-  grid = grid_lib.build_grid(config, "ssb_vae")
-  out = grid_lib.train_grid(train.make_run(config, dataset), grid, 0)
+  grid = specs.build_grid(config, "ssb_vae")
+  out = grid_lib.train_grid(specs.make_run(config, dataset), grid, 0)
   loss = out.epoch_metrics["loss"]
   assert np.isfinite(loss).all() and (loss[-1] < loss[0]).all()
   assert out.db_codes.shape == (len(grid), 200, config.bits)
@@ -207,4 +207,4 @@ def test_fast_mode_needs_the_sparse_input_path(dataset):
   with config.unlocked():
     config.model.sparse_input = "auto"  # synthetic resolves to dense
   with pytest.raises(ValueError, match="sparse input path"):
-    train.make_run(config, dataset)
+    specs.make_run(config, dataset)

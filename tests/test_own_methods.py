@@ -11,10 +11,10 @@ from test_methods import HP, B, C, D, batch, bernoulli_out, np_softmax, written_
 
 from configs import synthetic
 from hashvae import data, methods
-from hashvae.methods import infomax, pseudo_label, study, views
 from hashvae.core.models import HashModel, ModelSpec
 from hashvae.core.sparse import SparseRows
-from hashvae.training.train import make_run
+from hashvae.methods import infomax, pseudo_label, study, views
+from hashvae.sweep.specs import make_run
 
 from conftest import with_fields
 
@@ -247,7 +247,7 @@ def test_views_model_is_the_study_network_plus_an_inference_view():
 @pytest.mark.parametrize("name", ["pl_hash", "im_hash", "cv_hash"])
 def test_own_methods_train_and_lower_their_loss(name):
   config = with_fields(synthetic.get_config(f"method={name}"), epochs=4)
-  dataset = data.load(config.data)
+  dataset = data.load(data.spec_from_fields(config.data.to_dict()))
   run = make_run(config, dataset)
   hp = dict(methods.get(name).weights, learning_rate=1e-3, temperature=0.67)
   codes, metrics = jax.jit(run.run)(run.arrays, jax.random.key(0), jnp.float32(0.2), hp)

@@ -15,10 +15,10 @@ import pytest
 
 from configs import synthetic
 from hashvae import data
-from hashvae.sweep import experiment
 from hashvae.store import results, workdir
+from hashvae.sweep import experiment, specs
+from hashvae.sweep.specs import make_run
 from hashvae.training import grid as grid_lib
-from hashvae.training.train import make_run
 
 from conftest import ROOT
 
@@ -141,9 +141,9 @@ def test_diverging_run_is_flagged_and_leaves_the_others_alone():
   with config.unlocked():
     config.levels = (0.5,)
     config.seeds = (0, 1, 2)
-  dataset = data.load(config.data)
+  dataset = data.load(data.spec_from_fields(config.data.to_dict()))
   run = make_run(config, dataset)
-  grid = grid_lib.build_grid(config, "ssb_vae")
+  grid = specs.build_grid(config, "ssb_vae")
   lr = grid.hparams["learning_rate"].copy()
   lr[1] = 1e30  # an absurd learning rate for the middle run only
   bad = grid_lib.Grid(grid.method, grid.seeds, grid.levels,

@@ -10,15 +10,16 @@ import scipy.sparse
 from configs import digits, synthetic
 from hashvae import data, methods
 from hashvae.core import optim, sparse
-from hashvae.training import train
-from hashvae.training import grid as grid_lib
 from hashvae.core.models import HashModel
 from hashvae.core.sparse import SparseRows
+from hashvae.sweep import specs
+from hashvae.training import grid as grid_lib
+from hashvae.training import train
 
 
 @pytest.fixture(scope="module")
 def dataset():
-  return data.load(synthetic.get_config().data)
+  return data.load(data.spec_from_fields(synthetic.get_config().data.to_dict()))
 
 
 def config_with(input_mode, optimizer="exact", **fields):
@@ -58,7 +59,7 @@ def test_auto_picks_sparse_only_for_mostly_zero_rows(dataset):
   config = synthetic.get_config()
   with config.unlocked():
     config.data.dims = 2000
-  wide = data.load(config.data)  # ~30 words of 2,000: sparse
+  wide = data.load(data.spec_from_fields(config.data.to_dict()))  # ~30 words of 2,000: sparse
   assert sparse.use_sparse_input("auto", wide)
   with pytest.raises(ValueError, match="sparse_input"):
     sparse.use_sparse_input("yes", wide)
@@ -69,7 +70,7 @@ def test_same_key_gives_the_same_parameters_on_both_paths(dataset):
             temperature=0.67)
   params = []
   for mode in ("dense", "sparse"):
-    run = train.make_run(config_with(mode), dataset)
+    run = specs.make_run(config_with(mode), dataset)
     params.append(run.init(run.arrays, jax.random.key(3), 0.5, hp).params)
   jax.tree.map(np.testing.assert_array_equal, params[0], params[1])
 
@@ -146,7 +147,7 @@ def test_one_epoch_of_exact_adam_matches_on_both_paths(dataset):
             temperature=0.67)
   states, terms = [], []
   for mode in ("dense", "sparse"):
-    run = train.make_run(config_with(mode), dataset)
+    run = specs.make_run(config_with(mode), dataset)
     state = run.init(run.arrays, key, 0.5, hp)
     state, t = jax.jit(run.train_epoch)(run.arrays, state)
     states.append(state)
@@ -168,7 +169,7 @@ def test_epochs_longer_than_a_decay_chunk_match_the_dense_path(dataset,
             temperature=0.67)
   states = []
   for mode in ("dense", "sparse"):
-    run = train.make_run(config_with(mode), dataset)
+    run = specs.make_run(config_with(mode), dataset)
     assert run.steps_per_epoch == 6
     state = run.init(run.arrays, key, 0.5, hp)
     epoch = jax.jit(run.train_epoch)
@@ -224,7 +225,7 @@ def rng_uniform(shape):
 
 def train_two_epochs(config, dataset, axis_name=sparse.RUNS_AXIS):
   """Two epochs (6 steps each) of a 3-run vmapped grid."""
-  run = train.make_run(config, dataset)
+  run = specs.make_run(config, dataset)
   keys = jax.random.split(jax.random.key(4), 3)
   hp = dict(alpha=0.01, beta=0.1, gamma=10.0, learning_rate=1e-3,
             temperature=0.67)
@@ -306,8 +307,8 @@ def test_same_codes_after_a_short_training(dataset):
   outputs = []
   for mode in ("dense", "sparse"):
     config = config_with(mode)
-    grid = grid_lib.build_grid(config, "ssb_vae")
-    outputs.append(grid_lib.train_grid(train.make_run(config, dataset), grid,
+    grid = specs.build_grid(config, "ssb_vae")
+    outputs.append(grid_lib.train_grid(specs.make_run(config, dataset), grid,
                                        config.base_seed))
   np.testing.assert_array_equal(outputs[0].db_codes, outputs[1].db_codes)
   np.testing.assert_array_equal(outputs[0].query_codes,
@@ -346,7 +347,7 @@ def test_sparse_arrays_replace_the_dense_inputs(dataset):
 
 
 def test_dense_features_on_the_sparse_path_keep_dense_targets():
-  dataset = data.load(digits.get_config().data)
+  dataset = data.load(data.spec_from_fields(digits.get_config().data.to_dict()))
   assert not dataset.database.sparse
   arrays = train.device_arrays(dataset, sparse=True)
   assert isinstance(arrays["inputs"], sparse.CsrRows)

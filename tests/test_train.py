@@ -7,13 +7,14 @@ import pytest
 
 from configs import synthetic
 from hashvae import data
+from hashvae.sweep import specs
+from hashvae.sweep.specs import make_run
 from hashvae.training import grid as grid_lib
-from hashvae.training.train import make_run
 
 
 @pytest.fixture(scope="module")
 def dataset():
-  return data.load(synthetic.get_config().data)
+  return data.load(data.spec_from_fields(synthetic.get_config().data.to_dict()))
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def setup(dataset):
 
 def test_vmapped_grid_equals_runs_one_at_a_time(setup):
   config, dataset = setup
-  grid = grid_lib.build_grid(config, "ssb_vae")
+  grid = specs.build_grid(config, "ssb_vae")
   run = make_run(config, dataset)
   out = grid_lib.train_grid(run, grid, config.base_seed)
   keys = grid.keys(config.base_seed)
@@ -63,7 +64,7 @@ def test_training_lowers_the_loss_and_labels_help(setup):
     config.epochs = 15
     config.levels = (0.0, 1.0)
     config.seeds = (0,)
-  grid = grid_lib.build_grid(config, "ssb_vae")
+  grid = specs.build_grid(config, "ssb_vae")
   out = grid_lib.train_grid(make_run(config, dataset), grid, 0)
   loss = out.epoch_metrics["loss"]
   assert (loss[-1] < loss[0]).all()
@@ -79,7 +80,7 @@ def test_grid_rows_and_per_level_weights(setup):
     config.levels = (0.1, 0.5)
     config.seeds = (3, 4, 5)
     config.weights.ssb_vae.alpha = (1.0, 2.0)
-  grid = grid_lib.build_grid(config, "ssb_vae")
+  grid = specs.build_grid(config, "ssb_vae")
   rows = grid.rows()
   assert [(r["seed"], r["level"]) for r in rows] == [
       (3, pytest.approx(0.1)), (4, pytest.approx(0.1)), (5, pytest.approx(0.1)),
@@ -88,7 +89,7 @@ def test_grid_rows_and_per_level_weights(setup):
   with config.unlocked():
     config.weights.ssb_vae.alpha = (1.0, 2.0, 3.0)
   with pytest.raises(ValueError, match="one per level"):
-    grid_lib.build_grid(config, "ssb_vae")
+    specs.build_grid(config, "ssb_vae")
 
 
 @pytest.mark.slow
@@ -98,9 +99,9 @@ def test_seed_is_the_same_run_in_every_sweep(setup):
     config.levels = (1.0,)
     config.seeds = (1,)
   one = grid_lib.train_grid(make_run(config, dataset),
-                            grid_lib.build_grid(config, "ssb_vae"), 0)
+                            specs.build_grid(config, "ssb_vae"), 0)
   with config.unlocked():
     config.seeds = (0, 1)
   two = grid_lib.train_grid(make_run(config, dataset),
-                            grid_lib.build_grid(config, "ssb_vae"), 0)
+                            specs.build_grid(config, "ssb_vae"), 0)
   np.testing.assert_array_equal(one.db_codes[0], two.db_codes[1])

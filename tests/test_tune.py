@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from configs import base, digits, snippets, synthetic
-from hashvae.sweep import config_check
 from hashvae import data
-from hashvae.store import results
-from hashvae.tuning import tune, tune_outputs
-from hashvae.training import grid as grid_lib
-from hashvae.tuning import tune_space as space
-from hashvae.sweep.config_check import ConfigError
 from hashvae.data.dataset import Dataset, Split
+from hashvae.store import results
+from hashvae.sweep import config_check, specs
+from hashvae.sweep.config_check import ConfigError
+from hashvae.training import grid as grid_lib
+from hashvae.tuning import selection, tune, tune_outputs
+from hashvae.tuning import tune_space as space
 
 from conftest import ROOT, with_fields
 
@@ -202,14 +202,14 @@ def test_tune_fields_are_checked():
 def test_keep_top_keeps_the_best_fraction_per_level_and_never_a_diverged_one():
   means = {(0.1, c): v for c, v in enumerate([0.5, 0.9, -math.inf, 0.7, 0.9, 0.1, 0.3])}
   means.update({(1.0, 0): 0.2, (1.0, 1): 0.1})
-  kept = space.keep_top(means, 3)
+  kept = selection.keep_top(means, 3)
   assert kept == {0.1: {1, 4, 3}, 1.0: {0}}
-  assert space.select(means) == {0.1: 1, 1.0: 0}  # a tie goes to the lower index
+  assert selection.select(means) == {0.1: 1, 1.0: 0}  # a tie goes to the lower index
   records = [dict(level=0.1, candidate=0, seed=s, status=st, m=v)
              for s, (st, v) in enumerate([("ok", 0.9), ("diverged", 0.0)])]
-  assert space.seed_means(records, "m") == {(0.1, 0): -math.inf}
-  assert space.rung_epochs(60, 2, 3) == (7, 20, 60)
-  assert space.rung_epochs(4, 0, 3) == (4,)
+  assert selection.seed_means(records, "m") == {(0.1, 0): -math.inf}
+  assert selection.rung_epochs(60, 2, 3) == (7, 20, 60)
+  assert selection.rung_epochs(4, 0, 3) == (4,)
 
 
 def test_the_halving_replay_cuts_a_slow_starter_only_when_its_first_round_is_early():
@@ -219,7 +219,7 @@ def test_the_halving_replay_cuts_a_slow_starter_only_when_its_first_round_is_ear
   records = [dict(level=level, candidate=c, seed=s, status="ok", epochs=9, **{
       "val_m_epoch1": v[0], "val_m_epoch3": v[1], "val_m": v[2]})
       for level in (0.1, 1.0) for c, v in curves.items() for s in (0, 1)]
-  audit = {(r["rounds"], r["level"]): r for r in space.halving_audit(records, "m", 9, 2, 3)}
+  audit = {(r["rounds"], r["level"]): r for r in selection.halving_audit(records, "m", 9, 2, 3)}
   assert set(audit) == {(n, level) for n in (1, 2) for level in (0.1, 1.0)}
   # One round (epochs 3, 9): candidates 0 and 3 are the kept third at epoch 3.
   one = audit[1, 0.1]
@@ -233,7 +233,7 @@ def test_the_halving_replay_cuts_a_slow_starter_only_when_its_first_round_is_ear
 
 
 def test_search_data_is_train_and_validation_only():
-  d = data.load(synthetic.get_config().data)
+  d = data.load(data.spec_from_fields(synthetic.get_config().data.to_dict()))
   s = space.search_dataset(d, tiny().tune)
   assert np.array_equal(s.database.inputs.toarray(), d.train.inputs.toarray())
   assert np.array_equal(s.test.inputs.toarray(), d.validation.inputs.toarray())
@@ -263,9 +263,9 @@ def test_a_weights_file_is_a_grid_for_the_study_configs(tmp_path):
   config = snippets.get_config(f"method=ssb_vae+vdsh_s,grid={path}")
   assert config.levels == (0.1, 1.0)
   config_check.check(config)
-  g = grid_lib.build_grid(with_fields(config, seeds=(0,)), "ssb_vae")
+  g = specs.build_grid(with_fields(config, seeds=(0,)), "ssb_vae")
   assert g.hparams["alpha"].tolist() == [2.0, 4.0] and g.hparams["gamma"].tolist() == [30.0, 60.0]
-  g = grid_lib.build_grid(with_fields(config, seeds=(0,), levels=(1.0,)), "vdsh_s")
+  g = specs.build_grid(with_fields(config, seeds=(0,), levels=(1.0,)), "vdsh_s")
   assert g.hparams["alpha"].tolist() == [6.0]
   with pytest.raises(ConfigError, match="no weight for level 0.5"):
     config_check.check(with_fields(config, levels=(0.5,)))
@@ -291,7 +291,7 @@ def test_a_weights_file_is_a_grid_for_the_configs_without_released_weights(tmp_p
   config = module.get_config(f"method=ssb_vae,grid={tmp_path / 'weights.csv'}")
   assert own.weights.ssb_vae.alpha != config.weights.ssb_vae.alpha  # taken from the file
   assert config.levels == (0.1, 1.0) and config.tune.dataset_name == name
-  g = grid_lib.build_grid(with_fields(config, seeds=(0,)), "ssb_vae")
+  g = specs.build_grid(with_fields(config, seeds=(0,)), "ssb_vae")
   assert g.hparams["alpha"].tolist() == [2.0, 4.0]
   with pytest.raises(ValueError, match=rf"no weights for dataset='{name}'"):
     write_weights(tmp_path / "other.csv", dataset="snippets", bits=bits)
@@ -317,7 +317,8 @@ def poisoned(d: Dataset) -> Dataset:
 def full_search(tmp_path_factory):
   config = tiny()
   folder = tmp_path_factory.mktemp("full")
-  found = tune.search(config, data.load(config.data), str(folder / "search"))
+  found = tune.search(config, data.load(data.spec_from_fields(config.data.to_dict())),
+                      str(folder / "search"))
   tune.write_search(config, found, str(folder))
   return config, found, folder
 
@@ -325,7 +326,7 @@ def full_search(tmp_path_factory):
 @pytest.mark.slow  # two searches; the default run stays under 10 minutes on 2 cores
 def test_poisoned_test_labels_change_nothing_in_the_search(full_search, tmp_path):
   config, found, folder = full_search
-  clean = data.load(config.data)
+  clean = data.load(data.spec_from_fields(config.data.to_dict()))
   again = tune.search(config, poisoned(clean), str(tmp_path / "search"))
   tune.write_search(config, again, str(tmp_path))
   assert again.chosen == found.chosen and again.records == found.records
@@ -337,7 +338,7 @@ def test_poisoned_test_labels_change_nothing_in_the_search(full_search, tmp_path
 def test_a_search_split_by_level_gives_the_whole_searchs_scores_and_choices(
     full_search, tmp_path):
   config, whole, _ = full_search
-  d, lv = data.load(config.data), tuple(config.levels)
+  d, lv = data.load(data.spec_from_fields(config.data.to_dict())), tuple(config.levels)
   assert len(lv) > 1
   key = lambda r: (r["candidate"], r["level"], r["seed"])
   for level in lv:
@@ -355,7 +356,7 @@ def test_a_search_split_by_level_gives_the_whole_searchs_scores_and_choices(
 def test_halving_resumes_and_continues_survivors_exactly(full_search, tmp_path, monkeypatch):
   config, full, _ = full_search
   halving = with_fields(config, tune__halving_rounds=1, tune__halving_eta=2)
-  folder, d = str(tmp_path / "search"), data.load(config.data)
+  folder, d = str(tmp_path / "search"), data.load(data.spec_from_fields(config.data.to_dict()))
   real, calls = grid_lib.log_epoch, []
 
   def interrupting(name, runs):

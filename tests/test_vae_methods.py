@@ -10,9 +10,9 @@ import pytest
 
 from configs import synthetic
 from hashvae import data, methods
-from hashvae.methods import bmsh, nash
 from hashvae.core.models import ModelSpec
-from hashvae.training.train import make_run
+from hashvae.methods import bmsh, nash
+from hashvae.sweep.specs import make_run
 
 from conftest import with_fields
 
@@ -238,7 +238,7 @@ def test_nash_decoder_noise_scale_is_learned():
 
 @pytest.fixture(scope="module")
 def dataset():
-  return data.load(synthetic.get_config().data)
+  return data.load(data.spec_from_fields(synthetic.get_config().data.to_dict()))
 
 
 @pytest.mark.slow  # the default run stays under 10 minutes on 2 cores

@@ -1,5 +1,5 @@
 """The training step with a part taken out, as a registered optimiser mode and
-a registered method, for the train section's step_breakdown:
+a registered method, and the train section's step_breakdown that times them:
 
 - optimizer "sgd": plain SGD (`param - lr * grad`) on every weight, the
   first kernel updated by the rows its batch read on the sparse path. It
@@ -23,9 +23,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from hashvae.core import losses, optim
 from hashvae import methods
+from hashvae.benchmarks import common
+from hashvae.core import losses, optim, sparse
 from hashvae.methods import blocks
+from hashvae.sweep import specs
 
 SGD = "sgd"
 NO_RECONSTRUCTION = "ssb_vae_no_reconstruction"
@@ -109,3 +111,37 @@ def ablated(config, adam: bool = True, reconstruction: bool = True):
       if BASE_METHOD in config.weights:
         config.weights[NO_RECONSTRUCTION] = config.weights[BASE_METHOD]
   return config
+
+
+# step_breakdown's variants: (Adam kept, reconstruction term kept).
+VARIANTS = dict(full=(True, True), no_adam=(False, True),
+                no_reconstruction=(True, False), neither=(False, False))
+
+
+def step_breakdown(config, dataset, runs, rounds):
+  """Where a vmapped exact sparse step's time goes: the same program with
+  SGD in place of Adam, without the reconstruction term, and without both
+  (py), timed side by side. The differences are each part's
+  share (the parts overlap a little: they share memory traffic)."""
+  config = common.with_modes(config, "sparse", "exact")
+  programs = {}
+  with registered():  # the runs look the ablations up when built
+    for name, (adam, reconstruction) in VARIANTS.items():
+      cfg = ablated(config, adam=adam, reconstruction=reconstruction)
+      run = specs.make_run(cfg, dataset)
+      programs[name] = common.vmapped_program(run, common.first_runs(cfg, runs, cfg.methods[0]))
+      programs[name]()  # warm-up
+  times = common.take_turns(programs, rounds)
+  ms = common.ms_per_step(times, run.steps_per_epoch * runs)
+  share = lambda k: (ms["full"] - ms[k]) / ms["full"]
+  widths = sparse.row_widths(dataset.database.inputs)
+  return dict(
+      figure="step_breakdown", dataset="snippets", runs=runs, rounds=rounds,
+      training_items=dataset.database_size, ms_per_run_step=ms,
+      adam_share=share("no_adam"),
+      reconstruction_share=share("no_reconstruction"),
+      rest_share=ms["neither"] / ms["full"],
+      padded_width=int(widths.max()), mean_nonzeros=float(widths.mean()),
+      how="median ms per run-step of each variant, one vmapped program each "
+          "(optimizer 'sgd', method 'ssb_vae_no_reconstruction': "
+          "hashvae/benchmarks/py); share = 1 - variant / full")

@@ -17,6 +17,8 @@ import numpy as np
 
 from configs import snippets
 from hashvae import data as data_lib
+from hashvae.core.sparse import RUNS_AXIS
+from hashvae.sweep import specs
 from hashvae.training import grid as grid_lib
 
 METHOD = "ssb_vae"
@@ -72,7 +74,7 @@ def first_runs(config, runs: int, method: str = METHOD) -> grid_lib.Grid:
   config = config.copy_and_resolve_references()
   with config.unlocked():
     config.seeds = tuple(range(-(-runs // len(config.levels))))
-  return grid_lib.build_grid(config, method).take(slice(0, runs))
+  return specs.build_grid(config, method).take(slice(0, runs))
 
 
 def as_float32(grid: grid_lib.Grid, rows=slice(None)):
@@ -165,4 +167,10 @@ def load_snippets(path):
   config = snippets.get_config(f"method={METHOD}")
   with config.unlocked():
     config.data.path = path
-  return config, data_lib.load(config.data)
+  return config, data_lib.load(data_lib.spec_from_fields(config.data.to_dict()))
+
+
+def vmapped_program(run, grid) -> Program:
+  """Every run of `grid` as one vmapped epoch program on one device."""
+  return Program(jax.vmap(run.train_epoch, in_axes=(None, 0), axis_name=RUNS_AXIS),
+                 run.arrays, init_stacked(run, grid))

@@ -37,15 +37,15 @@ def measure(epochs: int) -> dict:
   from configs import digits
   from hashvae import data
   from hashvae.core import sharding
-  from hashvae.training import train
+  from hashvae.sweep import specs
   from hashvae.training import grid as grid_lib
 
   config = digits.get_config("method=ssb_vae")
   with config.unlocked():
     config.seeds, config.levels, config.epochs = tuple(range(8)), (0.1, 1.0), epochs
-  dataset = data.load(config.data)
-  run = train.make_run(config, dataset)
-  grid = grid_lib.build_grid(config, "ssb_vae")
+  dataset = data.load(data.spec_from_fields(config.data.to_dict()))
+  run = specs.make_run(config, dataset)
+  grid = specs.build_grid(config, "ssb_vae")
   mesh = sharding.run_mesh(0)
   program = grid_lib.grid_program(run, 0, mesh)
   memory = program.epoch_step.lower(

@@ -36,14 +36,14 @@ def training_peak_rss(data_path: str, inputs: str) -> dict:
   Adam). Returns bytes: resident after loading, and the peak above that.
   Loading's own transient peak (vectorising the corpus) is left out: it is
   the same for both paths and larger than either."""
-  from hashvae.training import train
   from hashvae.benchmarks import common
+  from hashvae.sweep import specs
 
   config, dataset = common.load_snippets(data_path)
   with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
     f.write("5")
   loaded = resident_bytes()["now"]
-  run = train.make_run(common.with_modes(config, inputs, "exact"), dataset)
+  run = specs.make_run(common.with_modes(config, inputs, "exact"), dataset)
   common.Program(run.train_epoch, run.arrays,
                  common.init_one(run, common.first_runs(config, 1), 0))()
   return dict(loaded=loaded, above_loaded=resident_bytes()["peak"] - loaded)

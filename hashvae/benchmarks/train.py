@@ -53,18 +53,13 @@ import numpy as np
 
 from configs import digits
 from hashvae import data as data_lib
-from hashvae.training import grid as grid_lib
-from hashvae.retrieval import metrics
-from hashvae.core import sharding, sparse
-from hashvae.training import train
-from hashvae.benchmarks import ablations, peak_rss
+from hashvae.benchmarks import ablations, common, peak_rss
 from hashvae.benchmarks.common import (
   METHOD,
   Consecutive,
   Program,
   first_runs,
   init_one,
-  init_stacked,
   load_snippets,
   median,
   ms_per_step,
@@ -73,23 +68,21 @@ from hashvae.benchmarks.common import (
   with_modes,
 )
 from hashvae.benchmarks.roofline import machine_peaks, optimizer_bytes, step_flops
+from hashvae.core import sharding, sparse
+from hashvae.retrieval import metrics
+from hashvae.sweep import specs
+from hashvae.training import grid as grid_lib
 
 SWEEP = dict(runs=150, epochs=30, steps=100)  # Snippets, 16 bits, released
-
-
-def vmapped_program(run, grid) -> Program:
-  """Every run of `grid` as one vmapped epoch program on one device."""
-  return Program(jax.vmap(run.train_epoch, in_axes=(None, 0), axis_name=train.RUNS_AXIS),
-                 run.arrays, init_stacked(run, grid))
 
 
 # --- analytic counts ----------------------------------------------------------
 
 
 def vmap_vs_sequential(name, config, dataset, runs, epochs, rounds):
-  run = train.make_run(config, dataset)
+  run = specs.make_run(config, dataset)
   grid = first_runs(config, runs)
-  vmapped = vmapped_program(run, grid)
+  vmapped = common.vmapped_program(run, grid)
   vmapped()  # warm-up
 
   def vmapped_epochs():
@@ -101,7 +94,7 @@ def vmap_vs_sequential(name, config, dataset, runs, epochs, rounds):
   # How grid.train runs these runs: on CPU devices, chunks of at most
   # config.cpu_runs_per_chunk runs a device, over every device (--cpu_devices).
   mesh = sharding.run_mesh()
-  size = grid_lib.chunk_size(config, run, runs, mesh)
+  size = specs.chunk_size(config, run, runs, mesh)
   if size > 1 and (size < runs or mesh.devices.size > 1):
     contenders["chunked"] = Consecutive(run, grid, epochs, size, mesh)
   times = take_turns(contenders, rounds)
@@ -146,7 +139,7 @@ def warm_programs(config, dataset, modes):
   runs, programs = {}, {}
   for key, (inputs, optimizer) in modes.items():
     cfg = with_modes(config, inputs, optimizer)
-    runs[key] = run = train.make_run(cfg, dataset)
+    runs[key] = run = specs.make_run(cfg, dataset)
     programs[key] = Program(run.train_epoch, run.arrays, init_one(run, first_runs(cfg, 1), 0))
     programs[key]()  # warm-up
   return runs, programs
@@ -237,40 +230,6 @@ def roofline(config, dataset, ms, peaks, slots, entries):
             "at the measured peaks")
 
 
-# step_breakdown's variants: (Adam kept, reconstruction term kept).
-VARIANTS = dict(full=(True, True), no_adam=(False, True),
-                no_reconstruction=(True, False), neither=(False, False))
-
-
-def step_breakdown(config, dataset, runs, rounds):
-  """Where a vmapped exact sparse step's time goes: the same program with
-  SGD in place of Adam, without the reconstruction term, and without both
-  (ablations.py), timed side by side. The differences are each part's
-  share (the parts overlap a little: they share memory traffic)."""
-  config = with_modes(config, "sparse", "exact")
-  programs = {}
-  with ablations.registered():  # the runs look the ablations up when built
-    for name, (adam, reconstruction) in VARIANTS.items():
-      cfg = ablations.ablated(config, adam=adam, reconstruction=reconstruction)
-      run = train.make_run(cfg, dataset)
-      programs[name] = vmapped_program(run, first_runs(cfg, runs, cfg.methods[0]))
-      programs[name]()  # warm-up
-  times = take_turns(programs, rounds)
-  ms = ms_per_step(times, run.steps_per_epoch * runs)
-  share = lambda k: (ms["full"] - ms[k]) / ms["full"]
-  widths = sparse.row_widths(dataset.database.inputs)
-  return dict(
-      figure="step_breakdown", dataset="snippets", runs=runs, rounds=rounds,
-      training_items=dataset.database_size, ms_per_run_step=ms,
-      adam_share=share("no_adam"),
-      reconstruction_share=share("no_reconstruction"),
-      rest_share=ms["neither"] / ms["full"],
-      padded_width=int(widths.max()), mean_nonzeros=float(widths.mean()),
-      how="median ms per run-step of each variant, one vmapped program each "
-          "(optimizer 'sgd', method 'ssb_vae_no_reconstruction': "
-          "hashvae/benchmarks/ablations.py); share = 1 - variant / full")
-
-
 def sweep_estimate(per_run_step_ms: dict, fast_ratio: float, as_swept: str):
   """The 150-run, 30-epoch Snippets sweep from measured per-run step times:
   those of `as_swept`, the contender that runs the runs as the sweep does."""
@@ -297,7 +256,7 @@ def exact_vs_fast_precision(config, dataset, quick):
     config.seeds = (0, 1) if quick else (0, 1, 2, 3, 4)
     if quick:
       config.epochs = 3
-  grid = grid_lib.build_grid(config, METHOD)
+  grid = specs.build_grid(config, METHOD)
   keep = np.flatnonzero(np.isin(np.round(grid.levels, 6), levels))
   grid = grid_lib.Grid(grid.method, grid.seeds[keep], grid.levels[keep],
                        {k: v[keep] for k, v in grid.hparams.items()})
@@ -305,7 +264,7 @@ def exact_vs_fast_precision(config, dataset, quick):
   for optimizer in ("exact", "fast"):
     cfg = with_modes(config, "sparse", optimizer)
     start = time.perf_counter()
-    result = grid_lib.train_grid(train.make_run(cfg, dataset), grid, cfg.base_seed)
+    result = grid_lib.train_grid(specs.make_run(cfg, dataset), grid, cfg.base_seed)
     seconds = time.perf_counter() - start
     p = np.array([metrics.evaluate(
         result.query_codes[i], result.db_codes[i], dataset.test.labels,
@@ -335,7 +294,7 @@ def run(data_path: str, quick: bool = False, full: bool = False):
   yield dict(figure="machine_peaks", **peaks)
 
   digits_config = digits.get_config(f"method={METHOD}")
-  digits_data = data_lib.load(digits_config.data)
+  digits_data = data_lib.load(data_lib.spec_from_fields(digits_config.data.to_dict()))
   for runs in run_counts:
     yield vmap_vs_sequential("digits", digits_config, digits_data, runs,
                              epochs=1 if quick else 3, rounds=rounds)
@@ -356,7 +315,7 @@ def run(data_path: str, quick: bool = False, full: bool = False):
     if "ms_per_run_step_chunked" in figure:
       per_run[f"chunked_{runs}"] = figure["ms_per_run_step_chunked"]
     yield figure
-  yield step_breakdown(config, subset, run_counts[1], rounds)
+  yield ablations.step_breakdown(config, subset, run_counts[1], rounds)
   ms = yield from input_path(config, dataset, rounds, peaks, data_path)
   most = run_counts[-1]
   yield sweep_estimate(per_run, ms["sparse"] / ms["fast"],

@@ -50,10 +50,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from hashvae.core.models import Dense, Encoder, ModelSpec, SpecModule, WideDense
 from hashvae.methods import blocks
 from hashvae.methods.nash import CHOICES, OPTIONS, NoisyCode, straight_through_bernoulli
 from hashvae.methods.registry import register
-from hashvae.core.models import Dense, Encoder, ModelSpec, SpecModule, WideDense
 
 
 def bernoulli_kl(logits_q, logits_p):

@@ -56,9 +56,9 @@ import jax
 import jax.numpy as jnp
 
 from hashvae.core import losses
+from hashvae.core.models import Dense, Encoder, ModelSpec, SpecModule, WideDense
 from hashvae.methods import blocks
 from hashvae.methods.registry import register
-from hashvae.core.models import Dense, Encoder, ModelSpec, SpecModule, WideDense
 
 OPTIONS = dict(blocks.RECONSTRUCTION, **blocks.LABELS)
 CHOICES = dict(blocks.RECONSTRUCTION_CHOICES, **blocks.LABEL_CHOICES)

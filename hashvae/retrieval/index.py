@@ -18,12 +18,12 @@ import numpy as np
 from flax import traverse_util
 from sklearn.feature_extraction.text import CountVectorizer
 
-from hashvae.retrieval import index_check
 from hashvae import methods
-from hashvae.store import results
-from hashvae.data.text import TextVectoriser
-from hashvae.retrieval.encoder import Encoder
 from hashvae.core.models import ModelSpec
+from hashvae.data.text import TextVectoriser
+from hashvae.retrieval import index_check
+from hashvae.retrieval.encoder import Encoder
+from hashvae.store import results
 
 FORMAT = "hashvae-index"
 VERSION = 2  # 2: the network is rebuilt from its method and ModelSpec

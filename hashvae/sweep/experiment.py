@@ -20,16 +20,13 @@ from typing import Optional
 import numpy as np
 from flax import traverse_util
 
-from hashvae.sweep import config_check
-from hashvae.training import fitted
+from hashvae import data as data_lib
 from hashvae import methods
+from hashvae.core import sharding
 from hashvae.retrieval import metrics
 from hashvae.store import reports, results
-from hashvae.core import sharding
-from hashvae import data as data_lib
-from hashvae.training import grid as grid_lib
-from hashvae.training.train import make_run
 from hashvae.store.workdir import WorkdirError
+from hashvae.sweep import config_check, specs
 
 log = logging.getLogger("hashvae")
 
@@ -63,11 +60,11 @@ def train_method(config, dataset, method: str,
   """Trains one method's grid (grid.train: one compiled program, in chunks
   when needed; a fitted method's runs one by one on the host) and evaluates
   every run on the test queries."""
-  grid = grid_lib.build_grid(config, method)
+  grid = specs.build_grid(config, method)
   if methods.get(method).fit is not None:
-    out = fitted.fit_grid(config, dataset, grid)
+    out = specs.fit_grid(config, dataset, grid)
   else:
-    out = grid_lib.train(config, make_run(config, dataset, method), grid, workdir)
+    out = specs.train(config, specs.make_run(config, dataset, method), grid, workdir)
   rows = []
   for i, row in enumerate(grid.rows()):
     diverged = int(out.diverged_at[i])
@@ -130,7 +127,7 @@ def checked_dataset(config, dataset: Optional[data_lib.Dataset] = None
   config_check.check(config)
   if dataset is None:
     start = time.perf_counter()
-    dataset = data_lib.load(config.data)
+    dataset = data_lib.load(specs.data_spec(config))
     log.info("loaded %s: %d train, %d validation, %d test items, %d dims, "
              "%d classes in %.1fs", dataset.name, len(dataset.train),
              len(dataset.validation), len(dataset.test), dataset.dims,

@@ -7,13 +7,14 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from hashvae.sweep import config_check
 from hashvae import methods
 from hashvae.training.grid import Grid, GridOutput, run_key
+from hashvae.training.specs import TrainerSpec
 from hashvae.training.train import run_mask
 
 
-def fit_grid(config, dataset, grid: Grid) -> GridOutput:
+def fit_grid(spec: TrainerSpec, dataset, grid: Grid, options: methods.Options,
+             base_seed: int) -> GridOutput:
   """Fits every run of `grid`; codes [runs, items, bits] as trained grids give.
 
   Run i sees the label mask a trained method's run of the same seed and
@@ -21,16 +22,15 @@ def fit_grid(config, dataset, grid: Grid) -> GridOutput:
   reproducible from the seed.
   """
   method = methods.get(grid.method)
-  options = config_check.method_options(config, method, dataset.multilabel)
-  mask = jax.jit(run_mask(config, dataset))
+  mask = jax.jit(run_mask(spec, dataset))
   db_codes, query_codes = [], []
   for i, row in enumerate(grid.rows()):
-    key = run_key(config.base_seed, row["seed"])
+    key = run_key(base_seed, row["seed"])
     labelled = np.asarray(mask(key, np.float32(row["level"])))
     rng = np.random.default_rng(np.asarray(jax.random.key_data(
         jax.random.fold_in(key, 2))).tolist())
     hp = {k: float(v[i]) for k, v in grid.hparams.items()}
-    db, query = method.fit(dataset, labelled, rng, hp, options, config.bits)
+    db, query = method.fit(dataset, labelled, rng, hp, options, spec.bits)
     db_codes.append(np.asarray(db, np.uint8))
     query_codes.append(np.asarray(query, np.uint8))
   return GridOutput(db_codes=np.stack(db_codes), query_codes=np.stack(query_codes),

@@ -21,12 +21,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hashvae.store import checkpoint
-from hashvae.sweep import config_check
 from hashvae import methods
 from hashvae.core import sharding
+from hashvae.store import checkpoint
 from hashvae.store.checkpoint import Checkpoints, history_from_json, history_to_json
 from hashvae.store.metrics_log import MetricsLog
+from hashvae.training.specs import CheckpointSpec, Placement
 from hashvae.training.train import RUNS_AXIS, Run, TrainState
 
 log = logging.getLogger("hashvae")
@@ -43,7 +43,7 @@ class Grid:
 
   method: str
   seeds: np.ndarray  # [runs] int
-  levels: np.ndarray  # [runs] float64, as written in the config
+  levels: np.ndarray  # [runs] float64, exactly as the sweep names them
   hparams: dict  # name -> [runs] float64: the method's weights, then the trainer's
 
   def __len__(self):
@@ -65,19 +65,6 @@ class Grid:
                  **{k: float(self.hparams[k][i]) for k in weights})
             for i in range(len(self))]
 
-
-def build_grid(config, method: str) -> Grid:
-  """Seeds x levels (level-major), each level with the method's weights for
-  it (config.weights.<method>, else the method's defaults)."""
-  levels = tuple(config.levels)
-  table = config_check.weight_table(config, methods.get(method))
-  table.update(learning_rate=(config.learning_rate,) * len(levels),
-               temperature=(config.temperature,) * len(levels))
-  cells = [(seed, i) for i in range(len(levels)) for seed in config.seeds]
-  column = lambda values: np.array(values, np.float64)
-  return Grid(method=method, seeds=np.array([s for s, _ in cells], np.int64),
-              levels=column([levels[i] for _, i in cells]),
-              hparams={k: column([v[i] for _, i in cells]) for k, v in table.items()})
 
 
 class GridState(NamedTuple):
@@ -139,19 +126,20 @@ def data_bytes(arrays) -> int:
   return sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(arrays))
 
 
-def chunk_size(config, run: Run, runs: int, mesh: jax.sharding.Mesh) -> int:
-  """runs_per_chunk for a grid of `runs` runs of `run` on `mesh`, from the
-  config: state_memory_budget_mb per device, less the data each device
-  holds, and, on CPU devices only, cpu_runs_per_chunk."""
+def chunk_size(placement: Placement, run: Run, runs: int, mesh: jax.sharding.Mesh,
+               base_seed: int = 0) -> int:
+  """runs_per_chunk for a grid of `runs` runs of `run` on `mesh`:
+  state_memory_budget_mb per device, less the data each device holds, and,
+  on CPU devices only, cpu_runs_per_chunk."""
   on_cpu = mesh.devices.flat[0].platform == "cpu"
-  budget = int(config.state_memory_budget_mb * 2**20)
-  data, per_run = data_bytes(run.arrays), state_bytes_per_run(run, config.base_seed)
+  budget = int(placement.state_memory_budget_mb * 2**20)
+  data, per_run = data_bytes(run.arrays), state_bytes_per_run(run, base_seed)
   if budget - data < per_run:
     log.warning("the data takes %d MB and one run's state %d MB of the %d MB budget "
                 "per device (state_memory_budget_mb): training one run per device "
                 "at a time", data >> 20, per_run >> 20, budget >> 20)
   return runs_per_chunk(runs, per_run, budget - data, mesh.devices.size,
-                        config.cpu_runs_per_chunk if on_cpu else 0)
+                        placement.cpu_runs_per_chunk if on_cpu else 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,23 +262,26 @@ def log_epoch(name: str, runs: int):
   return report
 
 
-def train(config, run: Run, grid: Grid, workdir: Optional[str] = None) -> GridOutput:
+def train(run: Run, grid: Grid, base_seed: int, placement: Placement = Placement(),
+          checkpoints: CheckpointSpec = CheckpointSpec(),
+          workdir: Optional[str] = None) -> GridOutput:
   """Trains `grid` as one compiled program, run over consecutive chunks of
-  runs when the stacked state would not fit config.state_memory_budget_mb
-  per device or, on CPU devices, config.cpu_runs_per_chunk runs a device.
+  runs when the stacked state would not fit the placement's
+  state_memory_budget_mb per device or, on CPU devices, its
+  cpu_runs_per_chunk runs a device.
   With a workdir, each chunk checkpoints under
   checkpoints/<method>/<layout>/chunk_<n>/ and resumes from there, and
   process 0 logs the epochs' metrics (metrics.jsonl, TensorBoard)."""
-  method, mesh = grid.method, sharding.run_mesh(config.devices)
-  size = chunk_size(config, run, len(grid), mesh)
+  method, mesh = grid.method, sharding.run_mesh(placement.devices)
+  size = chunk_size(placement, run, len(grid), mesh, base_seed)
   starts = range(0, len(grid), size)
   log.info("%s: %d runs in %d chunk(s) of up to %d, over %d %s device(s) "
            "(state budget %d MB per device, of which the data takes %d MB; "
            "cpu_runs_per_chunk %d)", method, len(grid), len(starts), size,
            mesh.devices.size, mesh.devices.flat[0].platform,
-           config.state_memory_budget_mb, data_bytes(run.arrays) >> 20,
-           config.cpu_runs_per_chunk)
-  program = grid_program(run, config.base_seed, mesh, runs=size)
+           placement.state_memory_budget_mb, data_bytes(run.arrays) >> 20,
+           placement.cpu_runs_per_chunk)
+  program = grid_program(run, base_seed, mesh, runs=size)
   layout = workdir and checkpoint.layout_folder(workdir, method, len(starts),
                                          sharding.padded_size(size, mesh))
   metrics_log = (MetricsLog(workdir, method, chunked=len(starts) > 1)
@@ -306,15 +297,13 @@ def train(config, run: Run, grid: Grid, workdir: Optional[str] = None) -> GridOu
       if metrics_log is not None:
         metrics_log.epoch(epoch, terms, first_run=first)
 
-    checkpoints = layout and Checkpoints(os.path.join(layout, f"chunk_{number}"),
-                                         every=config.checkpoint_every,
-                                         keep=config.checkpoints_to_keep)
+    saver = layout and Checkpoints(os.path.join(layout, f"chunk_{number}"),
+                                   every=checkpoints.every, keep=checkpoints.keep)
     try:
-      parts.append(train_grid(run, part, config.base_seed, on_epoch,
-                              checkpoints or None, program))
+      parts.append(train_grid(run, part, base_seed, on_epoch, saver or None, program))
     finally:
-      if checkpoints:
-        checkpoints.close()
+      if saver:
+        saver.close()
   out = concat_outputs(parts)
   if metrics_log is not None:
     metrics_log.finish(out.epoch_metrics)

@@ -1,12 +1,12 @@
-"""`make_run(config, data, method)`: a whole training run as one pure function.
+"""`make_run(spec, data, method, options)`: a whole training run as one pure function.
 
-    run = make_run(config, data, "ssb_vae")
+    run = make_run(TrainerSpec(bits=16), data, "ssb_vae", options)
     codes, metrics = run(key, level, hparams)
 
 `hparams` holds the run's traced float32 scalars: the method's declared
 weights and the trainer's learning_rate and temperature. Everything that
-sets a shape (bits, batch size, epochs, data sizes) is read from the config
-and closed over, so one compiled program serves every level and weight, and
+sets a shape (bits, batch size, epochs, data sizes) comes from the
+TrainerSpec and the data and is closed over, so one compiled program serves every level and weight, and
 `jax.vmap(run)` trains a grid.
 
 The run is also exposed in pieces (`init`, `train_epoch`, `encode`), each a
@@ -29,10 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hashvae.sweep import config_check
 from hashvae import methods
 from hashvae.core import optim
-from hashvae.data import Dataset
 from hashvae.core.label_mask import label_mask
 from hashvae.core.models import ModelSpec
 from hashvae.core.sparse import (
@@ -44,8 +42,10 @@ from hashvae.core.sparse import (
   to_dense,
   use_sparse_input,
 )
+from hashvae.data import Dataset
+from hashvae.training.specs import TrainerSpec
 
-__all__ = ["RUNS_AXIS", "Run", "TrainState", "device_arrays", "make_run"]
+__all__ = ["RUNS_AXIS", "Run", "TrainState", "TrainerSpec", "device_arrays", "make_run"]
 
 FITS_BLOCK = 64  # steps whose batches are checked against the typical sizes at once
 # A sparse encode block's items x padded width: the first layer gathers that
@@ -131,13 +131,13 @@ class Run:
     return self.run(self.arrays, key, level, hparams)
 
 
-def run_mask(config, data: Dataset):
+def run_mask(spec: TrainerSpec, data: Dataset):
   """(run key, level) -> [items] float32 in {0, 1}: which training items keep
   their label in that run (train then validation, as device_arrays orders
   them). Every method of a sweep, trained or fitted, draws the same mask."""
   n_train, n_val = len(data.train), len(data.validation)
-  segments = (n_train, n_val) if config.mask_per_split else (n_train + n_val,)
-  mask_seed = config.get("shared_mask_seed")
+  segments = (n_train, n_val) if spec.mask_per_split else (n_train + n_val,)
+  mask_seed = spec.shared_mask_seed
 
   def mask(key, level):
     mask_key = jax.random.split(key, 3)[1]
@@ -146,14 +146,6 @@ def run_mask(config, data: Dataset):
     return label_mask(mask_key, level, segments)
   return mask
 
-
-def one_method(config, method: Optional[str]) -> str:
-  if method is not None:
-    return method
-  if len(config.methods) != 1:
-    raise ValueError(f"config names {len(config.methods)} methods "
-                     f"{tuple(config.methods)}; pass the one to build")
-  return config.methods[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,31 +277,32 @@ class Steps:
     return read_inputs(inputs, idx, dense=self.sparse is None)
 
 
-def make_run(config, data: Dataset, method: Optional[str] = None) -> Run:
-  """Builds the run of `method` (default: the config's only method)."""
-  method = methods.get(one_method(config, method))
+def make_run(spec: TrainerSpec, data: Dataset, method: str,
+             options: methods.Options) -> Run:
+  """Builds the run of the registered method `method` with its static
+  `options` (methods.default_options gives the declared ones)."""
+  method = methods.get(method)
   if method.fit is not None:
     raise methods.MethodError(f"method {method.name!r} is fitted, not trained: "
                               "hashvae.training.fitted.fit_grid runs it")
   db = data.database
-  n, batch_size = len(db), config.batch_size
+  n, batch_size = len(db), spec.batch_size
   if not 0 < batch_size <= n:
     raise ValueError(f"batch_size={batch_size} must lie in [1, {n}] (the "
                      "training set size)")
   sparse = (SparseInput.plan(db.inputs, batch_size)
-            if use_sparse_input(config.model.sparse_input, data) else None)
+            if use_sparse_input(spec.sparse_input, data) else None)
   steps = Steps(
       model=method.build_model(ModelSpec(
-          dims=data.dims, bits=config.bits, num_classes=data.num_classes,
-          hidden=tuple(config.model.hidden), batch_norm=config.model.batch_norm)),
-      method=method, options=config_check.method_options(config, method, data.multilabel),
-      sparse=sparse,
-      optimiser=optim.make_optimiser(config.optimizer, row_gradients=sparse is not None),
-      mask=run_mask(config, data),
+          dims=data.dims, bits=spec.bits, num_classes=data.num_classes,
+          hidden=tuple(spec.hidden), batch_norm=spec.batch_norm)),
+      method=method, options=options, sparse=sparse,
+      optimiser=optim.make_optimiser(spec.optimizer, row_gradients=sparse is not None),
+      mask=run_mask(spec, data),
       names=tuple(method.weights) + methods.registry.TRAINER_WEIGHTS,
       items=n, batch_size=batch_size,
       steps_per_epoch=n // batch_size,  # the remainder is reshuffled next epoch
-      eval_batch_size=config.eval_batch_size)
+      eval_batch_size=spec.eval_batch_size)
   return Run(init=steps.init, train_epoch=steps.train_epoch, encode=steps.encode,
-             arrays=device_arrays(data, sparse is not None, db), epochs=config.epochs,
+             arrays=device_arrays(data, sparse is not None, db), epochs=spec.epochs,
              steps_per_epoch=steps.steps_per_epoch, weights=steps.names)

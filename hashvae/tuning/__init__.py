@@ -1,4 +1,5 @@
 """Choosing each method's weights on validation: the candidates and the
-search space (tune_space), the search with successive halving and the
-final sweep (tune), and the files it writes (tune_outputs).
+search space (tune_space), how a search ranks and cuts them (selection),
+the search with successive halving and the final sweep (tune), and the
+files it writes (tune_outputs).
 """

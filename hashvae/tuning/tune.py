@@ -35,18 +35,17 @@ import jax
 import ml_collections
 import numpy as np
 
-from hashvae.store import checkpoint, results, workdir
-from hashvae.sweep import experiment
-from hashvae.training import fitted
 from hashvae import methods
-from hashvae.retrieval import metrics
 from hashvae.core import sharding
-from hashvae.training import grid as grid_lib
-from hashvae.tuning import tune_space as space
+from hashvae.retrieval import metrics
+from hashvae.store import checkpoint, results, workdir
 from hashvae.store.checkpoint import Checkpoints
-from hashvae.training.train import make_run
-from hashvae.tuning.tune_space import Search
+from hashvae.sweep import experiment, specs
+from hashvae.training import grid as grid_lib
+from hashvae.tuning import selection
+from hashvae.tuning import tune_space as space
 from hashvae.tuning.tune_outputs import candidate_rows, chosen_weights, write_search
+from hashvae.tuning.tune_space import Search
 
 log = logging.getLogger("hashvae")
 
@@ -153,7 +152,7 @@ def search_method(config, data, method: str, folder: str) -> dict:
     results.write_json(planned, base)
   start = time.perf_counter()
   if methods.get(method).fit is not None:  # fitted on the host: nothing to halve
-    scores = _score(fitted.fit_grid(config, data, grid), data, tuple(config.ks))
+    scores = _score(specs.fit_grid(config, data, grid), data, tuple(config.ks))
     records = [dict(b, epochs=0, status=s["status"], **_validation(s))
                for b, s in zip(base, scores, strict=True)]
     cost = dict(run_epochs=0, full_run_epochs=0, rungs=[0])
@@ -190,15 +189,15 @@ def halving(config, data, method, folder, grid, cand_of, base):
   it): each round trains its runs to the round's epochs in one compiled
   program, scores them on validation, and keeps the best 1/eta candidates
   of each level (all of them with tune.audit_halving, which then replays
-  the cut afterwards: tune_space.halving_audit). Returns (records [one per run of `grid`, at the last
+  the cut afterwards: selection.halving_audit). Returns (records [one per run of `grid`, at the last
   round it reached], cost)."""
   metric = space.metric_name(config)
   sconfig = space.search_config(config)
-  run = make_run(sconfig, data, method)
+  run = specs.make_run(sconfig, data, method)
   mesh = sharding.run_mesh(config.devices)
-  width = grid_lib.chunk_size(sconfig, run, len(grid), mesh)
+  width = specs.chunk_size(sconfig, run, len(grid), mesh)
   program = grid_lib.grid_program(run, config.base_seed, mesh, runs=width)
-  rungs = space.rung_epochs(config.epochs, config.tune.halving_rounds, config.tune.halving_eta)
+  rungs = selection.rung_epochs(config.epochs, config.tune.halving_rounds, config.tune.halving_eta)
   log.info("tune %s: rounds to epochs %s, chunks of %d over %d device(s)", method, rungs,
            width, mesh.devices.size)
   rows, before, latest, spent = np.arange(len(grid)), None, {}, 0
@@ -224,9 +223,9 @@ def halving(config, data, method, folder, grid, cand_of, base):
                               history=history, **_validation(s))
     before = dict(rows=rows, epochs=epochs, folder=rung_folder, width=width)
     if i + 1 < len(rungs) and not config.tune.audit_halving:
-      means = space.seed_means([dict(latest[int(r)], **{metric: latest[int(r)][
+      means = selection.seed_means([dict(latest[int(r)], **{metric: latest[int(r)][
           f"val_{metric}"]}) for r in rows], metric)
-      kept = space.keep_top(means, config.tune.halving_eta)
+      kept = selection.keep_top(means, config.tune.halving_eta)
       rows = np.array([r for r in rows if cand_of[r] in kept[grid.levels[r]]])
       log.info("tune %s: round %d kept %d of %d runs", method, i + 1, len(rows), len(scores))
   records = [dict({k: v for k, v in latest[r].items() if k != "history"},
@@ -255,7 +254,7 @@ def search(config, dataset, folder: str) -> Search:
     full = max(r["epochs"] for r in found["records"])  # the last round's runs
     last = [dict(r, **{metric: r[f"val_{metric}"]}) for r in found["records"]
             if r["epochs"] == full]
-    chosen[method] = space.select(space.seed_means(last, metric))
+    chosen[method] = selection.select(selection.seed_means(last, metric))
     records += found["records"]
   return Search(records, chosen, cands, cost)
 

@@ -12,8 +12,8 @@ from typing import Optional
 import numpy as np
 
 from hashvae.store import results
+from hashvae.tuning import selection
 from hashvae.tuning import tune_space as space
-
 
 log = logging.getLogger("hashvae")
 
@@ -63,7 +63,7 @@ def halving_audit(config, found: space.Search) -> list[dict]:
     recs = [r for r in found.records if r["method"] == m]
     if max(r["epochs"] for r in recs) == 0:  # fitted on the host: no rounds
       continue
-    for row in space.halving_audit(recs, metric, config.epochs, t.halving_rounds,
+    for row in selection.halving_audit(recs, metric, config.epochs, t.halving_rounds,
                                    t.halving_eta):
       out.append(dict(method=m, **row))
       log.info("halving audit %s, %d round(s) at p=%g: keeps candidate %d, full training "
@@ -157,7 +157,7 @@ def comparison(found: space.Search, metric: str) -> list[dict]:
             if r["method"] == m]
     full = max(r["epochs"] for r in recs)
     for level, cand in sorted(per_level.items()):
-      mean = lambda c, level=level, recs=recs: space.seed_means(
+      mean = lambda c, level=level, recs=recs: selection.seed_means(
           [r for r in recs if r["level"] == level and r["candidate"] == c], metric)
       own = next((c.index for c in found.candidates[m] if level in c.own_levels), -1)
       out.append(dict(method=m, level=level, candidate=cand, epochs=full,

@@ -12,13 +12,14 @@ sys.path.insert(0, sys.argv[1])
 from configs import synthetic  # noqa: E402
 from hashvae import data  # noqa: E402
 from hashvae.core import sharding
+from hashvae.sweep import specs
 from hashvae.training import grid as grid_lib
 from hashvae.training.train import make_run  # noqa: E402
 
 config = synthetic.get_config("method=ssb_vae")
 with config.unlocked():
   config.seeds = (0, 1, 2)  # x 2 levels = 6 runs: padded to 8 on 4 devices
-dataset = data.load(config.data)
+dataset = data.load(data.spec_from_fields(config.data.to_dict()))
 run = make_run(config, dataset)
 traces = []
 
@@ -28,7 +29,7 @@ def counted(arrays, state):
   return run.train_epoch(arrays, state)
 
 
-grid = grid_lib.build_grid(config, "ssb_vae")
+grid = specs.build_grid(config, "ssb_vae")
 counted_run = dataclasses.replace(run, train_epoch=counted)
 sharded = grid_lib.train_grid(counted_run, grid, 0,
                               program=grid_lib.grid_program(counted_run, 0, sharding.run_mesh(0)))

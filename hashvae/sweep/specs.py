@@ -1,0 +1,102 @@
+"""The experiment config turned into the typed records the layers below take.
+
+This module and config_check are where a ConfigDict is read; below the
+sweep layer every function says in its signature what it depends on
+(training.specs, data specs, methods.Options, a Grid). The functions named
+after a lower-layer function (`make_run`, `train`, `fit_grid`) are that
+function with its records built from a config, for the callers that hold
+one (the experiment, the tuning, benchmarks, tests).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from hashvae import data as data_lib
+from hashvae import methods
+from hashvae.sweep import config_check
+from hashvae.training import fitted, grid
+from hashvae.training import train as train_lib
+from hashvae.training.grid import Grid, GridOutput
+from hashvae.training.specs import CheckpointSpec, Placement, TrainerSpec
+
+
+def trainer_spec(config) -> TrainerSpec:
+  return TrainerSpec(
+      bits=config.bits, epochs=config.epochs, batch_size=config.batch_size,
+      eval_batch_size=config.eval_batch_size, hidden=tuple(config.model.hidden),
+      batch_norm=config.model.batch_norm, sparse_input=config.model.sparse_input,
+      optimizer=config.optimizer, mask_per_split=config.mask_per_split,
+      shared_mask_seed=config.get("shared_mask_seed"))
+
+
+def placement(config) -> Placement:
+  return Placement(devices=config.devices,
+                   state_memory_budget_mb=config.state_memory_budget_mb,
+                   cpu_runs_per_chunk=config.cpu_runs_per_chunk)
+
+
+def checkpoint_spec(config) -> CheckpointSpec:
+  return CheckpointSpec(every=config.checkpoint_every, keep=config.checkpoints_to_keep)
+
+
+def data_spec(config):
+  """config.data as its loader's typed spec."""
+  return data_lib.spec_from_fields(config.data.to_dict())
+
+
+def options(config, method: str, multilabel_data: bool) -> methods.Options:
+  return config_check.method_options(config, methods.get(method), multilabel_data)
+
+
+def only_method(config, method: Optional[str]) -> str:
+  """`method`, or the config's only method."""
+  if method is not None:
+    return method
+  if len(config.methods) != 1:
+    raise ValueError(f"config names {len(config.methods)} methods "
+                     f"{tuple(config.methods)}; pass the one to build")
+  return config.methods[0]
+
+
+def build_grid(config, method: str) -> Grid:
+  """Seeds x levels (level-major), each level with the method's weights for
+  it (config.weights.<method>, else the method's defaults) and the
+  trainer's learning_rate and temperature."""
+  levels = tuple(config.levels)
+  table = config_check.weight_table(config, methods.get(method))
+  table.update(learning_rate=(config.learning_rate,) * len(levels),
+               temperature=(config.temperature,) * len(levels))
+  cells = [(seed, i) for i in range(len(levels)) for seed in config.seeds]
+  column = lambda values: np.array(values, np.float64)
+  return Grid(method=method, seeds=np.array([s for s, _ in cells], np.int64),
+              levels=column([levels[i] for _, i in cells]),
+              hparams={k: column([v[i] for _, i in cells]) for k, v in table.items()})
+
+
+def make_run(config, dataset, method: Optional[str] = None) -> train_lib.Run:
+  """training.train.make_run of `method` (default: the config's only one)."""
+  method = only_method(config, method)
+  return train_lib.make_run(trainer_spec(config), dataset, method,
+                            options(config, method, dataset.multilabel))
+
+
+def train(config, run: train_lib.Run, runs: Grid,
+          workdir: Optional[str] = None) -> GridOutput:
+  """training.grid.train with the config's placement and checkpoints."""
+  return grid.train(run, runs, config.base_seed, placement(config),
+                    checkpoint_spec(config), workdir)
+
+
+def fit_grid(config, dataset, runs: Grid) -> GridOutput:
+  """training.fitted.fit_grid with the config's trainer spec and options."""
+  return fitted.fit_grid(trainer_spec(config), dataset, runs,
+                         options(config, runs.method, dataset.multilabel),
+                         config.base_seed)
+
+
+def chunk_size(config, run: train_lib.Run, runs: int, mesh) -> int:
+  """training.grid.chunk_size with the config's placement."""
+  return grid.chunk_size(placement(config), run, runs, mesh, config.base_seed)
