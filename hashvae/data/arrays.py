@@ -49,7 +49,7 @@ class VdshMatSpec:
   path: str  # the .mat file
 
 
-def load_vdsh_mat(config: VdshMatSpec) -> Dataset:
+def load_vdsh_mat(spec: VdshMatSpec) -> Dataset:
   """The VDSH .mat layout: train/cv/test [items, terms] (sparse or dense) and
   gnd_train/gnd_cv/gnd_test [items, classes] one- or multi-hot.
 
@@ -57,7 +57,7 @@ def load_vdsh_mat(config: VdshMatSpec) -> Dataset:
   (CSR); target = its rows normalised to sum 1, on the same nonzeros.
   Multi-label when any item has more than one label.
   """
-  path = config.path
+  path = spec.path
   if not path or not os.path.isfile(path):
     raise DataError(f"vdsh_mat: data file not found: {path!r} (set "
                     "--config.data.path)")
@@ -125,42 +125,42 @@ class FeaturesNpySpec:
     checks.check_seed(self)
 
 
-def load_features_npy(config: FeaturesNpySpec) -> Dataset:
+def load_features_npy(spec: FeaturesNpySpec) -> Dataset:
   """Dense features [items, dims] (.npy) with labels [items] (.npy).
 
-  The CIFAR-10 VGG16 protocol: `config.queries_per_class` items of each class
+  The CIFAR-10 VGG16 protocol: `spec.queries_per_class` items of each class
   drawn (seeded) as queries, the rest the database; features standardised
   with the database's mean and std; input = target = standardised features.
   """
-  for p in (config.path, config.labels_path):
+  for p in (spec.path, spec.labels_path):
     if not p or not os.path.isfile(p):
       raise DataError(f"features_npy: file not found: {p!r} (set "
                       "--config.data.path and --config.data.labels_path)")
-  features = _load_npy(config.path)
-  labels = _load_npy(config.labels_path)
+  features = _load_npy(spec.path)
+  labels = _load_npy(spec.labels_path)
   if features.ndim != 2:
-    raise DataError(f"features_npy: {config.path} must be [items, dims], got "
+    raise DataError(f"features_npy: {spec.path} must be [items, dims], got "
                     f"shape {features.shape}")
   labels = labels.reshape(-1) if labels.ndim == 2 and 1 in labels.shape else labels
   if labels.ndim != 1 or labels.shape[0] != features.shape[0]:
-    raise DataError(f"features_npy: {config.labels_path} holds {labels.shape} "
+    raise DataError(f"features_npy: {spec.labels_path} holds {labels.shape} "
                     f"labels for {features.shape[0]} feature rows")
   if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
     raise DataError("features_npy: labels must be non-negative integers")
   bad = ~np.isfinite(features).all(axis=1)
   if bad.any():
-    raise DataError(f"features_npy: {config.path}: {int(bad.sum())} rows hold "
+    raise DataError(f"features_npy: {spec.path}: {int(bad.sum())} rows hold "
                     f"NaN or inf (first: row {int(np.argmax(bad))})")
   classes, labels = np.unique(labels, return_inverse=True)
-  rng = np.random.default_rng(config.split_seed)
+  rng = np.random.default_rng(spec.split_seed)
   query = np.zeros(len(labels), bool)
   for c in range(len(classes)):
     members = np.flatnonzero(labels == c)
-    if len(members) <= config.queries_per_class:
+    if len(members) <= spec.queries_per_class:
       raise DataError(f"features_npy: class {classes[c]} has {len(members)} "
                       f"items, not more than queries_per_class="
-                      f"{config.queries_per_class}")
-    query[rng.choice(members, config.queries_per_class, replace=False)] = True
+                      f"{spec.queries_per_class}")
+    query[rng.choice(members, spec.queries_per_class, replace=False)] = True
   features = features.astype(np.float64)
   mean = features[~query].mean(axis=0)
   std = features[~query].std(axis=0)

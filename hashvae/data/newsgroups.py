@@ -60,8 +60,8 @@ class NewsgroupsSpec:
     check_vectorising(self, "posts")
 
 
-def load_newsgroups(config: NewsgroupsSpec) -> Dataset:
-  path = config.path
+def load_newsgroups(spec: NewsgroupsSpec) -> Dataset:
+  path = spec.path
   if not path or not os.path.exists(path):
     raise DataError(f"newsgroups: not found: {path!r} (set --config.data.path to "
                     "20news-bydate.tar.gz or its extracted folder)")
@@ -82,7 +82,7 @@ def load_newsgroups(config: NewsgroupsSpec) -> Dataset:
     if not texts:
       raise DataError(f"newsgroups: {path} holds no 20news-bydate-{split} posts")
   return vectorise_corpus("newsgroups", *docs["train"], *docs["test"],
-                          max_features=config.max_features,
-                          validation_fraction=config.validation_fraction,
-                          split_seed=config.split_seed,
+                          max_features=spec.max_features,
+                          validation_fraction=spec.validation_fraction,
+                          split_seed=spec.split_seed,
                           where_test=f"{path} (test posts)", tfidf=True, drop_empty=True)

@@ -26,16 +26,16 @@ class DigitsSpec:
     checks.check_seed(self, maximum=checks.SKLEARN_SEED_MAX)
 
 
-def load_digits(config: DigitsSpec) -> Dataset:
+def load_digits(spec: DigitsSpec) -> Dataset:
   """scikit-learn's bundled 8x8 digits (1,797 items, no download).
 
   Pixels (0..16) are treated as counts: input = pixels / 16, target = pixels
   normalised per image. A stratified 80/20 database/query split with
-  `config.split_seed`; no validation split.
+  `spec.split_seed`; no validation split.
   """
   x, y = sklearn_digits(return_X_y=True)
   db, query = train_test_split(np.arange(len(y)), test_size=0.2,
-                               random_state=config.split_seed, stratify=y)
+                               random_state=spec.split_seed, stratify=y)
   split = lambda idx: make_split(x[idx] / 16.0, normalise_rows(x[idx]), y[idx])
   return Dataset(name="digits", train=split(db), validation=split(db[:0]),
                  test=split(query), num_classes=10,
@@ -65,28 +65,28 @@ class SyntheticSpec:
     checks.check_seed(self)
 
 
-def load_synthetic(config: SyntheticSpec) -> Dataset:
+def load_synthetic(spec: SyntheticSpec) -> Dataset:
   """A seeded clustered bag-of-words corpus, for fast tests.
 
-  Each class has a sparse topic over `config.dims` words; a document mixes
-  its class topic with a shared background (weight `config.noise`) and draws
-  Poisson(`config.doc_length`) words. Input log(1+tf), target tf normalised,
+  Each class has a sparse topic over `spec.dims` words; a document mixes
+  its class topic with a shared background (weight `spec.noise`) and draws
+  Poisson(`spec.doc_length`) words. Input log(1+tf), target tf normalised,
   both sparse (CSR) as text data is.
   """
-  rng = np.random.default_rng(config.split_seed)
-  classes, dims = config.num_classes, config.dims
+  rng = np.random.default_rng(spec.split_seed)
+  classes, dims = spec.num_classes, spec.dims
   topics = rng.dirichlet(np.full(dims, 0.05), size=classes)
   background = rng.dirichlet(np.full(dims, 1.0))
 
   def corpus(n):
     labels = rng.integers(0, classes, size=n)
-    mix = (1 - config.noise) * topics[labels] + config.noise * background
-    lengths = np.maximum(rng.poisson(config.doc_length, size=n), 1)
+    mix = (1 - spec.noise) * topics[labels] + spec.noise * background
+    lengths = np.maximum(rng.poisson(spec.doc_length, size=n), 1)
     counts = bag_of_words(scipy.sparse.csr_matrix(np.stack(
         [rng.multinomial(n, p) for n, p in zip(lengths, mix, strict=True)])))
     return make_split(with_values(counts, np.log1p(counts.data)), normalise_rows(counts),
                       labels)
 
-  return Dataset(name="synthetic", train=corpus(config.train_size),
-                 validation=corpus(config.validation_size),
-                 test=corpus(config.test_size), num_classes=classes)
+  return Dataset(name="synthetic", train=corpus(spec.train_size),
+                 validation=corpus(spec.validation_size),
+                 test=corpus(spec.test_size), num_classes=classes)

@@ -258,24 +258,24 @@ class SvmlightSpec:
                        "index in the files")
 
 
-def load_svmlight(config: SvmlightSpec) -> Dataset:
-  """svmlight / libsvm files: `config.path` (train), `config.test_path`, and
-  `config.validation_path` or else `config.validation_fraction` of train
-  (drawn with `config.split_seed`).
+def load_svmlight(spec: SvmlightSpec) -> Dataset:
+  """svmlight / libsvm files: `spec.path` (train), `spec.test_path`, and
+  `spec.validation_path` or else `spec.validation_fraction` of train
+  (drawn with `spec.split_seed`).
 
   Input = the stored values (tf-idf in RCV1), CSR; target = each row
   normalised to sum 1 on the same nonzeros. Multi-label when any item has
   more than one label; class ids are numbered in sorted order of the
   training file's labels.
   """
-  if not config.path or not config.test_path:
+  if not spec.path or not spec.test_path:
     raise DataError(f"{NAME}: set --config.data.path (training file) and "
                     "--config.data.test_path (queries)")
-  validation_path = config.validation_path
-  fraction = config.validation_fraction
-  n_features = config.n_features
-  paths = [config.path, config.test_path] + ([validation_path] if validation_path else [])
-  files = read_files(paths, _zero_based(config.zero_based), n_features)
+  validation_path = spec.validation_path
+  fraction = spec.validation_fraction
+  n_features = spec.n_features
+  paths = [spec.path, spec.test_path] + ([validation_path] if validation_path else [])
+  files = read_files(paths, _zero_based(spec.zero_based), n_features)
   for path, (_, labels) in zip(paths, files, strict=True):
     labels.check(path)
   classes = files[0][1].classes()
@@ -288,7 +288,7 @@ def load_svmlight(config: SvmlightSpec) -> Dataset:
   else:
     order = np.arange(len(train))
     if fraction > 0:
-      fit, held = train_test_split(order, test_size=fraction, random_state=config.split_seed)
+      fit, held = train_test_split(order, test_size=fraction, random_state=spec.split_seed)
     else:
       fit, held = order, order[:0]
     train, validation = train.take(np.sort(fit)), train.take(np.sort(held))

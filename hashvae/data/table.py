@@ -152,13 +152,13 @@ def _label_names(where: str, value, separator: str) -> tuple[str, ...]:
   return tuple(dict.fromkeys(names))  # repeats dropped, order kept
 
 
-def read_table(path: str, config: TextTableSpec) -> Table:
-  """Reads one CSV, TSV or JSON lines file of `config.text_column` and
-  `config.label_column`; every problem names the file and line."""
+def read_table(path: str, spec: TextTableSpec) -> Table:
+  """Reads one CSV, TSV or JSON lines file of `spec.text_column` and
+  `spec.label_column`; every problem names the file and line."""
   if not path or not os.path.isfile(path):
     raise DataError(f"{NAME}: data file not found: {path!r}")
-  fmt = table_format(path, config.format)
-  text_column, label_column = config.text_column, config.label_column
+  fmt = table_format(path, spec.format)
+  text_column, label_column = spec.text_column, spec.label_column
   undecodable = []
   lines = _decoded(path, undecodable)
   records = (_jsonl_records(path, lines, text_column, label_column) if fmt == "jsonl" else
@@ -172,7 +172,7 @@ def read_table(path: str, config: TextTableSpec) -> Table:
                       "not text")
     if not text.strip():
       raise DataError(f"{where}: an empty document (no text in {text_column!r})")
-    separator = config.label_separator if fmt != "jsonl" else ""
+    separator = spec.label_separator if fmt != "jsonl" else ""
     labels.append(_label_names(where, label, separator))
     docs.append(text)
     numbers.append(number)
@@ -198,23 +198,23 @@ def encode_labels(table: Table, classes: tuple[str, ...], multilabel: bool) -> n
   return hot
 
 
-def load_text_table(config: TextTableSpec) -> Dataset:
-  """`config.path` (train), `config.test_path`, and `config.validation_path`
-  or else `config.validation_fraction` of train (drawn with
-  `config.split_seed`, as data.text.vectorise_corpus draws it).
+def load_text_table(spec: TextTableSpec) -> Dataset:
+  """`spec.path` (train), `spec.test_path`, and `spec.validation_path`
+  or else `spec.validation_fraction` of train (drawn with
+  `spec.split_seed`, as data.text.vectorise_corpus draws it).
 
   The vocabulary is fitted on the training documents (train and validation:
   the retrieval database), never on the queries; input log(1 + tf), or
-  tf-idf with `config.tfidf`; target tf normalised per row. Multi-label
+  tf-idf with `spec.tfidf`; target tf normalised per row. Multi-label
   when any item holds more than one label.
   """
-  if not config.path or not config.test_path:
+  if not spec.path or not spec.test_path:
     raise DataError(f"{NAME}: set --config.data.path (training table) and "
                     "--config.data.test_path (queries)")
-  fraction = config.validation_fraction
-  train = read_table(config.path, config)
-  test = read_table(config.test_path, config)
-  held = read_table(config.validation_path, config) if config.validation_path else None
+  fraction = spec.validation_fraction
+  train = read_table(spec.path, spec)
+  test = read_table(spec.test_path, spec)
+  held = read_table(spec.validation_path, spec) if spec.validation_path else None
   tables = [t for t in (train, test, held) if t is not None]
   multilabel = any(len(names) > 1 for t in tables for names in t.labels)
   classes = tuple(sorted({n for names in train.labels for n in names}))
@@ -222,15 +222,15 @@ def load_text_table(config: TextTableSpec) -> Dataset:
   # Every training document (train and validation: the database), as
   # vectorise_corpus fits on all of its training documents.
   vectoriser = TextVectoriser.fit(train.docs + (held.docs if held else []),
-                                  config.max_features, config.tfidf, NAME)
+                                  spec.max_features, spec.tfidf, NAME)
   split = lambda docs, label_ids, part: text_split(vectoriser, docs, label_ids,
-                                                   f"{NAME}/{part}", config.drop_empty)
+                                                   f"{NAME}/{part}", spec.drop_empty)
   if held is not None:
     parts = (split(train.docs, ids[0], "train"), split(held.docs, ids[2], "validation"))
   else:  # the order and draw of vectorise_corpus, so the splits are the same
     order = np.arange(len(train.docs))
     if fraction > 0:
-      fit, val = train_test_split(order, test_size=fraction, random_state=config.split_seed)
+      fit, val = train_test_split(order, test_size=fraction, random_state=spec.split_seed)
     else:
       fit, val = order, order[:0]
     pick = lambda idx: [train.docs[i] for i in idx]

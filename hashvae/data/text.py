@@ -192,9 +192,9 @@ class SnippetsSpec:
     check_vectorising(self, "documents")
 
 
-def load_snippets(config: SnippetsSpec) -> Dataset:
-  """`config.path`: a folder holding train.txt and test.txt."""
-  folder = config.path
+def load_snippets(spec: SnippetsSpec) -> Dataset:
+  """`spec.path`: a folder holding train.txt and test.txt."""
+  folder = spec.path
   if not folder or not os.path.isdir(folder):
     raise DataError(f"snippets: data folder not found: {folder!r} (set "
                     "--config.data.path to the folder with train.txt and "
@@ -203,6 +203,6 @@ def load_snippets(config: SnippetsSpec) -> Dataset:
   test_path = os.path.join(folder, "test.txt")
   test_docs, test_names = read_labelled_lines(test_path)
   return vectorise_corpus("snippets", train_docs, train_names, test_docs,
-                          test_names, max_features=config.max_features,
-                          validation_fraction=config.validation_fraction,
-                          split_seed=config.split_seed, where_test=test_path)
+                          test_names, max_features=spec.max_features,
+                          validation_fraction=spec.validation_fraction,
+                          split_seed=spec.split_seed, where_test=test_path)
