@@ -91,9 +91,19 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   c.devices = 0  # devices the run axis is split over (0: every visible one)
   # Train state (parameters, Adam moments, ...) one device may hold; a grid
   # whose stacked state is larger runs as consecutive chunks of runs.
-  # 2 GB: a 50-run Snippets grid (64 MB a run) runs as 2 x 25, 7.4 GB peak
-  # resident on a CPU host against 12.9 GB as one program.
-  c.state_memory_budget_mb = 2048.0
+  # 0: from the device. A GPU or TPU that reports its memory
+  # (Device.memory_stats) gets DEVICE_MEMORY_FRACTION of it; a CPU device,
+  # which reports none, gets 2048 MB (a 50-run Snippets grid, 64 MB a run,
+  # then runs as 2 x 25: 7.4 GB peak resident on a CPU host against 12.9 GB
+  # as one program). Either way the data each device holds is taken off.
+  c.state_memory_budget_mb = 0.0
+  # Matrix products of float32 inputs (jax.default_matmul_precision):
+  # "float32" computes in full float32 on every platform, what the CPU
+  # computes; "tensorfloat32" (TF32 on NVIDIA tensor cores, 3-pass bfloat16
+  # on TPU) and "bfloat16" (one bfloat16 pass on TPU) are faster on
+  # accelerators and change the codes there; "default" leaves the choice to
+  # jax and the platform. On a CPU all four compute the same.
+  c.precision = "float32"
   # On CPU devices, at most this many runs a device in one chunk (0: no
   # cap). Narrower programs are faster per run on a CPU host: measured side
   # by side on 2 cores, 4.9 ms per run-step at 5 Snippets runs against 5.6 at

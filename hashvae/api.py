@@ -57,7 +57,7 @@ def run(config: Union[str, ml_collections.ConfigDict], workdir_path: Optional[st
   lock.check_free(workdir_path)  # a sweep running there: refused before loading
   dataset = experiment.checked_dataset(config)  # before touching the workdir
   with lock.hold(workdir_path):
-    workdir.prepare(workdir_path, config.to_dict())
+    workdir.prepare(workdir_path, config.to_dict(), runtime=experiment.runtime(config))
     sweep = experiment.run_sweep(config, dataset, workdir=workdir_path)
     experiment.write_outputs(workdir_path, sweep)
   return pd.DataFrame(sweep.rows)

@@ -85,7 +85,8 @@ def main(argv):
   dataset = experiment.checked_dataset(config)  # before touching the workdir
   with held(folder):
     if sharding.is_primary():
-      workdir.prepare(folder, config.to_dict(), restart=_RESTART.value)
+      workdir.prepare(folder, config.to_dict(), restart=_RESTART.value,
+                      runtime=experiment.runtime(config))
     sharding.barrier("workdir prepared")
     sweep = experiment.run_sweep(config, dataset, workdir=folder)
     if not sharding.is_primary():

@@ -140,7 +140,8 @@ def run_cell(config, folder: str) -> list[dict]:
   dataset = None if rows is not None else experiment.checked_dataset(config)
   with held(folder):
     if sharding.is_primary():
-      workdir.prepare(folder, config.to_dict())  # a changed config fails here
+      workdir.prepare(folder, config.to_dict(),  # a changed config fails here
+                      runtime=experiment.runtime(config))
     sharding.barrier("cell prepared")
     if rows is not None:
       logging.info("%s: finished earlier, skipping", folder)
@@ -160,7 +161,8 @@ def run_tuned_cell(config, folder: str) -> list[dict]:
   rows of its final sweep, the chosen weights on the test queries."""
   dataset = experiment.checked_dataset(config)
   with lock.hold(folder):
-    workdir.prepare(folder, config.to_dict())  # a changed config fails here
+    workdir.prepare(folder, config.to_dict(),  # a changed config fails here
+                    runtime=experiment.runtime(config))
     _, sweep = tune.run_tune(config, dataset, folder)
   return sweep.rows
 

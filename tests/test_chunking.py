@@ -14,6 +14,7 @@ from hashvae.core import sharding
 from hashvae.store import metrics_log
 from hashvae.sweep import experiment, specs
 from hashvae.sweep.specs import make_run
+from hashvae.training import chunking
 from hashvae.training import grid as grid_lib
 
 from conftest import with_fields
@@ -27,12 +28,12 @@ def test_chunked_grid_equals_the_whole_grid(tmp_path):
     config.seeds = (0, 1, 2)  # x 2 levels = 6 runs
     config.cpu_runs_per_chunk = 0  # the budget alone decides
   dataset = data.load(data.spec_from_fields(config.data.to_dict()))
-  per_run = grid_lib.state_bytes_per_run(make_run(config, dataset), 0)
-  assert grid_lib.runs_per_chunk(6, per_run, 2 * per_run + 1, 1) == 2
+  per_run = chunking.state_bytes_per_run(make_run(config, dataset), 0)
+  assert chunking.runs_per_chunk(6, per_run, 2 * per_run + 1, 1) == 2
   whole = experiment.train_method(config, dataset, "ssb_vae")
   with config.unlocked():
     # Two runs a chunk: the budget holds the data plus 2.5 runs' state.
-    budget = 2.5 * per_run + grid_lib.data_bytes(make_run(config, dataset).arrays)
+    budget = 2.5 * per_run + chunking.data_bytes(make_run(config, dataset).arrays)
     config.state_memory_budget_mb = budget / 2**20
   chunked = experiment.train_method(config, dataset, "ssb_vae", workdir=str(tmp_path))
   layout = tmp_path / "checkpoints" / "ssb_vae" / "3_chunks_of_2"
@@ -55,18 +56,18 @@ def test_chunked_grid_equals_the_whole_grid(tmp_path):
 
 
 def test_chunk_size_respects_devices_and_budget():
-  assert grid_lib.runs_per_chunk(150, 65 * 2**20, 4096 * 2**20, 1) == 50  # 3 x 50, not 63+63+24
-  assert grid_lib.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 1) == 25  # 31 fit
-  assert grid_lib.runs_per_chunk(50, 65 * 2**20, 512 * 2**20, 4) == 28  # 28 fit: 2 chunks, 7 a device
-  assert grid_lib.runs_per_chunk(150, 65 * 2**20, 4096 * 2**20, 4) == 150
-  assert grid_lib.runs_per_chunk(10, 10**12, 1, 2) == 2  # at least one run per device
+  assert chunking.runs_per_chunk(150, 65 * 2**20, 4096 * 2**20, 1) == 50  # 3 x 50, not 63+63+24
+  assert chunking.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 1) == 25  # 31 fit
+  assert chunking.runs_per_chunk(50, 65 * 2**20, 512 * 2**20, 4) == 28  # 28 fit: 2 chunks, 7 a device
+  assert chunking.runs_per_chunk(150, 65 * 2**20, 4096 * 2**20, 4) == 150
+  assert chunking.runs_per_chunk(10, 10**12, 1, 2) == 2  # at least one run per device
   # A cap per device, on top of the budget (0: none).
-  assert grid_lib.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 1, 5) == 5  # 10 x 5
-  assert grid_lib.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 4, 5) == 20  # 3 chunks, 5 a device
-  assert grid_lib.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 1, 0) == 25
-  assert grid_lib.runs_per_chunk(50, 65 * 2**20, 160 * 2**20, 1, 5) == 2  # the budget is tighter
-  assert grid_lib.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 2, 5) == 10  # 5 x (2 x 5)
-  assert grid_lib.runs_per_chunk(9, 65 * 2**20, 2048 * 2**20, 2, 5) == 9  # padded to 10
+  assert chunking.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 1, 5) == 5  # 10 x 5
+  assert chunking.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 4, 5) == 20  # 3 chunks, 5 a device
+  assert chunking.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 1, 0) == 25
+  assert chunking.runs_per_chunk(50, 65 * 2**20, 160 * 2**20, 1, 5) == 2  # the budget is tighter
+  assert chunking.runs_per_chunk(50, 65 * 2**20, 2048 * 2**20, 2, 5) == 10  # 5 x (2 x 5)
+  assert chunking.runs_per_chunk(9, 65 * 2**20, 2048 * 2**20, 2, 5) == 9  # padded to 10
 
 
 @pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
@@ -117,8 +118,8 @@ def test_the_data_on_each_device_comes_off_the_state_budget(caplog):
   config = synthetic.get_config("method=ssb_vae")
   run = make_run(config, data.load(data.spec_from_fields(config.data.to_dict())))
   gpu = types.SimpleNamespace(devices=np.array([types.SimpleNamespace(platform="gpu")]))
-  per_run = grid_lib.state_bytes_per_run(run, config.base_seed)
-  data_size = grid_lib.data_bytes(run.arrays)
+  per_run = chunking.state_bytes_per_run(run, config.base_seed)
+  data_size = chunking.data_bytes(run.arrays)
   # CSR data: row pointers, then a column and a value (and a target) per nonzero.
   db, queries = run.arrays["inputs"], run.arrays["query_inputs"]
   nonzeros = db.values.size

@@ -35,6 +35,7 @@ def test_main_writes_results_codes_and_config(tmp_path):
     values = [float(r[name]) for r in rows]
     assert all(0.0 <= v <= 1.0 for v in values)
   assert [r["method"] for r in rows] == ["phs_gs"] * 6 + ["ssb_vae"] * 6
+  assert {(r["platform"], r["precision"]) for r in rows} == {("cpu", "float32")}
   with np.load(workdir / "codes.npz") as packed:  # 8 bits a byte on disk
     assert packed["db_codes"].shape == (12, 200, 1) and int(packed["code_bits"]) == 8
   codes = results.load_codes(str(workdir / "codes.npz"))
@@ -45,9 +46,13 @@ def test_main_writes_results_codes_and_config(tmp_path):
   assert codes["db_labels"].shape == (200,)
   config = json.loads((workdir / "config.json").read_text())
   assert config["seeds"] == [0, 1, 2] and config["data"]["name"] == "synthetic"
+  assert config["precision"] == "float32"
+  assert config["runtime"]["platform"] == "cpu" and config["runtime"]["devices"] == 2
+  assert config["runtime"]["precision"] == "float32"
   assert "ssb_vae" in proc.stdout and "+-" in proc.stdout  # the summary
   assert "epoch 3/3" in proc.stderr  # progress lines
   assert "6 runs in 1 chunk(s) of up to 6, over 2 cpu device(s)" in proc.stderr
+  assert "2048 MB, the budget of a device that reports no memory size" in proc.stderr
   assert (workdir / "pr_radius.png").stat().st_size > 0
 
 

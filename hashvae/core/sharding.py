@@ -57,6 +57,15 @@ def run_mesh(max_devices: int = 0) -> jax.sharding.Mesh:
                        devices=devices[:count])
 
 
+def runtime(max_devices: int = 0) -> dict:
+  """What the runs' devices are: platform ("cpu", "gpu", "tpu"), device kind,
+  device and process counts, and the jax version (recorded in config.json)."""
+  device = run_mesh(max_devices).devices.flat[0]
+  return dict(platform=device.platform, device_kind=device.device_kind,
+              devices=int(run_mesh(max_devices).devices.size),
+              processes=jax.process_count(), jax=jax.__version__)
+
+
 def padded_size(runs: int, mesh) -> int:
   size = mesh.devices.size
   return -(-runs // size) * size

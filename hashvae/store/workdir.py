@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import zipfile
+from typing import Optional
 
 import numpy as np
 
@@ -52,8 +53,12 @@ def differing_fields(old: dict, new: dict) -> list[str]:
   return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
 
 
+RUNTIME = "runtime"  # config.json's record of the devices and precision, not a config field
+
+
 def read_config(path: str) -> dict:
-  """A workdir's config.json; WorkdirError naming the file if it is damaged."""
+  """A workdir's config.json, its "runtime" record left out (read_runtime);
+  WorkdirError naming the file if it is damaged."""
   try:
     with open(path, encoding="utf-8") as f:
       value = json.load(f)
@@ -63,7 +68,13 @@ def read_config(path: str) -> dict:
   if not isinstance(value, dict):
     raise WorkdirError(f"{path} is damaged (not a JSON object); restore it, or pass "
                        "--restart to discard this workdir's sweep")
-  return value
+  return {k: v for k, v in value.items() if k != RUNTIME}
+
+
+def read_runtime(path: str) -> dict:
+  """config.json's "runtime" record ({} for a sweep written before it existed)."""
+  with open(path, encoding="utf-8") as f:
+    return json.load(f).get(RUNTIME, {})
 
 
 def check_folder(workdir: str):
@@ -80,12 +91,15 @@ def check_folder(workdir: str):
                        "write to")
 
 
-def prepare(workdir: str, config_dict: dict, restart: bool = False):
+def prepare(workdir: str, config_dict: dict, restart: bool = False,
+            runtime: Optional[dict] = None):
   """Creates or re-opens `workdir` for this config.
 
   A workdir whose config.json differs fails with the differing fields named,
   unless `restart`, which removes the previous sweep's outputs first.
   Finished methods whose files are damaged are moved aside (trained again).
+  `runtime` (platform, devices, precision, ...) is stored beside the config
+  as config.json's "runtime" when the file is written; it is not compared.
   """
   check_folder(workdir)
   config_dict = json.loads(json.dumps(config_dict))  # tuples -> lists, as stored
@@ -107,8 +121,8 @@ def prepare(workdir: str, config_dict: dict, restart: bool = False):
         os.remove(target)
   else:
     set_aside_damaged_methods(workdir)
-  if restart or not os.path.exists(path):
-    results.write_json(path, config_dict)  # an unchanged config.json is left alone
+  if restart or not os.path.exists(path):  # an unchanged config.json is left alone
+    results.write_json(path, dict(config_dict, **({RUNTIME: runtime} if runtime else {})))
 
 
 def method_damage(workdir: str, method: str) -> str:

@@ -9,6 +9,7 @@ import math
 
 from hashvae import data, methods
 from hashvae.core import optim, sparse
+from hashvae.training.specs import PRECISIONS
 
 
 class ConfigError(ValueError):
@@ -186,8 +187,9 @@ def check(config):
     need(math.isfinite(value) and value > 0, field, "a finite value > 0", value)
   for field in ("epochs", "batch_size", "eval_batch_size"):
     need(config[field] >= 1, field, "an integer >= 1", config[field])
-  need(config.state_memory_budget_mb > 0, "state_memory_budget_mb", "a size in MB > 0",
-       config.state_memory_budget_mb)
+  need(config.state_memory_budget_mb >= 0, "state_memory_budget_mb",
+       "a size in MB > 0, or 0 for one from the device", config.state_memory_budget_mb)
+  need(config.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", config.precision)
   need(isinstance(config.cpu_runs_per_chunk, int) and config.cpu_runs_per_chunk >= 0,
        "cpu_runs_per_chunk", "an integer >= 0 (0: no cap)", config.cpu_runs_per_chunk)
   need(config.devices >= 0, "devices", "a device count >= 0 (0: all)", config.devices)

@@ -65,7 +65,7 @@ def train_method(config, dataset, method: str,
     out = specs.fit_grid(config, dataset, grid)
   else:
     out = specs.train(config, specs.make_run(config, dataset, method), grid, workdir)
-  rows = []
+  rows, platform = [], sharding.run_mesh(config.devices).devices.flat[0].platform
   for i, row in enumerate(grid.rows()):
     diverged = int(out.diverged_at[i])
     if diverged >= 0:
@@ -77,7 +77,8 @@ def train_method(config, dataset, method: str,
     first = dict(dataset=config.data.name, method=method, bits=config.bits)
     rows.append(dict(first, **row,
                      status="ok" if diverged < 0 else "diverged",
-                     diverged_epoch="" if diverged < 0 else diverged + 1, **scores))
+                     diverged_epoch="" if diverged < 0 else diverged + 1,
+                     platform=platform, precision=config.precision, **scores))
   return MethodResult(rows, out.db_codes, out.query_codes, out.epoch_metrics,
                       out.variables)
 
@@ -161,6 +162,12 @@ def run_sweep(config, dataset: Optional[data_lib.Dataset] = None,
       db_labels=dataset.database_labels, query_labels=dataset.test.labels,
       epoch_metrics={m: r.epoch_metrics for m, r in zip(config.methods, per_method,
                                                          strict=True)})
+
+
+def runtime(config) -> dict:
+  """What a sweep ran on and how (config.json's "runtime"): the devices'
+  platform and kind, their count, the jax version and the matmul precision."""
+  return dict(sharding.runtime(config.devices), precision=config.precision)
 
 
 def write_outputs(folder: str, sweep: SweepResult) -> list[str]:

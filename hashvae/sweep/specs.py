@@ -17,7 +17,7 @@ import numpy as np
 from hashvae import data as data_lib
 from hashvae import methods
 from hashvae.sweep import config_check
-from hashvae.training import fitted, grid
+from hashvae.training import chunking, fitted, grid
 from hashvae.training import train as train_lib
 from hashvae.training.grid import Grid, GridOutput
 from hashvae.training.specs import CheckpointSpec, Placement, TrainerSpec
@@ -29,7 +29,7 @@ def trainer_spec(config) -> TrainerSpec:
       eval_batch_size=config.eval_batch_size, hidden=tuple(config.model.hidden),
       batch_norm=config.model.batch_norm, sparse_input=config.model.sparse_input,
       optimizer=config.optimizer, mask_per_split=config.mask_per_split,
-      shared_mask_seed=config.get("shared_mask_seed"))
+      shared_mask_seed=config.get("shared_mask_seed"), precision=config.precision)
 
 
 def placement(config) -> Placement:
@@ -99,4 +99,4 @@ def fit_grid(config, dataset, runs: Grid) -> GridOutput:
 
 def chunk_size(config, run: train_lib.Run, runs: int, mesh) -> int:
   """training.grid.chunk_size with the config's placement."""
-  return grid.chunk_size(placement(config), run, runs, mesh, config.base_seed)
+  return chunking.chunk_size(placement(config), run, runs, mesh, config.base_seed)

@@ -26,15 +26,11 @@ from hashvae.core import sharding
 from hashvae.store import checkpoint
 from hashvae.store.checkpoint import Checkpoints, history_from_json, history_to_json
 from hashvae.store.metrics_log import MetricsLog
+from hashvae.training import chunking
 from hashvae.training.specs import CheckpointSpec, Placement
-from hashvae.training.train import RUNS_AXIS, Run, TrainState
+from hashvae.training.train import RUNS_AXIS, Run, TrainState, run_key
 
 log = logging.getLogger("hashvae")
-
-
-def run_key(base_seed: int, seed):
-  """fold_in(key(base_seed), seed): seed s is the same run in every sweep."""
-  return jax.random.fold_in(jax.random.key(base_seed), seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,53 +89,6 @@ def concat_outputs(parts: list[GridOutput]) -> GridOutput:
                      for k in parts[0].epoch_metrics},
       diverged_at=cat(*[p.diverged_at for p in parts]),
       variables=jax.tree.map(cat, *[p.variables for p in parts]))
-
-
-def state_bytes_per_run(run: Run, base_seed: int) -> int:
-  """Bytes of one run's train state (parameters, Adam moments, batch-norm
-  statistics, mask, ...), from shapes alone."""
-  hp = {k: jnp.float32(1.0) for k in run.weights}
-  shapes = jax.eval_shape(run.init, run.arrays, run_key(base_seed, 0), jnp.float32(1.0), hp)
-  return sum(x.size * getattr(x.dtype, "itemsize", 8) for x in jax.tree.leaves(shapes))
-
-
-def runs_per_chunk(runs: int, bytes_per_run: int, budget_bytes: int, devices: int,
-                   cap_per_device: int = 0) -> int:
-  """How many runs one program stacks so that each device holds at most
-  `budget_bytes` of train state and, with `cap_per_device` > 0, at most
-  that many runs (a multiple of `devices`, at least one per device, unless
-  it is all the runs: the program pads those to a multiple). The chunks are
-  balanced (50 runs that fit 31 at a time run as 2 x 25, not 31 + 19), so
-  that every chunk has one shape: one compile."""
-  per_device = max(1, budget_bytes // max(bytes_per_run, 1))
-  if cap_per_device > 0:
-    per_device = min(per_device, cap_per_device)
-  most = min(runs, per_device * devices)
-  chunks = -(-runs // most)
-  balanced = -(-runs // chunks)
-  return min(most, -(-balanced // devices) * devices)
-
-
-def data_bytes(arrays) -> int:
-  """Bytes of a run's device arrays (CSR data counts its nonzeros): every
-  device holds a copy."""
-  return sum(a.size * a.dtype.itemsize for a in jax.tree.leaves(arrays))
-
-
-def chunk_size(placement: Placement, run: Run, runs: int, mesh: jax.sharding.Mesh,
-               base_seed: int = 0) -> int:
-  """runs_per_chunk for a grid of `runs` runs of `run` on `mesh`:
-  state_memory_budget_mb per device, less the data each device holds, and,
-  on CPU devices only, cpu_runs_per_chunk."""
-  on_cpu = mesh.devices.flat[0].platform == "cpu"
-  budget = int(placement.state_memory_budget_mb * 2**20)
-  data, per_run = data_bytes(run.arrays), state_bytes_per_run(run, base_seed)
-  if budget - data < per_run:
-    log.warning("the data takes %d MB and one run's state %d MB of the %d MB budget "
-                "per device (state_memory_budget_mb): training one run per device "
-                "at a time", data >> 20, per_run >> 20, budget >> 20)
-  return runs_per_chunk(runs, per_run, budget - data, mesh.devices.size,
-                        placement.cpu_runs_per_chunk if on_cpu else 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,14 +222,12 @@ def train(run: Run, grid: Grid, base_seed: int, placement: Placement = Placement
   checkpoints/<method>/<layout>/chunk_<n>/ and resumes from there, and
   process 0 logs the epochs' metrics (metrics.jsonl, TensorBoard)."""
   method, mesh = grid.method, sharding.run_mesh(placement.devices)
-  size = chunk_size(placement, run, len(grid), mesh, base_seed)
+  plan = chunking.plan(placement, run, len(grid), mesh, base_seed)
+  size = plan.runs_per_chunk
   starts = range(0, len(grid), size)
-  log.info("%s: %d runs in %d chunk(s) of up to %d, over %d %s device(s) "
-           "(state budget %d MB per device, of which the data takes %d MB; "
-           "cpu_runs_per_chunk %d)", method, len(grid), len(starts), size,
-           mesh.devices.size, mesh.devices.flat[0].platform,
-           placement.state_memory_budget_mb, data_bytes(run.arrays) >> 20,
-           placement.cpu_runs_per_chunk)
+  log.info("%s: %d runs in %d chunk(s) of up to %d, over %d %s device(s); %s",
+           method, len(grid), len(starts), size, mesh.devices.size,
+           mesh.devices.flat[0].platform, plan.why)
   program = grid_program(run, base_seed, mesh, runs=size)
   layout = workdir and checkpoint.layout_folder(workdir, method, len(starts),
                                          sharding.padded_size(size, mesh))

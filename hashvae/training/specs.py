@@ -30,16 +30,23 @@ class TrainerSpec:
   # One mask for every seed when set (the released protocol); unset, each
   # (seed, level) run draws its own mask from its key.
   shared_mask_seed: Optional[int] = None
+  # jax.default_matmul_precision while the run's pieces are traced: one of
+  # PRECISIONS ("float32": full float32 on every platform).
+  precision: str = "float32"
+
+
+PRECISIONS = ("float32", "tensorfloat32", "bfloat16", "default")
 
 
 @dataclasses.dataclass(frozen=True)
 class Placement:
   """Where a grid's runs go: over how many devices, and in chunks of how many
   runs (the stacked train state per device within the budget, and on CPU
-  devices at most `cpu_runs_per_chunk` runs a device; 0: no cap)."""
+  devices at most `cpu_runs_per_chunk` runs a device; 0: no cap). A budget
+  of 0 is taken from the device (training.grid.state_budget)."""
 
   devices: int = 0  # 0: every visible device
-  state_memory_budget_mb: float = 2048.0
+  state_memory_budget_mb: float = 0.0
   cpu_runs_per_chunk: int = 5
 
 

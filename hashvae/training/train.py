@@ -23,6 +23,7 @@ gradients as the kernel rows a batch reads) and the optimiser (optim.py).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -129,6 +130,11 @@ class Run:
   def __call__(self, key, level, hparams):
     """`run` on this run's own data (closes over it: fine for small data)."""
     return self.run(self.arrays, key, level, hparams)
+
+
+def run_key(base_seed: int, seed):
+  """fold_in(key(base_seed), seed): seed s is the same run in every sweep."""
+  return jax.random.fold_in(jax.random.key(base_seed), seed)
 
 
 def run_mask(spec: TrainerSpec, data: Dataset):
@@ -277,6 +283,16 @@ class Steps:
     return read_inputs(inputs, idx, dense=self.sparse is None)
 
 
+def with_precision(f: Callable, precision: str) -> Callable:
+  """`f` traced under jax.default_matmul_precision(precision): the setting
+  is read when a product is traced, so it reaches the compiled program."""
+  @functools.wraps(f)
+  def traced(*args):
+    with jax.default_matmul_precision(precision):
+      return f(*args)
+  return traced
+
+
 def make_run(spec: TrainerSpec, data: Dataset, method: str,
              options: methods.Options) -> Run:
   """Builds the run of the registered method `method` with its static
@@ -303,6 +319,8 @@ def make_run(spec: TrainerSpec, data: Dataset, method: str,
       items=n, batch_size=batch_size,
       steps_per_epoch=n // batch_size,  # the remainder is reshuffled next epoch
       eval_batch_size=spec.eval_batch_size)
-  return Run(init=steps.init, train_epoch=steps.train_epoch, encode=steps.encode,
+  traced = lambda f: with_precision(f, spec.precision)
+  return Run(init=traced(steps.init), train_epoch=traced(steps.train_epoch),
+             encode=traced(steps.encode),
              arrays=device_arrays(data, sparse is not None, db), epochs=spec.epochs,
              steps_per_epoch=steps.steps_per_epoch, weights=steps.names)
