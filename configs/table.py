@@ -30,6 +30,9 @@ def get_config(arg=None):
   c.data.format = ""  # "csv", "tsv" or "jsonl"; empty: from each file's extension
   c.data.text_column = "text"  # column (JSON field) holding the document
   c.data.label_column = "label"  # column (JSON field) holding its label(s)
+  # Column (JSON field) of each item's id, shown by launch.search; absent
+  # from the file: the 0-based row number.
+  c.data.id_column = "id"
   # Joins several labels in one CSV/TSV cell; empty: a cell is one label.
   c.data.label_separator = "|"
   c.data.max_features = 10000  # vocabulary size cap

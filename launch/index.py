@@ -1,10 +1,12 @@
 """Writes a searchable index of one trained run of a finished sweep.
 
     python -m launch.index --workdir=runs/snippets16 --run=best --level=1.0 \
-        --out=runs/snippets16/index.npz
+        --out=runs/snippets16/index.hvi
     python -m launch.index --workdir=runs/digits --run=7
 
 --run is a row of WORKDIR/results.csv, or `best` (highest --metric at --level).
+The index is one memory-mapped file (hashvae.retrieval.index: format
+version 3); launch.search answers from it without jax.
 """
 
 import os
@@ -21,7 +23,7 @@ _RUN = flags.DEFINE_string("run", "best", "Row of results.csv, or 'best'.")
 _LEVEL = flags.DEFINE_float("level", 1.0, "With --run=best: the labelled fraction.")
 _METHOD = flags.DEFINE_string("method", None, "With --run=best: only this method.")
 _METRIC = flags.DEFINE_string("metric", "p@100", "With --run=best: the metric.")
-_OUT = flags.DEFINE_string("out", None, "Index file (default WORKDIR/index_RUN.npz).")
+_OUT = flags.DEFINE_string("out", None, "Index file (default WORKDIR/index_RUN.hvi).")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -38,10 +40,13 @@ def main(argv):
     row = sweep.row(run)
   except (ValueError, IndexError) as e:
     raise app.UsageError(f"--run={_RUN.value}: {e}") from e
-  out = _OUT.value or os.path.join(_WORKDIR.value, f"index_{run}.npz")
+  out = _OUT.value or os.path.join(_WORKDIR.value, f"index_{run}{index.SUFFIX}")
   if os.path.isdir(out):
     raise app.UsageError(f"--out={out} is a folder: give the index file's path")
-  index.build(sweep, run, out)
+  try:
+    index.build(sweep, run, out)
+  except index.NotIndexableError as e:
+    raise app.UsageError(f"--run={_RUN.value}: {e}") from e
   print(f"wrote {out}: run {run} ({row['method']}, seed {row['seed']}, level "
         f"{row['level']}, p@100 {row.get('p@100', '?')}), {sweep.dataset.database_size} items")
 

@@ -1,10 +1,14 @@
 """Searches an index by Hamming distance and prints the top K items.
 
-    python -m launch.search --index=runs/snippets16/index.npz --text "football match"
+    python -m launch.search --index=runs/snippets16/index.hvi --text "football match"
     python -m launch.search --index=INDEX --query-file=queries.txt --k=5
     python -m launch.search --index=INDEX --query-id=12      # an item's own code
 
-Each result line: rank, item id, Hamming distance, label, text.
+Per query, the results in groups of equal distance, each headed by how many
+items lie at that distance (ties are ranked by database position); each
+result line: rank, distance, the item's id in the training data (its row
+number, or its id column's value), label and the first line of its text.
+Imports numpy and the index alone: no jax, no scikit-learn.
 """
 
 import os
@@ -20,19 +24,22 @@ from launch import errors
 _INDEX = flags.DEFINE_string("index", None, "Index file from launch.index.")
 _TEXT = flags.DEFINE_string("text", None, "A query document.")
 _QUERY_FILE = flags.DEFINE_string("query-file", None, "One query document per line.")
-_QUERY_ID = flags.DEFINE_integer("query-id", None, "Query with an indexed item's code.")
+_QUERY_ID = flags.DEFINE_string("query-id", None, "Query with the code of the indexed "
+                                "item of this id (as results print it).")
 _K = flags.DEFINE_integer("k", 10, "Results per query.", lower_bound=1)
+_WIDTH = flags.DEFINE_integer("width", 100, "Characters per printed line (a result's text "
+                              "is cut to fit).", lower_bound=60)
 flags.mark_flags_as_required(["index"])
 
 
-def read_queries(path: str) -> list[str]:
-  """One query per non-empty line of a UTF-8 file; the file and line named
-  when it is not UTF-8."""
+def read_queries(path: str) -> tuple[list[str], list[int]]:
+  """(queries, their line numbers): one query per non-empty line of a UTF-8
+  file; the file and line named when it is not UTF-8."""
   if not os.path.isfile(path):
     raise app.UsageError(f"--query-file={path}: no such file")
   with open(path, "rb") as f:
     lines = f.read().split(b"\n")
-  queries = []
+  queries, numbers = [], []
   for number, raw in enumerate(lines, start=1):
     try:
       text = raw.decode("utf-8").strip()
@@ -41,9 +48,63 @@ def read_queries(path: str) -> list[str]:
                            f"{e.start} of the line): save the file as UTF-8") from e
     if text:
       queries.append(text)
+      numbers.append(number)
   if not queries:
     raise app.UsageError(f"--query-file={path} holds no query (one per line)")
-  return queries
+  return queries, numbers
+
+
+def item_position(index, item_id: str) -> int:
+  """The database position of the item whose id prints as `item_id`."""
+  ids = index.db_ids
+  if isinstance(ids, np.ndarray):
+    try:
+      found = np.flatnonzero(ids == int(item_id))
+    except ValueError:
+      found = []
+  else:
+    found = [p for p, i in enumerate(ids.tolist()) if i == item_id]
+  if not len(found):
+    kind = {"row": "row numbers of the training file", "position": "database positions",
+            "column": "values of the training table's id column"}[index.meta["ids"]]
+    raise app.UsageError(f"--query-id={item_id}: no indexed item has this id (ids are "
+                         f"{kind}, from {index.item_id(0)} to {index.item_id(-1)})")
+  return int(found[0])
+
+
+def text_codes(index, queries: list[str], where) -> np.ndarray:
+  """The queries' codes; a usage error naming (`where(n)`) a query with no
+  word of the vocabulary."""
+  if index.vectoriser is None:
+    raise app.UsageError(f"{_INDEX.value} was not built from text: query it with "
+                         "--query-id")
+  try:
+    return index.encode_texts(queries)
+  except index_lib.NoKnownWordError as e:
+    # Its input row would be all zero: the code of the biases alone, the
+    # results unrelated to the text.
+    terms = len(index.vectoriser.vocabulary_table)
+    raise app.UsageError(f"{where(e.number)}: the query {e.query[:60]!r} has no word of "
+                         f"the index's vocabulary ({terms} terms): nothing to search "
+                         "with") from e
+
+
+def print_results(index, query: str, code, ranking, row: int, width: int):
+  """One query's results, a header before each run of equal distances;
+  lines of at most `width` characters."""
+  bits = "".join(map(str, code))
+  print(f"query: {query[:max(width - len(bits) - 15, 20)]}  code: {bits}")
+  positions, distances = ranking.positions[row], ranking.distances[row]
+  names = index.meta["class_names"] or ["0"]
+  label_width = min(max(len(n) for n in names), 24)
+  for rank, (p, d) in enumerate(zip(positions, distances, strict=True), start=1):
+    if rank == 1 or d != distances[rank - 2]:
+      total, shown = int(ranking.counts[row, d]), int((distances == d).sum())
+      more = f", {shown} shown" if shown < total else ""
+      print(f"  distance {d}: {total} item{'s' if total != 1 else ''}{more}")
+    line = (f"  {rank:4d}  d={int(d):<3d} id {index.item_id(p):>8}  "
+            f"{index.label_name(index.db_labels[p])[:label_width]:<{label_width}}  ")
+    print(line + index.first_line(p, max(width - len(line), 20)))
 
 
 def main(argv):
@@ -52,38 +113,25 @@ def main(argv):
   given = [f for f in (_TEXT.value, _QUERY_FILE.value, _QUERY_ID.value) if f is not None]
   if len(given) != 1:
     raise app.UsageError("give exactly one of --text, --query-file, --query-id")
-  index = index_lib.load(_INDEX.value)
   start = time.perf_counter()
+  index = index_lib.load(_INDEX.value)
+  opened = time.perf_counter()
   if _QUERY_ID.value is not None:
-    if not 0 <= _QUERY_ID.value < len(index.db_codes):
-      raise app.UsageError(f"--query-id={_QUERY_ID.value}: must lie in [0, "
-                           f"{len(index.db_codes)})")
-    queries, codes = [f"item {_QUERY_ID.value}"], index.db_codes[[_QUERY_ID.value]]
+    position = item_position(index, _QUERY_ID.value)
+    queries, codes = [f"item {_QUERY_ID.value}"], index.db_codes[[position]]
+  elif _TEXT.value is not None:
+    queries = [_TEXT.value]
+    codes = text_codes(index, queries, lambda n: "--text")
   else:
-    if _TEXT.value is not None:
-      queries = [_TEXT.value]
-    else:
-      queries = read_queries(_QUERY_FILE.value)
-    vectoriser = index.encoder.vectoriser
-    if vectoriser is None:
-      raise app.UsageError(f"{_INDEX.value} was not built from text: query it with "
-                           "--query-id")
-    # Such a query reads as an all-zero input: its code comes from the
-    # network's biases alone, so its results say nothing about the text.
-    for n in np.flatnonzero(np.diff(vectoriser.counts(queries).indptr) == 0):
-      print(f"warning: query {n + 1} ({queries[n][:60]!r}) has no term of the "
-            "index's vocabulary", file=sys.stderr)
-    codes = index.encoder.encode_texts(queries)
-  positions, distances = index.search(codes, _K.value)
-  elapsed = time.perf_counter() - start
-  for query, code, pos, dist in zip(queries, codes, positions, distances, strict=True):
-    print(f"query: {query[:100]}  code: {''.join(map(str, code))}")
-    for rank, (p, d) in enumerate(zip(pos, dist, strict=True), start=1):
-      text = index.db_texts[p][:90].replace("\n", " ") if index.db_texts else ""
-      print(f"{rank:3d}  id {int(index.db_ids[p]):6d}  distance {int(d):2d}  "
-            f"{index.label_name(index.db_labels[p]):<28} {text}")
-  print(f"({len(queries)} queries answered in {elapsed * 1000:.0f} ms after loading)",
-        file=sys.stderr)
+    queries, numbers = read_queries(_QUERY_FILE.value)
+    codes = text_codes(index, queries,
+                       lambda n: f"--query-file={_QUERY_FILE.value}:{numbers[n - 1]}")
+  ranking = index.ranked(codes, _K.value)
+  answered = time.perf_counter()
+  for row, (query, code) in enumerate(zip(queries, codes, strict=True)):
+    print_results(index, query, code, ranking, row, _WIDTH.value)
+  print(f"({len(queries)} queries answered in {(answered - opened) * 1000:.0f} ms after "
+        f"loading; the index opened in {(opened - start) * 1000:.0f} ms)", file=sys.stderr)
 
 
 def cli(argv=None):

@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
+
 from conftest import ROOT
 
 # hashvae's packages, lowest first. A module may import its own package and
@@ -111,13 +113,36 @@ def test_the_layer_check_sees_an_upward_import(tmp_path):
   assert LAYER[package_of(target)] > LAYER["core"]
 
 
-def test_search_imports_no_training_module():
-  proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "launch.search", "--help"],
+# What answering a query must not load: the training stack, jax, flax,
+# scikit-learn and scipy (the index's encoder and analyser are numpy; each
+# of the others costs a search call a second or 100 MB).
+SEARCH_FORBIDDEN = TRAINING + ("jax", "jaxlib", "flax", "sklearn", "scipy",
+                               "hashvae.retrieval.encoder")
+
+
+def search_imports(*args) -> tuple[set, str]:
+  """(the modules `python -m launch.search ARGS` loads (-X importtime), its
+  stdout)."""
+  proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "launch.search", *args],
                         cwd=ROOT, capture_output=True, text=True, timeout=300)
-  assert "--query-id" in proc.stdout + proc.stderr, proc.stderr[-2000:]  # absl's help ran
-  loaded = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
-            if line.startswith("import time:")}
-  # the check can see
-  assert "hashvae.retrieval.index" in loaded and "hashvae.retrieval.encoder" in loaded
-  assert not [m for m in loaded if m.split(".")[0] in TRAINING or m in TRAINING
-              or any(m.startswith(t + ".") for t in TRAINING)]
+  assert proc.returncode == 0 or "--help" in args, proc.stderr[-2000:]
+  return {line.split("|")[-1].strip() for line in proc.stderr.splitlines()
+          if line.startswith("import time:")}, proc.stdout
+
+
+def forbidden(loaded: set) -> list:
+  return sorted(m for m in loaded if m in SEARCH_FORBIDDEN
+                or any(m.startswith(t + ".") for t in SEARCH_FORBIDDEN))
+
+
+def test_search_imports_no_training_module_and_no_jax(tmp_path):
+  loaded, out = search_imports("--help")
+  assert "--query-id" in out  # absl's help ran
+  assert "hashvae.retrieval.index" in loaded  # the check can see
+  assert not forbidden(loaded)
+  # A real query on a tiny index (built here, with jax, in this process).
+  from test_index_ids import table_index, table_rows
+  built, _ = table_index(tmp_path, table_rows(30, np.random.default_rng(0)))
+  loaded, out = search_imports(f"--index={built.path}", "--text=football goal", "--k=3")
+  assert out.count(" d=") == 3 and "hashvae.retrieval.numpy_encoder" in loaded
+  assert not forbidden(loaded)

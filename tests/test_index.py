@@ -1,6 +1,6 @@
 """The searchable index, the search CLI and the notebook API, on a small text corpus."""
 
-import os
+import json
 import subprocess
 import sys
 
@@ -10,7 +10,8 @@ import pytest
 
 from hashvae import api
 from hashvae.data import DataError
-from hashvae.retrieval import index, metrics
+from hashvae.data.text import TextVectoriser
+from hashvae.retrieval import index, index_file, metrics, query_text, ranking
 
 from conftest import ROOT
 
@@ -45,6 +46,14 @@ def trained(tmp_path_factory):
   return folder, workdir, frame
 
 
+@pytest.fixture(scope="module")
+def built(trained):
+  folder, workdir, _ = trained
+  path = str(folder / "index.hvi")
+  index.build(api.Sweep(workdir), 1, path)
+  return path
+
+
 def test_api_returns_the_results_and_reencodes_the_codes(trained):
   _, workdir, frame = trained
   assert list(frame["seed"]) == [0, 1] and (frame["method"] == "ssb_vae").all()
@@ -64,81 +73,190 @@ def test_api_returns_the_results_and_reencodes_the_codes(trained):
   assert sweep.best_run(1.0, "p@10") in (0, 1)
 
 
-def test_index_search_equals_evaluate_ranking(trained):
+def test_index_round_trip_equals_evaluate_ranking(trained, built):
   folder, workdir, _ = trained
   sweep = api.Sweep(workdir)
-  path = str(folder / "index.npz")
-  index.build(sweep, 1, path)
-  loaded = index.load(path)
+  loaded = index.load(built)
   query_codes, db_codes = sweep.codes(1)
   np.testing.assert_array_equal(loaded.db_codes, db_codes)
-  positions, distances = loaded.search(query_codes, k=len(db_codes))
+  assert loaded.db_texts[5] == sweep.dataset.database.texts[5]
+  result = loaded.ranked(query_codes, k=len(db_codes))
   # evaluate's order: by distance, ties by database index.
   for q in range(len(query_codes)):
     dist = (query_codes[q] != db_codes).sum(1)
     expected = np.lexsort((np.arange(len(dist)), dist))
-    np.testing.assert_array_equal(positions[q], expected)
-    np.testing.assert_array_equal(distances[q], dist[expected])
+    np.testing.assert_array_equal(result.positions[q], expected)
+    np.testing.assert_array_equal(result.distances[q], dist[expected])
+    np.testing.assert_array_equal(result.counts[q],
+                                  np.bincount(dist, minlength=loaded.bits + 1))
   # precision of the index's top 10 equals evaluate's p@10.
+  positions, _ = loaded.search(query_codes, 10)
   labels = sweep.dataset.database.labels
-  hits = (labels[positions[:, :10]] == sweep.dataset.test.labels[:, None]).mean()
+  hits = (labels[positions] == sweep.dataset.test.labels[:, None]).mean()
   assert hits == pytest.approx(metrics.evaluate(query_codes, db_codes,
                                                 sweep.dataset.test.labels, labels,
                                                 (10,))["p@10"], abs=1e-6)
 
 
-@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
-def test_search_cli_answers_text_queries(trained):
-  folder, workdir, _ = trained
-  path = str(folder / "cli_index.npz")
-  made = subprocess.run([sys.executable, "-m", "launch.index", f"--workdir={workdir}",
-                         "--run=best", "--level=1.0", "--metric=p@10", f"--out={path}"], cwd=ROOT,
-                        capture_output=True, text=True, timeout=300)
-  assert made.returncode == 0, made.stderr[-2000:]
-  proc = subprocess.run([sys.executable, "-m", "launch.search", f"--index={path}",
-                         "--text", "football goal league stadium", "--k=3"], cwd=ROOT,
-                        capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  lines = [line for line in proc.stdout.splitlines() if "distance" in line]
-  assert len(lines) == 3 and all("sports" in line for line in lines)
-  assert "queries answered in" in proc.stderr and "warning" not in proc.stderr
-  search = lambda *args: subprocess.run(
-      [sys.executable, "-m", "launch.search", f"--index={path}", *args], cwd=ROOT,
-      capture_output=True, text=True, timeout=300)
-  # A query with no vocabulary term is answered, with a warning naming it.
-  proc = search("--query-file=" + str(write(folder / "q.txt", "football goal\nthe of\n")))
-  assert proc.returncode == 0
-  assert "warning: query 2 ('the of') has no term" in proc.stderr
-  assert "query 1" not in proc.stderr
-  proc = search("--query-file=" + str(write(folder / "blank.txt", "\n  \n")))
-  assert proc.returncode != 0 and "holds no query" in proc.stderr
-  proc = search("--text", "football", "--k=0")
-  assert proc.returncode != 0 and "--k" in proc.stderr
-  proc = subprocess.run([sys.executable, "-m", "launch.index", f"--workdir={workdir}",
-                         "--run=99", f"--out={path}"], cwd=ROOT, capture_output=True,
-                        text=True, timeout=300)
-  assert proc.returncode != 0 and "run 99 is not a row of results.csv" in proc.stderr
-  assert "Traceback" not in proc.stderr
+@pytest.mark.parametrize("bits,k", [(3, 7), (6, 40), (13, 1), (6, 500)])
+def test_ranking_equals_brute_force_with_many_ties(bits, k):
+  rng = np.random.default_rng(bits)
+  db, queries = rng.integers(0, 2, (300, bits)), rng.integers(0, 2, (9, bits))
+  db[50:120] = db[3]  # 71 copies of one code: a long tie
+  got = ranking.rank(np.packbits(queries, axis=1), np.packbits(db, axis=1), bits, k)
+  for q in range(len(queries)):
+    dist = (queries[q] != db).sum(1)
+    order = np.lexsort((np.arange(len(db)), dist))[:k]
+    np.testing.assert_array_equal(got.positions[q], order)
+    np.testing.assert_array_equal(got.distances[q], dist[order])
+    np.testing.assert_array_equal(got.counts[q], np.bincount(dist, minlength=bits + 1))
 
 
-def write(path, text):
-  path.write_text(text)
-  return path
+def test_numpy_encoder_gives_the_jax_encoders_codes(trained, built):
+  _, workdir, _ = trained
+  sweep = api.Sweep(workdir)
+  loaded, encoder = index.load(built), sweep.encoder(1)
+  test, db = sweep.dataset.test, sweep.dataset.database
+  # Seeded: no score within rounding of 0, so the bits agree exactly.
+  np.testing.assert_array_equal(loaded.encode_texts(test.texts),
+                                encoder.encode_texts(test.texts))
+  np.testing.assert_array_equal(loaded.encode_texts(db.texts), sweep.codes(1)[1])
+  dense = db.inputs[:20].toarray()
+  scores = np.asarray(encoder._scores(encoder.variables, dense))
+  np.testing.assert_allclose(loaded.encoder.scores(dense), scores, rtol=1e-5, atol=1e-5)
+  # The batch norm statistics were trained away from their initial values.
+  assert not np.allclose(loaded.arrays["encoder/norm_0/var"], 1.0)
 
 
-def test_search_in_blocks_of_queries_equals_all_at_once(trained, monkeypatch):
-  folder, workdir, _ = trained
-  built = api.Sweep(workdir)
-  path = str(folder / "blocks.npz")
-  index.build(built, 0, path)
-  loaded = index.load(path)
-  queries = np.concatenate([built.codes(0)[0]] * 3)  # 90 queries
+@pytest.mark.parametrize("tfidf", [False, True])
+def test_query_vectoriser_equals_the_training_vectoriser(tfidf):
+  docs = ["The football MATCH, the goal! 3rd goal", "doctor-patient: the doctor's clinic",
+          "Linux server code; server code linux", "café naïve café über 42abc abc42"] * 3
+  fitted = TextVectoriser.fit(docs, max_features=40, tfidf=tfidf, name="t")
+  settings = dict(query_text.settings(fitted.counter), tfidf=tfidf)
+  terms = fitted.counter.get_feature_names_out().tolist()
+  mine = query_text.QueryVectoriser(settings, index_file.StringTable(
+      *index_file.string_arrays(terms)), fitted.idf)
+  queries = docs + ["goal goal football match the goal", "nothing known here", ""]
+  indptr, indices, values = mine.rows(queries)
+  theirs, _ = fitted.rows(fitted.counts(queries))
+  np.testing.assert_array_equal(indptr, theirs.indptr)
+  np.testing.assert_array_equal(indices, theirs.indices)
+  np.testing.assert_array_equal(values, theirs.data)
+
+
+def test_a_query_with_no_known_word_is_an_error_naming_it(built):
+  loaded = index.load(built)
+  with pytest.raises(index.NoKnownWordError, match=r"query 2 \('the xyzzy'\) has no word"):
+    loaded.encode_texts(["football goal", "the xyzzy", "of"])
+
+
+def test_opening_maps_the_arrays_and_reads_no_text(built):
+  loaded = index.load(built)
+  for name, array in loaded.arrays.items():
+    assert isinstance(array, np.memmap), name
+  assert isinstance(loaded.db_texts.data, np.memmap)
+  assert loaded.first_line(7) == loaded.db_texts[7]  # one short line
+
+
+def test_first_line_skips_blank_lines_and_cuts_long_ones():
+  texts = ["\n  \n  Subject:   héllo   world \nbody", "x" * 5000, "\n" * 3000 + "late line",
+           "", "é" * 300]
+  data, offsets = index_file.string_arrays(texts)
+  item = index.Index("mem", dict(text={}), dict(db_texts=data, db_texts_offsets=offsets))
+  assert item.first_line(0) == "Subject: héllo world"
+  assert item.first_line(1, width=50) == "x" * 47 + "..."
+  assert item.first_line(2) == "late line"  # past the part read first
+  assert item.first_line(3) == ""
+  assert item.first_line(4, width=20) == "é" * 17 + "..."
+
+
+def test_old_and_damaged_index_files_fail_clearly(built, tmp_path):
+  np.savez(tmp_path / "old.npz", meta=np.array(json.dumps(dict(version=2, run=4))),
+           db_codes=np.zeros((2, 1), np.uint8))
+  with pytest.raises(index.IndexFormatError, match=r"old .npz format .*rebuild it with "
+                     r"python -m launch.index --workdir=\S+ --run=4 --out=\S+old.hvi"):
+    index.load(str(tmp_path / "old.npz"))
+  raw = open(built, "rb").read()
+  (tmp_path / "cut.hvi").write_bytes(raw[:len(raw) // 2])
+  with pytest.raises(index.IndexFormatError, match="corrupt or truncated"):
+    index.load(str(tmp_path / "cut.hvi"))
+  (tmp_path / "text.hvi").write_bytes(b"not an index at all")
+  with pytest.raises(index.IndexFormatError, match="not a hashvae index"):
+    index.load(str(tmp_path / "text.hvi"))
+  loaded = index.load(built)
+  header = index_file.read_header(built)
+
+  def rewritten(name, change_header=None, **arrays):
+    path = str(tmp_path / name)
+    head = {k: v for k, v in header.items() if k != "arrays"}
+    index_file.write(path, change_header(head) if change_header else head,
+                     {**{k: np.asarray(v) for k, v in loaded.arrays.items()}, **arrays})
+    return path
+
+  with pytest.raises(index.IndexFormatError, match="version 99"):
+    index.load(rewritten("future.hvi", lambda h: dict(h, version=99)))
+  items = len(loaded.db_ids)
+  with pytest.raises(index.IndexFormatError, match=rf"db_codes has {items - 3} rows for "
+                                                   rf"{items} ids"):
+    index.load(rewritten("rows.hvi", db_codes=loaded.packed_codes[:-3]))
+  wrong = np.zeros((3, loaded.bits), np.float32)
+  with pytest.raises(index.IndexFormatError, match=r"encoder/head/kernel has shape"):
+    index.load(rewritten("shape.hvi", **{"encoder/head/kernel": wrong}))
+  assert index.load(rewritten("same.hvi")).search(loaded.db_codes[:2], 3)[0].shape == (2, 3)
+
+
+def test_search_in_blocks_of_queries_equals_all_at_once(built, monkeypatch):
+  loaded = index.load(built)
+  queries = np.concatenate([loaded.db_codes[:30]] * 3)  # 90 queries
   whole = loaded.search(queries, k=25)
-  monkeypatch.setattr(index, "QUERY_BLOCK", 7)  # 13 blocks, the last of 6
+  monkeypatch.setattr(ranking, "QUERY_BLOCK", 7)  # 13 blocks, the last of 6
   blocks = loaded.search(queries, k=25)
   for a, b in zip(whole, blocks, strict=True):
     np.testing.assert_array_equal(a, b)
   assert whole[0].shape == (90, 25)
+
+
+def run_cli(module, *args):
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_search_cli_shows_ids_distances_and_ties(built, tmp_path):
+  proc = run_cli("launch.search", f"--index={built}", "--text", "football goal league",
+                 "--k=12")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  results = [line for line in proc.stdout.splitlines() if " d=" in line]
+  assert len(results) == 12 and all(len(line) <= 100 for line in proc.stdout.splitlines())
+  heads = [line for line in proc.stdout.splitlines() if line.startswith("  distance ")]
+  shown = sum(int(h.split(", ")[1].split()[0]) if "shown" in h
+              else int(h.split(": ")[1].split()[0]) for h in heads)
+  assert heads and shown == 12
+  (tmp_path / "q.txt").write_text("football goal\n\nthe of xyzzy\n")
+  proc = run_cli("launch.search", f"--index={built}", f"--query-file={tmp_path}/q.txt")
+  terms = len(index.load(built).vectoriser.vocabulary_table)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().endswith(f"q.txt:3: the query 'the of xyzzy' has no word of "
+                                      f"the index's vocabulary ({terms} terms): nothing "
+                                      "to search with")
+
+
+@pytest.mark.slow  # the default run stays under 10 minutes on 2 cores
+def test_index_cli_writes_what_search_reads(trained):
+  folder, workdir, _ = trained
+  made = run_cli("launch.index", f"--workdir={workdir}", "--run=best", "--level=1.0",
+                 "--metric=p@10")
+  assert made.returncode == 0, made.stderr[-2000:]
+  path = next(str(p) for p in (folder / "run").glob(f"index_*{index.SUFFIX}"))
+  proc = run_cli("launch.search", f"--index={path}", "--text", "football goal stadium",
+                 "--k=3")
+  assert proc.returncode == 0 and "queries answered in" in proc.stderr
+  assert len([line for line in proc.stdout.splitlines() if " d=" in line]) == 3
+  proc = run_cli("launch.search", f"--index={path}", "--query-id=5", "--k=1")
+  assert proc.returncode == 0 and " id        5 " in proc.stdout
+  proc = run_cli("launch.index", f"--workdir={workdir}", "--run=99")
+  assert proc.returncode != 0 and "run 99 is not a row of results.csv" in proc.stderr
+  assert "Traceback" not in proc.stderr
 
 
 def test_a_sweep_whose_data_changed_is_refused(trained, tmp_path):
@@ -159,28 +277,3 @@ def test_a_sweep_whose_data_changed_is_refused(trained, tmp_path):
   with pytest.raises(DataError, match="no longer matches the sweep"):
     _ = api.Sweep(str(copy)).dataset
   assert api.Sweep(workdir).dataset.name == "snippets"  # the unchanged data loads
-
-
-def test_bad_index_files_fail_clearly(trained, tmp_path):
-  folder, workdir, _ = trained
-  good = str(folder / "index.npz")
-  if not os.path.exists(good):
-    index.build(api.Sweep(workdir), 0, good)
-  data = open(good, "rb").read()
-  truncated = tmp_path / "truncated.npz"
-  truncated.write_bytes(data[: len(data) // 2])
-  with pytest.raises(index.IndexFormatError, match="corrupt or truncated"):
-    index.load(str(truncated))
-  garbage = tmp_path / "garbage.npz"
-  garbage.write_bytes(b"not an index at all")
-  with pytest.raises(index.IndexFormatError, match="corrupt or truncated"):
-    index.load(str(garbage))
-  with np.load(good, allow_pickle=False) as f:
-    arrays = {k: f[k] for k in f.files}
-  arrays["meta"] = np.array(str(arrays["meta"]).replace(f'"version": {index.VERSION}', '"version": 99'))
-  np.savez(tmp_path / "future.npz", **arrays)
-  with pytest.raises(index.IndexFormatError, match="version 99"):
-    index.load(str(tmp_path / "future.npz"))
-  np.savez(tmp_path / "other.npz", x=np.zeros(3))
-  with pytest.raises(index.IndexFormatError, match="not a hashvae index"):
-    index.load(str(tmp_path / "other.npz"))

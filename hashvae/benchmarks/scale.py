@@ -87,7 +87,6 @@ def measure(path: str, runs: int, cpu_devices: int, codes_path: str) -> dict:
   from hashvae import data as data_lib
   from hashvae.sweep import specs
   from hashvae.training import grid as grid_lib
-  from hashvae.training import train
 
   config = tmc.get_config(f"method={METHOD},bits={BITS}")
   with config.unlocked():
@@ -103,7 +102,7 @@ def measure(path: str, runs: int, cpu_devices: int, codes_path: str) -> dict:
 
   dataset = clock("load", data_lib.load, data_lib.spec_from_fields(config.data.to_dict()))
   loaded = resident_bytes()["now"]
-  run = clock("make_run", train.make_run, config, dataset)
+  run = clock("make_run", specs.make_run, config, dataset)
   program = grid_lib.grid_program(run, config.base_seed, runs=runs)
   carry = clock("init", grid_lib.initial_state, program,
                 specs.build_grid(config, METHOD))

@@ -33,14 +33,16 @@ def run(sweep_dir: str):
     raise ValueError("the search section needs --sweep=WORKDIR of a finished text sweep")
   sweep = api.Sweep(sweep_dir)
   run_id = sweep.best_run(1.0, "p@100", "ssb_vae")
-  path = os.path.join(tempfile.mkdtemp(), "index.npz")
+  path = os.path.join(tempfile.mkdtemp(), "index" + index.SUFFIX)
   index.build(sweep, run_id, path)
   loaded = index.load(path)
   test = sweep.dataset.test
-  pick = np.random.default_rng(0).choice(len(test), size=min(QUERIES, len(test)),
+  # Queries with a vocabulary term: the index refuses one with none.
+  known = np.flatnonzero(np.diff(test.inputs.indptr) > 0)
+  pick = np.random.default_rng(0).choice(known, size=min(QUERIES, len(known)),
                                          replace=False)
   start = time.perf_counter()
-  codes = loaded.encoder.encode_texts([test.texts[i] for i in pick])
+  codes = loaded.encode_texts([test.texts[i] for i in pick])
   positions, _ = loaded.search(codes, 10)
   seconds = time.perf_counter() - start
   agree = float((loaded.db_labels[positions] == test.labels[pick][:, None]).mean())

@@ -40,12 +40,16 @@ class Split:
       CSR on the inputs' nonzeros when the inputs are CSR.
     labels: [items] int32 class indices, or [items, classes] uint8 multi-hot.
     texts: the raw documents, for text data (empty otherwise).
+    ids: each item's id in the user's data (a table's row number, 0-based,
+      or its id column's value), so a search result can name the row it
+      came from; empty when the loader gives none.
   """
 
   inputs: np.ndarray
   targets: np.ndarray
   labels: np.ndarray
   texts: tuple = ()
+  ids: tuple = ()
 
   def __len__(self) -> int:
     return self.inputs.shape[0]
@@ -56,10 +60,10 @@ class Split:
 
   def take(self, idx) -> "Split":
     """The items `idx` (an index array or a slice), in that order."""
-    texts = self.texts
-    if texts:
-      texts = tuple(texts[i] for i in np.arange(len(self))[idx])
-    return make_split(self.inputs[idx], self.targets[idx], self.labels[idx], texts)
+    rows = np.arange(len(self))[idx]
+    texts = tuple(self.texts[i] for i in rows) if self.texts else ()
+    ids = tuple(self.ids[i] for i in rows) if self.ids else ()
+    return make_split(self.inputs[idx], self.targets[idx], self.labels[idx], texts, ids)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +148,8 @@ def concat(a: Split, b: Split) -> Split:
   stack = ((lambda x, y: scipy.sparse.vstack([x, y], format="csr")) if a.sparse
            else (lambda x, y: np.concatenate([x, y])))
   return make_split(stack(a.inputs, b.inputs), stack(a.targets, b.targets),
-                    np.concatenate([a.labels, b.labels]), a.texts + b.texts)
+                    np.concatenate([a.labels, b.labels]), a.texts + b.texts,
+                    a.ids + b.ids if (a.ids or not len(a)) and (b.ids or not len(b)) else ())
 
 
 def with_values(rows: scipy.sparse.csr_matrix, values: np.ndarray) -> scipy.sparse.csr_matrix:
@@ -187,7 +192,7 @@ def bag_of_words(rows) -> scipy.sparse.csr_matrix:
   return rows
 
 
-def make_split(inputs, targets, labels, texts=()) -> Split:
+def make_split(inputs, targets, labels, texts=(), ids=()) -> Split:
   """A Split with the canonical dtypes: dense float32 arrays, or float32 CSR
   inputs with the targets on the same nonzeros (sharing their index arrays)."""
   labels = np.asarray(labels, dtype=np.uint8 if np.ndim(labels) == 2 else np.int32)
@@ -197,9 +202,10 @@ def make_split(inputs, targets, labels, texts=()) -> Split:
     if not (np.array_equal(inputs.indptr, targets.indptr)
             and np.array_equal(inputs.indices, targets.indices)):
       raise DataError("sparse inputs and targets must have the same nonzeros")
-    return Split(inputs, with_values(inputs, targets.data), labels, tuple(texts))
+    return Split(inputs, with_values(inputs, targets.data), labels, tuple(texts), tuple(ids))
   return Split(np.ascontiguousarray(inputs, dtype=np.float32),
-               np.ascontiguousarray(targets, dtype=np.float32), labels, tuple(texts))
+               np.ascontiguousarray(targets, dtype=np.float32), labels, tuple(texts),
+               tuple(ids))
 
 
 def check_split(dataset: str, name: str, split: Split, num_classes: int):
@@ -214,6 +220,8 @@ def check_split(dataset: str, name: str, split: Split, num_classes: int):
                     f"inputs {split.inputs.shape}")
   if split.texts and len(split.texts) != n:
     raise DataError(f"{where}: {len(split.texts)} texts for {n} items")
+  if split.ids and len(split.ids) != n:
+    raise DataError(f"{where}: {len(split.ids)} ids for {n} items")
   if split.labels.shape[0] != n:
     raise DataError(f"{where}: {split.labels.shape[0]} labels for {n} items")
   if split.labels.ndim == 1:

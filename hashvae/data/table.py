@@ -4,6 +4,9 @@ CSV (a header row, the quoting spreadsheets and pandas write), TSV (the same
 with tabs) or JSON lines (one object per line). A multi-label item holds a
 list: a JSON list in JSON lines, a separator-joined string ("sport|news") in
 CSV and TSV. Documents are vectorised as the Snippets text is (data.text).
+Each item keeps an id, so a search result names its row: the value of the
+id column (`id_column`, "id" by default) in a file that has one, else its
+row number (0-based, in the file's order; header and blank lines not counted).
 """
 
 from __future__ import annotations
@@ -31,12 +34,15 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"}
 @dataclasses.dataclass(frozen=True)
 class Table:
   """The documents of one file, with each one's label names (in file order,
-  repeats dropped) and the line it starts on."""
+  repeats dropped), the line it starts on and its id (its id column's
+  value, or its row number)."""
 
   path: str
   docs: list[str]
   labels: list[tuple[str, ...]]
   lines: list[int]
+  ids: list
+  numbered: bool  # ids are row numbers (the file has no id column)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +62,11 @@ class TextTableSpec:
   max_features: int = 10000  # vocabulary size cap
   tfidf: bool = False  # input tf-idf (rows L2-normalised) instead of log(1 + tf)
   drop_empty: bool = False  # documents with no vocabulary term: dropped or zero rows
+  id_column: str = "id"  # column (JSON field) naming each item, if the file has it
 
   def __post_init__(self):
+    if not isinstance(self.id_column, str):
+      checks.refuse(self, "id_column", "a column name (empty: always row numbers)")
     check_vectorising(self, "documents")
     checks.check_choice(self, "format", ("",) + tuple(FORMATS.values()),
                         f"one of {sorted(FORMATS.values())}, or empty to read it from "
@@ -90,10 +99,12 @@ def _decoded(path: str, undecodable: list[int]):
       yield line.removeprefix("\ufeff") if number == 1 else line  # a spreadsheet's BOM
 
 
-def _csv_records(path: str, lines, delimiter: str, text_column: str, label_column: str):
-  """Yields (line, text, label field) per row; the first row is the header."""
+def _csv_records(path: str, lines, delimiter: str, text_column: str, label_column: str,
+                 id_column: str):
+  """Yields (line, text, label field, id field or None) per row; the first
+  row is the header."""
   reader = csv.reader(lines, delimiter=delimiter)
-  header, columns, last = None, None, 0
+  header, columns, last, id_at = None, None, 0, None
   try:
     for record in reader:
       start, last = last + 1, reader.line_num  # a quoted field may span lines
@@ -107,17 +118,19 @@ def _csv_records(path: str, lines, delimiter: str, text_column: str, label_colum
                           f"(columns: {header}); set --config.data.text_column and "
                           "--config.data.label_column")
         columns = (header.index(text_column), header.index(label_column))
+        id_at = header.index(id_column) if id_column in header else None
         continue
       if len(record) != len(header):
         raise DataError(f"{path}:{start}: {len(record)} fields where the header has "
                         f"{len(header)} (an unquoted {delimiter!r} in the text?)")
-      yield start, record[columns[0]], record[columns[1]]
+      yield (start, record[columns[0]], record[columns[1]],
+             None if id_at is None else record[id_at])
   except csv.Error as e:  # an unclosed quote, a field over csv's size limit, ...
     raise DataError(f"{path}:{last + 1}: malformed line: {e}") from e
 
 
-def _jsonl_records(path: str, lines, text_column: str, label_column: str):
-  """Yields (line, text, label value) per JSON object."""
+def _jsonl_records(path: str, lines, text_column: str, label_column: str, id_column: str):
+  """Yields (line, text, label value, id value or None) per JSON object."""
   for number, line in enumerate(lines, start=1):
     if not line.strip():
       continue
@@ -131,7 +144,7 @@ def _jsonl_records(path: str, lines, text_column: str, label_column: str):
     for field in (text_column, label_column):
       if field not in record:
         raise DataError(f"{path}:{number}: no field {field!r} (fields: {sorted(record)[:10]})")
-    yield number, record[text_column], record[label_column]
+    yield number, record[text_column], record[label_column], record.get(id_column)
 
 
 def _label_names(where: str, value, separator: str) -> tuple[str, ...]:
@@ -161,11 +174,11 @@ def read_table(path: str, spec: TextTableSpec) -> Table:
   text_column, label_column = spec.text_column, spec.label_column
   undecodable = []
   lines = _decoded(path, undecodable)
-  records = (_jsonl_records(path, lines, text_column, label_column) if fmt == "jsonl" else
-             _csv_records(path, lines, "\t" if fmt == "tsv" else ",", text_column,
-                          label_column))
-  docs, labels, numbers = [], [], []
-  for number, text, label in records:
+  columns = (text_column, label_column, spec.id_column or None)
+  records = (_jsonl_records(path, lines, *columns) if fmt == "jsonl" else
+             _csv_records(path, lines, "\t" if fmt == "tsv" else ",", *columns))
+  docs, labels, numbers, ids = [], [], [], []
+  for number, text, label, item_id in records:
     where = f"{path}:{number}"
     if not isinstance(text, str):
       raise DataError(f"{where}: the {text_column!r} field is {type(text).__name__}, "
@@ -176,8 +189,33 @@ def read_table(path: str, spec: TextTableSpec) -> Table:
     labels.append(_label_names(where, label, separator))
     docs.append(text)
     numbers.append(number)
+    ids.append(item_id)
   check_read(path, docs, undecodable)
-  return Table(path, docs, labels, numbers)
+  ids = item_ids(path, spec.id_column, ids, numbers)
+  numbered = ids is None
+  return Table(path, docs, labels, numbers, list(range(len(docs))) if numbered else ids,
+               numbered)
+
+
+def item_ids(path: str, column: str, values: list, lines: list[int]):
+  """The id column's values, or None (number the items by row) when no item
+  has one. Ids only name search results, so a table that loaded before
+  there were ids still loads: an item with no usable id (missing, empty,
+  not a string or an integer) numbers the whole file by row, and repeated
+  ids are kept; both with a warning naming the line."""
+  if all(v is None for v in values):
+    return None
+  seen = {}
+  for value, line in zip(values, lines, strict=True):
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+      log.warning("%s:%d: no usable id in %r (%r): the items of this file are numbered "
+                  "by row instead", path, line, column, value)
+      return None
+    if value in seen:
+      log.warning("%s:%d: the id %r repeats that of line %d: search results will show "
+                  "both under it", path, line, value, seen[value])
+    seen.setdefault(value, line)
+  return values
 
 
 def encode_labels(table: Table, classes: tuple[str, ...], multilabel: bool) -> np.ndarray:
@@ -218,23 +256,42 @@ def load_text_table(spec: TextTableSpec) -> Dataset:
   tables = [t for t in (train, test, held) if t is not None]
   multilabel = any(len(names) > 1 for t in tables for names in t.labels)
   classes = tuple(sorted({n for names in train.labels for n in names}))
-  ids = [encode_labels(t, classes, multilabel) for t in tables]
+  label_ids = [encode_labels(t, classes, multilabel) for t in tables]
   # Every training document (train and validation: the database), as
   # vectorise_corpus fits on all of its training documents.
   vectoriser = TextVectoriser.fit(train.docs + (held.docs if held else []),
                                   spec.max_features, spec.tfidf, NAME)
-  split = lambda docs, label_ids, part: text_split(vectoriser, docs, label_ids,
-                                                   f"{NAME}/{part}", spec.drop_empty)
+  def split(docs, labels, ids, part):
+    return text_split(vectoriser, docs, labels, f"{NAME}/{part}", spec.drop_empty, ids)
+
   if held is not None:
-    parts = (split(train.docs, ids[0], "train"), split(held.docs, ids[2], "validation"))
+    held_ids = validation_ids(train, held)
+    parts = (split(train.docs, label_ids[0], train.ids, "train"),
+             split(held.docs, label_ids[2], held_ids, "validation"))
   else:  # the order and draw of vectorise_corpus, so the splits are the same
     order = np.arange(len(train.docs))
     if fraction > 0:
       fit, val = train_test_split(order, test_size=fraction, random_state=spec.split_seed)
     else:
       fit, val = order, order[:0]
-    pick = lambda idx: [train.docs[i] for i in idx]
-    parts = (split(pick(fit), ids[0][fit], "train"), split(pick(val), ids[0][val], "validation"))
+    pick = lambda values, idx: [values[i] for i in idx]
+    parts = (split(pick(train.docs, fit), label_ids[0][fit], pick(train.ids, fit), "train"),
+             split(pick(train.docs, val), label_ids[0][val], pick(train.ids, val),
+                   "validation"))
   return Dataset(name=NAME, train=parts[0], validation=parts[1],
-                 test=split(test.docs, ids[1], "test"), num_classes=len(classes),
-                 class_names=classes, vectoriser=vectoriser)
+                 test=split(test.docs, label_ids[1], test.ids, "test"),
+                 num_classes=len(classes), class_names=classes, vectoriser=vectoriser)
+
+
+def validation_ids(train: Table, held: Table) -> list:
+  """A separate validation file's ids, told apart from the training file's:
+  its row numbers are prefixed with its file name ("val.csv:3"); id column
+  values are kept (one the training file also holds, with a warning)."""
+  if held.numbered:
+    name = os.path.basename(held.path)
+    return [f"{name}:{row}" for row in held.ids]
+  both = set(held.ids) & set(train.ids)
+  if both and not train.numbered:
+    log.warning("%s: the id %r is also in %s: search results will show both items under "
+                "it", held.path, sorted(map(str, both))[0], train.path)
+  return held.ids

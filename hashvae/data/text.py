@@ -119,10 +119,11 @@ class TextVectoriser:
 
 
 def text_split(vectoriser: TextVectoriser, docs, label_ids, where: str,
-               drop_empty: bool) -> Split:
+               drop_empty: bool, ids=()) -> Split:
   """Vectorised split. Documents left with no vocabulary term are dropped
   (`drop_empty`) or kept with zero rows (no reconstruction loss); either
-  way they are counted in the log."""
+  way they are counted in the log. `ids`: each document's id in the user's
+  data (kept for the documents kept)."""
   counts = vectoriser.counts(docs)
   empty = np.diff(counts.indptr) == 0
   if empty.any():
@@ -131,7 +132,8 @@ def text_split(vectoriser: TextVectoriser, docs, label_ids, where: str,
   keep = ~empty if drop_empty else np.ones(len(docs), bool)
   inputs, targets = vectoriser.rows(counts[keep])
   return make_split(inputs, targets, np.asarray(label_ids)[keep],
-                    tuple(d for d, k in zip(docs, keep, strict=True) if k))
+                    tuple(d for d, k in zip(docs, keep, strict=True) if k),
+                    tuple(i for i, k in zip(ids, keep, strict=True) if k))
 
 
 def label_indices(names, classes: tuple[str, ...], where: str) -> np.ndarray:
@@ -161,13 +163,16 @@ def vectorise_corpus(name, train_docs, train_names, test_docs, test_names, *,
   else:
     fit_idx, val_idx = order, order[:0]
   pick = lambda docs, idx: [docs[i] for i in idx]
-  split = lambda docs, ids, part: text_split(vectoriser, docs, ids, f"{name}/{part}",
-                                             drop_empty)
+  # A document's id is its 0-based position among the training documents or
+  # among the test documents, as read (validation keeps its training row).
+  split = lambda idx, labels, part, docs=train_docs: text_split(
+      vectoriser, pick(docs, idx), labels, f"{name}/{part}", drop_empty,
+      tuple(int(i) for i in idx))
   return Dataset(
       name=name,
-      train=split(pick(train_docs, fit_idx), train_ids[fit_idx], "train"),
-      validation=split(pick(train_docs, val_idx), train_ids[val_idx], "validation"),
-      test=split(test_docs, test_ids, "test"),
+      train=split(fit_idx, train_ids[fit_idx], "train"),
+      validation=split(val_idx, train_ids[val_idx], "validation"),
+      test=split(np.arange(len(test_docs)), test_ids, "test", test_docs),
       num_classes=len(classes), class_names=classes, vectoriser=vectoriser)
 
 

@@ -1,17 +1,18 @@
 """Consistency checks of a hash index's arrays, so that a damaged or hand-made
 index file is refused with what is wrong instead of answering with what it
 has (code rows fewer than ids) or failing inside the encoder (a weight of
-another shape). hashvae.retrieval.index raises IndexFormatError with these problems.
+another shape). hashvae.retrieval.index raises IndexFormatError with these
+problems. numpy only: a search imports no jax.
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import traverse_util
 
-# Arrays every index file holds (text indexes also `vocabulary`).
+from hashvae.retrieval import numpy_encoder
+
+# Arrays every index file holds ("meta" is its header; text indexes also
+# hold the vocabulary, the texts' offsets and, with tf-idf, the idf).
 REQUIRED = ("meta", "db_codes", "db_ids", "db_labels", "db_texts")
 
 
@@ -36,24 +37,42 @@ def length_problems(db_codes, db_ids, db_labels, db_texts, bits: int,
   if np.ndim(db_codes) != 2 or np.shape(db_codes)[1] != width:
     problems.append(f"db_codes has shape {np.shape(db_codes)}; a {bits}-bit code "
                     f"needs {width} {'bytes' if packed else 'columns'} per row")
-  if len(set(np.asarray(db_ids).tolist())) != items:
-    problems.append("db_ids repeats ids")
   return problems
 
 
-def variable_problems(model, variables: dict, dims: int) -> list[str]:
-  """The encoder's variables (those `model.code_scores` reads) must all be
-  present, each of the shape `model` gives it for `dims` inputs."""
-  x = jnp.zeros((1, dims), jnp.float32)
-  expected = jax.eval_shape(lambda: model.init(jax.random.key(0), x, method="code_scores"))
-  have = traverse_util.flatten_dict(variables, sep="/")
-  problems = []
-  for name, shape in traverse_util.flatten_dict(dict(expected), sep="/").items():
-    if name not in have:
+def offsets_problems(name: str, data, offsets) -> list[str]:
+  """A string table's offsets must start at 0, never decrease and end at its
+  data's length."""
+  offsets = np.asarray(offsets)
+  if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(data):
+    return [f"{name}'s offsets do not span its {len(data)} bytes"]
+  if (np.diff(offsets) < 0).any():
+    return [f"{name}'s offsets decrease"]
+  return []
+
+
+def encoder_problems(arrays: dict, layers: int, batch_norm: bool, dims: int,
+                     bits: int) -> list[str]:
+  """The encoder's arrays (numpy_encoder.array_names) must all be present,
+  each of the shape an MLP of `layers` hidden layers from `dims` inputs to
+  `bits` scores gives it."""
+  problems, width = [], dims
+  expected = {}
+  for i in range(layers):
+    out = arrays.get(f"encoder/dense_{i}/bias", np.zeros(0)).shape[0]
+    expected[f"encoder/dense_{i}/kernel"] = (width, out)
+    expected[f"encoder/dense_{i}/bias"] = (out,)
+    for part in numpy_encoder.BATCH_NORM if batch_norm else ():
+      expected[f"encoder/norm_{i}/{part}"] = (out,)
+    width = out
+  expected["encoder/head/kernel"] = (width, bits)
+  expected["encoder/head/bias"] = (bits,)
+  for name, shape in expected.items():
+    if name not in arrays:
       problems.append(f"the weight {name} is missing")
-    elif tuple(np.shape(have[name])) != tuple(shape.shape):
-      problems.append(f"the weight {name} has shape {tuple(np.shape(have[name]))}, "
-                      f"the model needs {tuple(shape.shape)}")
+    elif tuple(arrays[name].shape) != shape:
+      problems.append(f"the weight {name} has shape {tuple(arrays[name].shape)}, "
+                      f"the model needs {shape}")
   return problems
 
 
@@ -64,12 +83,18 @@ def vocabulary_problems(vocabulary_size: int, dims: int) -> list[str]:
 
 
 def loaded_index_problems(index) -> list[str]:
-  """Every problem of a loaded hashvae.retrieval.index.Index (unpacked codes)."""
-  encoder = index.encoder
-  problems = length_problems(index.db_codes, index.db_ids, index.db_labels,
-                             index.db_texts, encoder.spec.bits)
-  problems += variable_problems(encoder.model, encoder.variables, encoder.spec.dims)
-  if encoder.vectoriser is not None:
-    problems += vocabulary_problems(len(encoder.vectoriser.counter.vocabulary),
-                                    encoder.spec.dims)
+  """Every problem of a loaded hashvae.retrieval.index.Index."""
+  a, meta = index.arrays, index.meta
+  problems = length_problems(a["db_codes"], index.db_ids, a["db_labels"], index.db_texts,
+                             meta["bits"], packed=True)
+  for name in ("db_texts", "db_ids", "vocabulary"):
+    if f"{name}_offsets" in a:
+      problems += offsets_problems(name, a[name], a[f"{name}_offsets"])
+  layout = meta["encoder"]
+  problems += encoder_problems(a, layout["layers"], layout["batch_norm"], meta["dims"],
+                               meta["bits"])
+  if index.vectoriser is not None:
+    problems += vocabulary_problems(len(a["vocabulary_offsets"]) - 1, meta["dims"])
+    if "idf" in a and a["idf"].shape != (meta["dims"],):
+      problems.append(f"idf has shape {a['idf'].shape} for {meta['dims']} terms")
   return problems
