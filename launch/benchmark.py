@@ -8,6 +8,12 @@ as a JSON line with its section's name. scale (RCV1-shaped corpora of 100k
 to 800k documents, each size in fresh processes) runs only when named:
 
     python -m launch.benchmark --sections=scale --scale_cache=/tmp/hashvae_scale
+
+accelerator (hashvae/benchmarks/accelerator.py: evaluate at 80k x 880k, the
+Snippets 16-bit grid as the sweep runs it, one chunk on the 800k corpus, on
+jax's default backend) also runs only when named, and alone:
+
+    python -m launch.benchmark --sections=accelerator --data_path=../shared/data/snippets
 """
 
 import json
@@ -47,11 +53,24 @@ def scale_section(flags_):
                    cpu_devices=flags_.cpu_devices)
 
 
+def accelerator_section(flags_):
+  from hashvae.benchmarks import accelerator
+  return accelerator.run(accelerator_settings(flags_))
+
+
+def accelerator_settings(flags_):
+  from hashvae.benchmarks import accelerator  # numpy and jax's import: no backend started
+  return accelerator.Settings(
+      data_path=flags_.data_path, scale_cache=flags_.scale_cache, quick=flags_.quick,
+      epochs=flags_.accel_epochs, precision=flags_.accel_precision,
+      budget_mb=flags_.accel_budget_mb, parts=tuple(flags_.accel_parts))
+
+
 # name -> (flags) -> iterable of figure dicts. Each imports its module when
 # called: after main has split the CPU into devices (cpu_devices.apply).
 SECTIONS = {"eval": eval_section, "train": train_section,
             "devices": devices_section, "search": search_section,
-            "scale": scale_section}
+            "scale": scale_section, "accelerator": accelerator_section}
 
 _SECTIONS = flags.DEFINE_list("sections", ["eval", "train", "devices"],
                               f"Which benchmarks, of {sorted(SECTIONS)}.")
@@ -66,6 +85,15 @@ flags.DEFINE_string("scale_cache", "/tmp/hashvae_scale",
                     "scale: folder the generated .mat corpora are kept in and reused from.")
 flags.DEFINE_integer("scale_runs", 5, "scale: ssb_vae runs trained together (one chunk).",
                      lower_bound=1)
+flags.DEFINE_list("accel_parts", ["evaluate", "sweep", "scale"],
+                  "accelerator: which parts, in this order (a GPU's or TPU's peak memory "
+                  "covers the earlier parts: smallest first).")
+flags.DEFINE_integer("accel_epochs", 1, "accelerator: epochs of the Snippets grid timed "
+                     "(the figure projects them to 30).", lower_bound=1)
+flags.DEFINE_string("accel_precision", "float32", "accelerator: config.precision of the "
+                    "training parts (float32, tensorfloat32, bfloat16, default).")
+flags.DEFINE_float("accel_budget_mb", 0.0, "accelerator: config.state_memory_budget_mb "
+                   "of the training parts (0: from the device's memory).", lower_bound=0.0)
 flags.DEFINE_bool("full", False, "train: also the 30-epoch exact-vs-fast precision "
                   "comparison on Snippets (minutes).")
 
@@ -83,6 +111,13 @@ def main(argv):
     from hashvae.benchmarks import scale  # numpy and scipy: jax is not started
     try:
       scale.check_sizes(flags.FLAGS.scale_sizes)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from e
+  if "accelerator" in _SECTIONS.value:
+    if len(_SECTIONS.value) > 1:  # its memory peaks would include the other sections'
+      raise app.UsageError("the accelerator section runs alone: --sections=accelerator")
+    try:
+      accelerator_settings(flags.FLAGS)
     except ValueError as e:
       raise app.UsageError(str(e)) from e
   cpu_devices.apply()  # as the training entry points split the CPU
