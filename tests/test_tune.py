@@ -19,7 +19,7 @@ from hashvae.store import results
 from hashvae.sweep import config_check, specs
 from hashvae.sweep.config_check import ConfigError
 from hashvae.training import grid as grid_lib
-from hashvae.tuning import selection, tune, tune_outputs
+from hashvae.tuning import metric_choice, selection, tune, tune_outputs
 from hashvae.tuning import tune_space as space
 
 from conftest import ROOT, with_fields
@@ -194,7 +194,64 @@ def test_tune_fields_are_checked():
     space.check(with_fields(tiny(), tune__audit_halving=True))
   with pytest.raises(ConfigError, match=r"tune.candidate_levels=\(0.1, 1.5\): fractions"):
     space.check(with_fields(tiny(), tune__candidate_levels=(0.1, 1.5)))
+  with pytest.raises(ConfigError, match=r"tune.halving_first_fraction=1.5: a fraction"):
+    space.check(with_fields(tiny(), tune__halving_first_fraction=1.5))
+  with pytest.raises(ConfigError, match=r"tune.metric='p@K': 'auto', or p@K"):
+    space.check(with_fields(tiny(), tune__metric="p@K"))
   space.check(tiny())
+  space.check(with_fields(tiny(), tune__metric="auto"))  # K is chosen with the data
+
+
+# --- the metric ----------------------------------------------------------------
+
+def test_adaptive_k_is_half_the_relevant_items_on_a_1_2_5_ladder_at_most_100():
+  cases = {0.5: 1, 3.9: 1, 4.0: 2, 19.9: 5, 20: 10, 180: 50, 199.9: 50, 200: 100, 300: 100,
+           1e6: 100}
+  assert {r: metric_choice.adaptive_k(r) for r in cases} == cases
+  assert metric_choice.adaptive_k(1e6, largest=500) == 500
+
+
+def test_mean_relevant_counts_database_items_sharing_a_label():
+  rng = np.random.default_rng(0)
+  q, db = rng.integers(0, 5, 30), rng.integers(0, 5, 70)
+  brute = np.mean([(db == x).sum() for x in q])
+  assert metric_choice.mean_relevant(q, db) == pytest.approx(brute)
+  qm, dbm = (rng.random((30, 4)) < 0.3).astype(np.uint8), (rng.random((70, 4)) < 0.3)
+  brute = np.mean([sum(bool((a & b).any()) for b in dbm.astype(np.uint8)) for a in qm])
+  assert metric_choice.mean_relevant(qm, dbm.astype(np.uint8)) == pytest.approx(brute)
+  assert metric_choice.mean_relevant(q, db, most=1) == (db == q[0]).sum()
+
+
+def search_view(num_classes: int, train_size: int) -> Dataset:
+  """A synthetic corpus as a search sees it (training split as database)."""
+  c = with_fields(synthetic.get_config(), data__num_classes=num_classes,
+                  data__train_size=train_size)
+  return space.search_dataset(data.load(data.spec_from_fields(c.data.to_dict())), c.tune)
+
+
+def test_auto_metric_fits_k_to_the_corpus_and_a_named_metric_wins():
+  auto = with_fields(tiny(), tune__metric="auto")
+  # 240 training items in 4 classes: 59 relevant a query, so p@20, not
+  # p@100 (40% of the database).
+  small = search_view(4, 240)
+  assert metric_choice.choose_metric(auto, small) == "p@20"
+  large = search_view(4, 2000)  # 502 relevant: the study's p@100
+  assert metric_choice.choose_metric(auto, large) == "p@100"
+  assert metric_choice.choose_metric(auto, search_view(20, 2400)) == "p@50"  # 120 relevant
+  named = tiny(tune__metric="map@50")
+  assert metric_choice.choose_metric(named, small) == "map@50"
+  assert metric_choice.choose_metric(named, large) == "map@50"
+  with pytest.raises(ConfigError, match=r"tune.metric='p@300': K=300 is more than the "
+                     r"search's database \(the training split, 240 items\)"):
+    metric_choice.choose_metric(with_fields(auto, tune__metric="p@300", ks=(300,)), small)
+
+
+def test_the_searched_k_joins_ks_and_cutoffs_beyond_the_database_leave():
+  c = with_fields(tiny(), ks=(10, 50, 5000))
+  searched = metric_choice.with_metric(c, "p@20", database_size=160)
+  assert (searched.tune.metric, tuple(searched.ks)) == ("p@20", (10, 20, 50))
+  final = metric_choice.with_metric(c, "p@20")  # the final sweep keeps its cut-offs
+  assert tuple(final.ks) == (10, 20, 50, 5000) and tuple(c.ks) == (10, 50, 5000)
 
 
 # --- selection and halving -----------------------------------------------------
@@ -204,12 +261,32 @@ def test_keep_top_keeps_the_best_fraction_per_level_and_never_a_diverged_one():
   means.update({(1.0, 0): 0.2, (1.0, 1): 0.1})
   kept = selection.keep_top(means, 3)
   assert kept == {0.1: {1, 4, 3}, 1.0: {0}}
+  # The config's candidates pass the cut, unless diverged (candidate 2 at 0.1).
+  assert selection.keep_top(means, 3, always={1, 2, 5}) == {0.1: {1, 4, 3, 5}, 1.0: {0, 1}}
   assert selection.select(means) == {0.1: 1, 1.0: 0}  # a tie goes to the lower index
   records = [dict(level=0.1, candidate=0, seed=s, status=st, m=v)
              for s, (st, v) in enumerate([("ok", 0.9), ("diverged", 0.0)])]
   assert selection.seed_means(records, "m") == {(0.1, 0): -math.inf}
   assert selection.rung_epochs(60, 2, 3) == (7, 20, 60)
   assert selection.rung_epochs(4, 0, 3) == (4,)
+
+
+@pytest.mark.parametrize("epochs, rounds, eta, first, rungs", [
+    (30, 2, 3, 0.0, (3, 10, 30)),  # no floor: epochs / eta**k
+    (30, 1, 3, 0.0, (10, 30)),
+    (30, 2, 3, 0.5, (15, 30)),  # both early rounds merge at the floor
+    (30, 1, 3, 0.5, (15, 30)),
+    (30, 2, 3, 0.3, (9, 10, 30)),
+    (30, 5, 2, 0.25, (8, 15, 30)),  # 1, 2, 4 merge into 8 (ceil 7.5); 8 stays
+    (60, 2, 3, 0.5, (30, 60)),
+    (4, 1, 2, 0.5, (2, 4)),
+    (3, 1, 3, 0.5, (2, 3)),  # ceil(1.5)
+    (30, 2, 3, 1.0, (30,)),  # a floor at the end: no cut at all
+    (30, 0, 3, 0.5, (30,)),
+    (1, 3, 3, 0.5, (1,)),
+])
+def test_rung_epochs_puts_no_cut_before_the_floor(epochs, rounds, eta, first, rungs):
+  assert selection.rung_epochs(epochs, rounds, eta, first) == rungs
 
 
 def test_the_halving_replay_cuts_a_slow_starter_only_when_its_first_round_is_early():
@@ -230,6 +307,39 @@ def test_the_halving_replay_cuts_a_slow_starter_only_when_its_first_round_is_ear
   assert (two["rungs"], two["full"], two["halving"], two["agree"]) == ("1/3/9", 3, 0, 0)
   assert (two["full_val"], two["halving_val"]) == (0.8, 0.65)
   assert two["run_epochs"] == 16 * 1 + 8 * 2 + 4 * 6
+  # The slow starter as the config's own weights: it passes both cuts.
+  mine = [dict(r, source="config" if r["candidate"] == 3 else "draw") for r in records]
+  kept = {(r["rounds"], r["level"]): r for r in selection.halving_audit(
+      mine, "m", 9, 2, 3, keep_config=True)}
+  assert (kept[2, 1.0]["halving"], kept[2, 1.0]["agree"]) == (3, 1)
+  # Kept: 2 + the config of 4 a level at epoch 1, 1 + the config of 3 at epoch 3.
+  assert kept[2, 1.0]["run_epochs"] == 16 * 1 + 12 * 2 + 8 * 6
+  # A floor at a third of the epochs: two rounds are one cut at epoch 3.
+  floor = selection.halving_audit(records, "m", 9, 2, 3, first_fraction=1 / 3)
+  assert {r["rungs"] for r in floor} == {"3/9"} and all(r["agree"] for r in floor)
+
+
+def test_cut_spread_says_how_well_each_epochs_ranking_foretells_the_final_one():
+  # The curves above; seed 1 of candidate 0 scores 0.02 more at every epoch.
+  curves = {0: (0.5, 0.6, 0.65), 1: (0.4, 0.5, 0.55), 2: (0.3, 0.4, 0.45), 3: (0.1, 0.55, 0.8)}
+  records = [dict(level=0.1, candidate=c, seed=s, status="ok", epochs=9, **{
+      "val_m_epoch1": v[0] + bump, "val_m_epoch3": v[1] + bump, "val_m": v[2] + bump})
+      for c, v in curves.items() for s in (0, 1)
+      for bump in [0.02 if (c, s) == (0, 1) else 0.0]]
+  rows = {r["epoch"]: r for r in selection.cut_spread(records, "m", 3)}
+  assert sorted(rows) == [1, 3, 9]
+  # Epoch 1 ranks 0 > 1 > 2 > 3, full training 3 > 0 > 1 > 2: rank
+  # differences (1, 1, 1, -3), rho = 1 - 6 * 12 / (4 * 15).
+  assert rows[1]["rho"] == pytest.approx(-0.2)
+  assert rows[3]["rho"] == pytest.approx(0.8) and rows[9]["rho"] == pytest.approx(1.0)
+  # A third kept (2 of 4): at epoch 1 candidates 0 and 1, so the final best
+  # (3, 0.8) is lost for candidate 0's 0.66.
+  assert (rows[1]["kept"], rows[1]["gap"]) == (0, pytest.approx(0.8 - 0.66))
+  assert (rows[3]["kept"], rows[3]["gap"]) == (1, 0.0)
+  assert rows[1]["spread"] == pytest.approx(np.std([0.51, 0.4, 0.3, 0.1]))
+  assert rows[1]["noise"] == pytest.approx(0.01 / 4) and rows[1]["candidates"] == 4
+  assert selection.spearman(np.array([1.0, -math.inf, 2.0]), np.array([3.0, 1.0, 5.0])) == 1.0
+  assert math.isnan(selection.spearman(np.ones(3), np.arange(3.0)))
 
 
 def test_search_data_is_train_and_validation_only():
@@ -378,14 +488,19 @@ def test_halving_resumes_and_continues_survivors_exactly(full_search, tmp_path, 
   by_run = lambda recs: {(r["candidate"], r["level"], r["seed"]): r for r in recs}
   mine, ref = by_run(found.records), by_run(full.records)
   survivors = [k for k, r in mine.items() if r["epochs"] == 4]
-  # 4 candidates a level, half kept; a survivor's scores are those it has
+  # 4 candidates a level, the better half kept and the config's (candidate
+  # 0, tune.halving_keep_config); a survivor's scores are those it has
   # after 4 uninterrupted epochs.
-  assert len(survivors) == 2 * 2
+  for level in (0.2, 1.0):
+    at2 = {c: r.get("val_p@10_epoch2", r["val_p@10"]) for (c, lv, _), r in mine.items()
+           if lv == level}
+    top = set(sorted(at2, key=lambda c: (-at2[c], c))[:2])
+    assert {c for c, lv, _ in survivors if lv == level} == top | {0}
   for k in survivors:
     assert mine[k]["val_p@10"] == pytest.approx(ref[k]["val_p@10"], abs=1e-6)
     assert "val_p@10_epoch2" in mine[k]
   cost = found.cost["ssb_vae"]
-  assert (cost["run_epochs"], cost["full_run_epochs"]) == (8 * 2 + 4 * 2, 8 * 4)
+  assert (cost["run_epochs"], cost["full_run_epochs"]) == (8 * 2 + len(survivors) * 2, 8 * 4)
   for level, cand in found.chosen["ssb_vae"].items():  # chosen among the survivors
     assert (cand, level, 0) in survivors
   assert not os.path.exists(os.path.join(folder, "ssb_vae"))  # checkpoints removed

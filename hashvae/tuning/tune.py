@@ -42,7 +42,7 @@ from hashvae.store import checkpoint, results, workdir
 from hashvae.store.checkpoint import Checkpoints
 from hashvae.sweep import experiment, specs
 from hashvae.training import grid as grid_lib
-from hashvae.tuning import selection
+from hashvae.tuning import metric_choice, selection
 from hashvae.tuning import tune_space as space
 from hashvae.tuning.tune_outputs import candidate_rows, chosen_weights, write_search
 from hashvae.tuning.tune_space import Search
@@ -188,19 +188,27 @@ def halving(config, data, method, folder, grid, cand_of, base):
   """The rounds of successive halving (one round, the full epochs, without
   it): each round trains its runs to the round's epochs in one compiled
   program, scores them on validation, and keeps the best 1/eta candidates
-  of each level (all of them with tune.audit_halving, which then replays
-  the cut afterwards: selection.halving_audit). Returns (records [one per run of `grid`, at the last
-  round it reached], cost)."""
+  of each level, and the config's own with tune.halving_keep_config (all
+  of them with tune.audit_halving, which then replays the cut afterwards:
+  selection.halving_audit). Returns (records [one per run of `grid`, at
+  the last round it reached], cost)."""
   metric = space.metric_name(config)
   sconfig = space.search_config(config)
   run = specs.make_run(sconfig, data, method)
   mesh = sharding.run_mesh(config.devices)
   width = specs.chunk_size(sconfig, run, len(grid), mesh)
   program = grid_lib.grid_program(run, config.base_seed, mesh, runs=width)
-  rungs = selection.rung_epochs(config.epochs, config.tune.halving_rounds, config.tune.halving_eta)
+  t = config.tune
+  rungs = selection.rung_epochs(config.epochs, t.halving_rounds, t.halving_eta,
+                                t.halving_first_fraction)
+  if len(rungs) < t.halving_rounds + 1:
+    log.info("tune %s: %d halving round(s), not %d: no cut before epoch %d "
+             "(tune.halving_first_fraction=%g of %d epochs)", method, len(rungs) - 1,
+             t.halving_rounds, rungs[0], t.halving_first_fraction, config.epochs)
   log.info("tune %s: rounds to epochs %s, chunks of %d over %d device(s)", method, rungs,
            width, mesh.devices.size)
   rows, before, latest, spent = np.arange(len(grid)), None, {}, 0
+  always = selection.config_candidates(base, t.halving_keep_config)
   for i, epochs in enumerate(rungs):
     rung_folder = os.path.join(folder, f"rung_{i}")
     if os.path.exists(rung_folder + ".json"):
@@ -225,7 +233,7 @@ def halving(config, data, method, folder, grid, cand_of, base):
     if i + 1 < len(rungs) and not config.tune.audit_halving:
       means = selection.seed_means([dict(latest[int(r)], **{metric: latest[int(r)][
           f"val_{metric}"]}) for r in rows], metric)
-      kept = selection.keep_top(means, config.tune.halving_eta)
+      kept = selection.keep_top(means, t.halving_eta, always)
       rows = np.array([r for r in rows if cand_of[r] in kept[grid.levels[r]]])
       log.info("tune %s: round %d kept %d of %d runs", method, i + 1, len(rows), len(scores))
   records = [dict({k: v for k, v in latest[r].items() if k != "history"},
@@ -242,10 +250,12 @@ def search(config, dataset, folder: str) -> Search:
   trained) and selects per (method, level). `folder` keeps the progress."""
   space.check(config)
   data = space.search_dataset(dataset, config.tune)
+  metric, named = metric_choice.choose_metric(config, data), space.metric_name(config)
+  config = metric_choice.with_metric(config, metric, data.database_size)
   experiment.checked_dataset(space.search_config(config), data)
-  log.info("tune: %d training items as database, %d validation items as queries",
-           data.database_size, len(data.test))
-  metric = space.metric_name(config)
+  log.info("tune: %d training items as database, %d validation items as queries, "
+           "chosen on validation %s%s", data.database_size, len(data.test), metric,
+           f" (tune.metric={named!r})" if named != metric else "")
   records, chosen, cands, cost = [], {}, {}, {}
   for method in config.methods:
     found = search_method(config, data, method, os.path.join(folder, method))
@@ -256,7 +266,7 @@ def search(config, dataset, folder: str) -> Search:
             if r["epochs"] == full]
     chosen[method] = selection.select(selection.seed_means(last, metric))
     records += found["records"]
-  return Search(records, chosen, cands, cost)
+  return Search(records, chosen, cands, cost, metric)
 
 
 def final_config(config, found: Search):
@@ -289,6 +299,7 @@ def run_tune(config, dataset, folder: str, restart_final: bool = False):
   the test queries (in folder/final, an ordinary sweep's workdir). Returns
   (Search, the final SweepResult)."""
   found = search(config, dataset, os.path.join(folder, "search"))
+  config = metric_choice.with_metric(config, found.metric)  # the final sweep reports it too
   written = write_search(config, found, folder)
   results.write_csv(os.path.join(folder, "candidates.csv"), candidate_rows(found))
   for m, cost in found.cost.items():
@@ -298,7 +309,8 @@ def run_tune(config, dataset, folder: str, restart_final: bool = False):
   # Only now is the test split read: the choice above is final.
   final = final_config(config, found)
   final_folder = os.path.join(folder, "final")
-  workdir.prepare(final_folder, final.to_dict(), restart=restart_final)
+  workdir.prepare(final_folder, final.to_dict(), restart=restart_final,
+                  runtime=experiment.runtime(final))
   sweep = experiment.run_sweep(final, dataset, workdir=final_folder)
   written += experiment.write_outputs(final_folder, sweep)
   results.write_csv(os.path.join(folder, "candidates.csv"),

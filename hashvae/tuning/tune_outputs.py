@@ -35,21 +35,46 @@ def write_search(config, found: space.Search, folder: str) -> list[str]:
           for r in space.weight_rows(name, config.bits, m, per_level)]
   paths = [os.path.join(folder, "weights.csv"), os.path.join(folder, "search.json")]
   results.write_csv(paths[0], rows)
-  audit = halving_audit(config, found)
+  audit, metric = halving_audit(config, found), searched_metric(config, found)
   results.write_json(paths[1], dict(
-      metric=space.metric_name(config), chosen={m: {str(lv): c for lv, c in v.items()}
-                                                for m, v in found.chosen.items()},
+      metric=metric, chosen={m: {str(lv): c for lv, c in v.items()}
+                             for m, v in found.chosen.items()},
       cost=found.cost, halving_audit=audit))
   if audit:
     paths.append(os.path.join(folder, "halving_audit.csv"))
     results.write_csv(paths[-1], audit)
-  figure = os.path.join(folder, f"tune_{space.metric_name(config).replace('@', '_at_')}.png")
+    paths.append(os.path.join(folder, "halving_spread.csv"))
+    results.write_csv(paths[-1], cut_spread(config, found))
+  figure = os.path.join(folder, f"tune_{metric.replace('@', '_at_')}.png")
   try:
-    validation_figure(found, space.metric_name(config), figure, space.levels(config))
+    validation_figure(found, metric, figure, space.levels(config))
     paths.append(figure)
   except ImportError as e:  # matplotlib is optional for the search itself
     log.warning("no figure: %s", e)
   return paths
+
+
+def searched_metric(config, found: space.Search) -> str:
+  """The metric the search chose on (tune.metric resolved for its data)."""
+  return found.metric or space.metric_name(config)
+
+
+def trained(found: space.Search) -> dict:
+  """{method: its records} of the methods trained in epochs (not fitted)."""
+  out = {}
+  for r in found.records:
+    out.setdefault(r["method"], []).append(r)
+  return {m: recs for m, recs in out.items() if max(r["epochs"] for r in recs) > 0}
+
+
+def cut_spread(config, found: space.Search) -> list[dict]:
+  """halving_spread.csv (tune.audit_halving): per method, level and scored
+  epoch, how well a cut there tells the candidates apart
+  (selection.cut_spread)."""
+  metric = searched_metric(config, found)
+  return [dict(method=m, **row) for m, recs in trained(found).items()
+          for row in selection.cut_spread(recs, metric, config.tune.halving_eta,
+                                          config.tune.halving_keep_config)]
 
 
 def halving_audit(config, found: space.Search) -> list[dict]:
@@ -57,14 +82,12 @@ def halving_audit(config, found: space.Search) -> list[dict]:
   setting and level, halving's choice against full training's."""
   if not config.tune.audit_halving:
     return []
-  metric, t = space.metric_name(config), config.tune
+  metric, t = searched_metric(config, found), config.tune
   out = []
-  for m in found.chosen:
-    recs = [r for r in found.records if r["method"] == m]
-    if max(r["epochs"] for r in recs) == 0:  # fitted on the host: no rounds
-      continue
+  for m, recs in trained(found).items():
     for row in selection.halving_audit(recs, metric, config.epochs, t.halving_rounds,
-                                   t.halving_eta):
+                                       t.halving_eta, t.halving_first_fraction,
+                                       t.halving_keep_config):
       out.append(dict(method=m, **row))
       log.info("halving audit %s, %d round(s) at p=%g: keeps candidate %d, full training "
                "chooses %d (validation %s %.4f vs %.4f), %d of %d run-epochs", m,

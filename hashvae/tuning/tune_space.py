@@ -23,6 +23,7 @@ from hashvae.data.dataset import Dataset
 from hashvae.sweep import config_check
 from hashvae.sweep.config_check import ConfigError
 from hashvae.training.grid import Grid
+from hashvae.tuning.metric_choice import AUTO, METRIC
 
 # A method's declared default d gives the range d / SPAN .. d * SPAN when
 # config.tune.ranges has none for it (a method registered after the config).
@@ -66,6 +67,8 @@ def search_config(config, at_levels: tuple = ()):
 
 
 def metric_name(config) -> str:
+  """config.tune.metric as given: "auto" until metric_choice.choose_metric
+  resolves it for the search's data."""
   return config.tune.metric
 
 
@@ -110,14 +113,17 @@ def check(config):
        "fractions in [0, 1]", tuple(t.levels))
   need(all(0.0 <= lv <= 1.0 for lv in t.candidate_levels), "candidate_levels",
        "fractions in [0, 1]", tuple(t.candidate_levels))
-  match = re.fullmatch(r"(p|r|map|ndcg)@(\d+)(_tie_aware)?", t.metric)
-  need(match is not None and int(match.group(2)) in tuple(config.ks), "metric",
-       f"p@K, r@K, map@K, ndcg@K or p@K_tie_aware with K in config.ks "
-       f"{tuple(config.ks)}", t.metric)
+  match = re.fullmatch(METRIC, t.metric)
+  need(t.metric == AUTO or (match is not None and int(match.group(2)) in tuple(config.ks)),
+       "metric", f"'{AUTO}', or p@K, r@K, map@K, ndcg@K or p@K_tie_aware with K in "
+       f"config.ks {tuple(config.ks)}", t.metric)
   need(isinstance(t.halving_rounds, int) and t.halving_rounds >= 0, "halving_rounds",
        "an integer >= 0 (0: no halving)", t.halving_rounds)
   need(isinstance(t.halving_eta, int) and t.halving_eta >= 2, "halving_eta",
        "an integer >= 2 (each round keeps 1/eta)", t.halving_eta)
+  need(isinstance(t.halving_first_fraction, (int, float)) and 0 <= t.halving_first_fraction
+       <= 1, "halving_first_fraction", "a fraction of config.epochs in [0, 1]",
+       t.halving_first_fraction)
   need(not t.audit_halving or t.halving_rounds >= 1, "audit_halving",
        "needs tune.halving_rounds >= 1 (the rounds to audit)", t.audit_halving)
   need(0.0 < t.validation_fraction < 1.0, "validation_fraction", "a fraction in (0, 1)",
@@ -280,3 +286,4 @@ class Search:
   chosen: dict  # method -> {level: candidate index}
   candidates: dict  # method -> [Candidate]
   cost: dict  # method -> {"run_epochs", "full_run_epochs", "seconds", "rungs"}
+  metric: str = ""  # the validation metric chosen on (tune.metric, resolved)
