@@ -5,6 +5,7 @@ the colon of `--config=configs/x.py:method=ssb_vae,bits=32`.
 """
 
 import csv
+import difflib
 import os
 
 import ml_collections
@@ -30,7 +31,17 @@ def parse_arg(arg, **defaults):
 
 
 def method_tuple(text, all_methods):
-  return tuple(all_methods) if text == "all" else tuple(text.split("+"))
+  """The argument's `method=`: `all` (`all_methods`) or names joined by `+`,
+  each registered (a misspelt name is a command-line mistake: it fails
+  here, naming the nearest registered name)."""
+  names = tuple(all_methods) if text == "all" else tuple(text.split("+"))
+  for name in names:
+    if name not in registry.METHODS:
+      close = difflib.get_close_matches(name, sorted(registry.METHODS), n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      raise ValueError(f"config argument method={text}: unknown method {name!r}{hint}; "
+                       f"known: {sorted(registry.METHODS)}")
+  return names
 
 
 def weights(levels=(), **values):
@@ -62,11 +73,11 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   c.methods = methods  # registered objectives to train, one program each
   c.bits = bits  # code length K
   c.seeds = (0, 1, 2)  # run key = fold_in(key(base_seed), seed)
-  c.base_seed = 0
+  c.base_seed = 0  # the key every run's key is folded from
   c.levels = (0.1, 0.5, 1.0)  # labelled fractions p in [0, 1]
+  blocks, options = declared(methods)
   # Per method, its declared weights for each level (or one value for all);
   # see `weights`. Set with --config.weights.<method>.<name>='(0.1,1.0)'.
-  blocks, options = declared(methods)
   c.weights = ml_collections.ConfigDict(blocks)
   # Comma-separated modules imported before the config is checked, e.g. one
   # that registers a method with hashvae.methods.register.
@@ -78,10 +89,13 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   # step count); not the released optimiser; needs the sparse input path.
   c.optimizer = "exact"
   c.temperature = 0.67  # binary-concrete relaxation temperature
-  c.epochs = 30
-  c.batch_size = 100
+  c.epochs = 30  # passes over the training items
+  c.batch_size = 100  # training items per step
   c.eval_batch_size = 1000  # items encoded at once at evaluation
-  c.ks = (100, 1000, 5000)  # retrieval cut-offs K
+  # Retrieval cut-offs K of p@K, r@K, map@K, ndcg@K; those beyond the
+  # database size are dropped, with a warning (a corpus of 2,000 items is
+  # scored at 100 and 1000).
+  c.ks = (100, 1000, 5000)
   # Label mask: False draws floor(p * N) over train + validation together;
   # True draws floor(p * N_s) in each split separately, as released.
   c.mask_per_split = False
@@ -93,9 +107,9 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   # whose stacked state is larger runs as consecutive chunks of runs.
   # 0: from the device. A GPU or TPU that reports its memory
   # (Device.memory_stats) gets DEVICE_MEMORY_FRACTION of it; a CPU device,
-  # which reports none, gets 2048 MB (a 50-run Snippets grid, 64 MB a run,
-  # then runs as 2 x 25: 7.4 GB peak resident on a CPU host against 12.9 GB
-  # as one program). Either way the data each device holds is taken off.
+  # which reports none, gets CPU_BUDGET_MB (hashvae/training/chunking.py;
+  # docs/performance.md, "Memory"). Either way the data each device holds
+  # is taken off.
   c.state_memory_budget_mb = 0.0
   # Matrix products of float32 inputs (jax.default_matmul_precision):
   # "float32" computes in full float32 on every platform, what the CPU
@@ -105,14 +119,13 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   # jax and the platform. On a CPU all four compute the same.
   c.precision = "float32"
   # On CPU devices, at most this many runs a device in one chunk (0: no
-  # cap). Narrower programs are faster per run on a CPU host: measured side
-  # by side on 2 cores, 4.9 ms per run-step at 5 Snippets runs against 5.6 at
-  # 25, and 0.86 against 1.2 for digits at 5 against 50 runs (the wider
-  # program's per-step arrays and state outgrow the caches). Accelerators
+  # cap). Narrower programs are faster per run on a CPU host, whose caches
+  # the wider program's per-step arrays and state outgrow (measured in
+  # docs/performance.md, "Memory"). Accelerators
   # keep wide programs.
   c.cpu_runs_per_chunk = 5
   c.checkpoint_every = 5  # epochs between checkpoints (also at the end)
-  c.checkpoints_to_keep = 2
+  c.checkpoints_to_keep = 2  # the latest ones, per method
   c.model = ml_collections.ConfigDict()
   c.model.hidden = (500, 500)  # encoder widths
   c.model.batch_norm = True  # after each encoder layer
@@ -148,7 +161,12 @@ def tune_block(method_names) -> ml_collections.ConfigDict:
   # its search by level over several jobs: each job then tries the same
   # candidates at its levels as one search of them all.
   t.candidate_levels = ()
-  t.metric = "p@100"  # validation metric maximised (K in config.ks)
+  # Validation metric maximised: "auto" is p@K with K at most half the mean
+  # number of database items relevant to a validation query, rounded down to
+  # 1, 2 or 5 x 10^n, and at most 100 (p@100 on the study's corpora, p@50 on
+  # 2,000 documents in 10 classes), added to the search's ks. Or name one:
+  # p@K, r@K, map@K, ndcg@K, p@K_tie_aware with K in config.ks.
+  t.metric = "auto"
   # Comma-separated weights searched (empty: every declared weight); the
   # others keep config.weights at each level.
   t.search = ""
@@ -165,9 +183,22 @@ def tune_block(method_names) -> ml_collections.ConfigDict:
   # continuing them from their state (0: every candidate trains in full).
   t.halving_rounds = 0
   t.halving_eta = 3
+  # No cut before this fraction of config.epochs: rounds at epochs / eta**k
+  # that come earlier are merged into the first round at the floor.
+  # 0.5: measured on three ~2,000-document corpora (docs/tuning.md, "When
+  # to make the first cut"), the earliest cut that kept every choice full
+  # training made (within 0.002 validation p@100); at a third of the epochs
+  # a synthetic corpus lost 0.04. With it, any rounds and eta give one cut,
+  # at half the epochs.
+  t.halving_first_fraction = 0.5
+  # The config's own weights pass every cut (trained in full, so that the
+  # choice is compared with them at the end): the released rows with a
+  # small supervised weight start slowly and look like chance at any cut.
+  t.halving_keep_config = True
   # Train every candidate through every round without the cut, and write
   # halving_audit.csv: per level, whether halving with 1..halving_rounds
-  # rounds keeps the candidate full training chooses (full training's cost).
+  # rounds keeps the candidate full training chooses (full training's cost),
+  # and halving_spread.csv: how well each round's ranking foretells the end.
   t.audit_halving = False
   # Of the training split, held out as validation queries when the data
   # has no validation split (digits, image features).
@@ -302,13 +333,16 @@ def released_weights(dataset, bits, method):
   return weights(RELEASED_LEVELS, **{k: column(k) for k in names})
 
 
-def study_config(arg, released_dataset, **extra_args):
+def study_config(arg, released_dataset, *, weights_key="", **extra_args):
   """The study's sweep for one dataset: the three methods (or those `arg`
   names), levels 0.1 .. 1.0 each with its released weights, 5 seeds. A
   method that extends a study method (registry `extends`) gets that
   method's released values for the weights they share and its own
   defaults for the rest.
 
+  `weights_key` (default `released_dataset`) is the dataset column of a
+  tune's weights.csv and of a `grid=PATH.csv` read back: a user's corpus
+  that starts from another corpus's released weights keeps its own name.
   Returns (config, parsed arguments); `extra_args` are further typed
   arguments with their defaults (e.g. source="raw").
   """
@@ -320,7 +354,7 @@ def study_config(arg, released_dataset, **extra_args):
   for m in STUDY_METHODS:
     c.weights[m] = released_weights(released_dataset, released_bits(c.bits), m)
   inherit_weights(c, STUDY_METHODS)  # e.g. cv_hash: ssb_vae's rows, kappa = 1
-  use_grid(c, args["grid"], released_dataset)
+  use_grid(c, args["grid"], weights_key or released_dataset)
   return c, args
 
 

@@ -1,4 +1,4 @@
-"""CIFAR-10 VGG16 features (.npy, 60,000 x 512) with their labels (.npy).
+r"""CIFAR-10 VGG16 features (.npy, 60,000 x 512) with their labels (.npy).
 
     python -m launch.main --config=configs/cifar.py:method=ssb_vae,bits=16 \
         --config.data.path=cifar_vgg16.npy \

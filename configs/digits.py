@@ -1,4 +1,4 @@
-"""scikit-learn's 8x8 digits: the embedded default (no download).
+r"""scikit-learn's 8x8 digits: the embedded default (no download).
 
     python -m launch.main --config=configs/digits.py --workdir=runs/digits
     python -m launch.main --config=configs/digits.py:method=ssb_vae,bits=32 \

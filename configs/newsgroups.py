@@ -1,4 +1,4 @@
-"""20 Newsgroups: from the raw "bydate" posts, or the VDSH ng20.tfidf.mat.
+r"""20 Newsgroups: from the raw "bydate" posts, or the VDSH ng20.tfidf.mat.
 
     python -m launch.main --config=configs/newsgroups.py:method=ssb_vae,bits=16 \
         --config.data.path=../shared/data/20news-bydate.tar.gz --workdir=runs/ng16

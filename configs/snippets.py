@@ -1,4 +1,4 @@
-"""Snippets (Google search snippets, 8 classes), the study's protocol.
+r"""Snippets (Google search snippets, 8 classes), the study's protocol.
 
     python -m launch.main --config=configs/snippets.py:method=ssb_vae,bits=16 \
         --config.data.path=../shared/data/snippets --workdir=runs/snippets16

@@ -1,4 +1,4 @@
-"""A corpus in svmlight / libsvm files (RCV1 ships so), multi-label included.
+r"""A corpus in svmlight / libsvm files (RCV1 ships so), multi-label included.
 
     python -m launch.main --config=configs/svmlight.py:method=ssb_vae,bits=16 \
         --config.data.path=rcv1_train.svm --config.data.test_path=rcv1_test.svm \
@@ -13,15 +13,17 @@ such labels on the softmax path (loss.multilabel="softmax", parity),
 
 Weights: the released TMC grid (the study's multi-label tf-idf corpus), a
 starting point, not a choice made for this corpus: `python -m launch.tune`
-chooses them on validation (its weights.csv is keyed "tmc", so
-`:grid=WORKDIR/weights.csv` reads it back).
+chooses them on validation (its weights.csv is keyed "svmlight", this
+config's data.name, so `:grid=WORKDIR/weights.csv` reads it back).
 """
 
 from configs import base
 
 
 def get_config(arg=None):
-  c, _ = base.study_config(arg, "tmc")
+  # TMC's released weights to start from; the tune's weights.csv keyed by
+  # this corpus's own name.
+  c, _ = base.study_config(arg, "tmc", weights_key="svmlight")
   c.data.name = "svmlight"
   c.data.path = ""  # the training file (also the database)
   c.data.test_path = ""  # the queries

@@ -21,11 +21,11 @@ def get_config(arg=None):
     c.weights[m] = base.weights(alpha=(0.01,), beta=(0.1,), gamma=(10.0,))
   base.inherit_weights(c, base.STUDY_METHODS)  # e.g. cv_hash: ssb_vae's, kappa = 1
   c.data.name = "synthetic"
-  c.data.num_classes = 4
+  c.data.num_classes = 4  # topics, one label each
   c.data.dims = 50  # vocabulary size
-  c.data.train_size = 160
-  c.data.validation_size = 40
-  c.data.test_size = 40
+  c.data.train_size = 160  # training documents
+  c.data.validation_size = 40  # validation documents (in the database too)
+  c.data.test_size = 40  # test documents (the queries)
   c.data.doc_length = 30  # mean words per document
   c.data.noise = 0.3  # weight of the shared background topic
   c.data.split_seed = 0  # the generator's seed

@@ -1,4 +1,4 @@
-"""A text corpus in a table: CSV, TSV or JSON lines with a text and a label column.
+r"""A text corpus in a table: CSV, TSV or JSON lines with a text and a label column.
 
     python -m launch.main --config=configs/table.py:method=ssb_vae,bits=16 \
         --config.data.path=train.csv --config.data.test_path=test.csv \
@@ -12,15 +12,17 @@ item holds a JSON list in JSON lines, or its labels joined by
 
 Weights: the released Snippets grid (the same vectorising), a starting point,
 not a choice made for this corpus: `python -m launch.tune` chooses them on
-validation (its weights.csv is keyed "snippets", so `:grid=WORKDIR/weights.csv`
-reads it back).
+validation (its weights.csv is keyed "text_table", this config's data.name,
+so `:grid=WORKDIR/weights.csv` reads it back).
 """
 
 from configs import base
 
 
 def get_config(arg=None):
-  c, _ = base.study_config(arg, "snippets")
+  # Snippets' released weights to start from; the tune's weights.csv keyed
+  # by this corpus's own name.
+  c, _ = base.study_config(arg, "snippets", weights_key="text_table")
   c.data.name = "text_table"
   c.data.path = ""  # the training table (also the database)
   c.data.test_path = ""  # the queries

@@ -1,4 +1,4 @@
-"""TMC (multi-label) or 20 Newsgroups in the VDSH .mat layout.
+r"""TMC (multi-label) or 20 Newsgroups in the VDSH .mat layout.
 
     python -m launch.main --config=configs/tmc.py:method=ssb_vae,bits=16 \
         --config.data.path=../shared/data/tmc_subset.tfidf.mat --workdir=runs/tmc

@@ -1,4 +1,4 @@
-"""Compares hashing methods, each with its weights chosen on validation, from
+r"""Compares hashing methods, each with its weights chosen on validation, from
 the results.csv of their tuned sweeps: compare.md and one figure per
 (dataset, bits), compare_<dataset>_<bits>.png.
 

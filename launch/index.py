@@ -1,4 +1,4 @@
-"""Writes a searchable index of one trained run of a finished sweep.
+r"""Writes a searchable index of one trained run of a finished sweep.
 
     python -m launch.index --workdir=runs/snippets16 --run=best --level=1.0 \
         --out=runs/snippets16/index.hvi

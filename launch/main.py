@@ -1,8 +1,9 @@
-"""Trains a sweep and writes config.json, results.csv and codes.npz.
+r"""Trains a sweep and writes config.json, results.csv and codes.npz.
 
     python -m launch.main --config=configs/digits.py --workdir=runs/digits
     python -m launch.main --config=configs/snippets.py:method=ssb_vae,bits=32 \
         --config.data.path=../shared/data/snippets --workdir=runs/snip32
+    python -m launch.main --config=configs/table.py --show_config
 
 Re-running the same command with the same workdir resumes the sweep from its
 checkpoints (finished methods are not trained again). The run axis is split
@@ -10,6 +11,10 @@ over every visible device (on a CPU, one device per core: --cpu_devices);
 with --num_processes > 1 (or --distributed for auto-detection on Slurm /
 TPU / GPU clusters), several processes join one program through
 jax.distributed and process 0 writes the files.
+
+--show_config prints the resolved config, each field marked `default`
+(configs/base.py), `config file` or `override` (a --config.<field> flag),
+and exits without training; docs/config.md says what every field does.
 
 One sweep at a time per workdir: a second process stops at once, naming the
 first (hashvae.store.lock). Mistakes end in one line (launch.errors); Ctrl-C too,
@@ -25,8 +30,8 @@ from ml_collections import config_flags
 
 from hashvae.core import sharding
 from hashvae.store import lock, results, workdir
-from hashvae.sweep import experiment
-from launch import cpu_devices, errors
+from hashvae.sweep import config_check, experiment
+from launch import config_fields, cpu_devices, errors
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config.",
                                           lock_config=True)
@@ -41,7 +46,14 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the r
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 _CPU_COLLECTIVES = flags.DEFINE_string("cpu_collectives", "gloo", "Collectives "
                                        "between CPU processes (gloo or mpi).")
-flags.mark_flags_as_required(["config", "workdir"])
+_SHOW_CONFIG = flags.DEFINE_bool("show_config", False, "Print the resolved config, each "
+                                 "field marked default, config file or override, and "
+                                 "exit without training (no --workdir needed).")
+flags.mark_flag_as_required("config")
+flags.register_multi_flags_validator(
+    ["workdir", "show_config"], lambda f: f["workdir"] is not None or f["show_config"],
+    message="--workdir must have a value (the folder for the outputs), unless "
+    "--show_config")
 
 
 def several_processes() -> bool:
@@ -74,6 +86,11 @@ def held(folder: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _SHOW_CONFIG.value:
+    flag = flags.FLAGS["config"]
+    print(config_fields.resolved_text(flag.config_filename, _CONFIG.value,
+                                      flag.override_values))
+    return
   # orbax logs every save at INFO; keep the log to the sweep's own progress.
   logging.get_absl_handler().addFilter(lambda r: "/orbax/" not in r.pathname)
   # Before jax.distributed and any computation.
@@ -96,7 +113,8 @@ def main(argv):
     written = experiment.write_outputs(folder, sweep)
   logging.info("process 0 wrote config.json, %s in %s",
                ", ".join(os.path.basename(p) for p in written), folder)
-  print(results.summary_text(sweep.rows, metric=f"p@{config.ks[0]}"))
+  first_k = config_check.usable_ks(config, dataset.database_size)[0]
+  print(results.summary_text(sweep.rows, metric=f"p@{first_k}"))
 
 
 def cli(argv=None):

@@ -1,4 +1,4 @@
-"""Rebuilds summary.md, summary.tex and p_at_100.png from results.csv files.
+r"""Rebuilds summary.md, summary.tex and p_at_100.png from results.csv files.
 
     python -m launch.report --results=runs/s16/results.csv,runs/s32/results.csv \
         --out=runs/snippets

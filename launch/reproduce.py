@@ -1,4 +1,4 @@
-"""Runs the study's sweeps: every method of each (dataset, bits) cell.
+r"""Runs the study's sweeps: every method of each (dataset, bits) cell.
 
     python -m launch.reproduce --dataset=snippets --bits=16 --workdir=runs/repro
     python -m launch.reproduce --dataset=snippets,newsgroups,tmc --bits=16,32 \
@@ -155,16 +155,17 @@ def run_cell(config, folder: str) -> list[dict]:
   return sweep.rows
 
 
-def run_tuned_cell(config, folder: str) -> list[dict]:
+def run_tuned_cell(config, folder: str) -> tuple[list[dict], str]:
   """A launch.tune of the cell's methods in `folder` (resumed when
   interrupted; a finished one only reloads its data and results): the
-  rows of its final sweep, the chosen weights on the test queries."""
+  rows of its final sweep, the chosen weights on the test queries, and the
+  validation metric they were chosen by (tune.metric resolved for the data)."""
   dataset = experiment.checked_dataset(config)
   with lock.hold(folder):
     workdir.prepare(folder, config.to_dict(),  # a changed config fails here
                     runtime=experiment.runtime(config))
-    _, sweep = tune.run_tune(config, dataset, folder)
-  return sweep.rows
+    found, sweep = tune.run_tune(config, dataset, folder)
+  return sweep.rows, found.metric
 
 
 def main(argv):
@@ -185,16 +186,20 @@ def main(argv):
   if _TUNE.value and jax.process_count() > 1:
     raise app.UsageError("--tune runs in one process (launch.tune does); shard it "
                          "over one host's devices")
-  rows = []
+  rows, chosen_by = [], []
   with held(top):
     for dataset, b, config in cells:
       cell = os.path.join(top, f"{dataset}_{b}")
-      rows += run_tuned_cell(config, cell) if _TUNE.value else run_cell(config, cell)
+      if _TUNE.value:
+        cell_rows, metric = run_tuned_cell(config, cell)
+        rows, chosen_by = rows + cell_rows, chosen_by + [metric]
+      else:
+        rows += run_cell(config, cell)
     if sharding.is_primary():
       results.write_csv(os.path.join(top, "results.csv"), rows)
       reports.write_reports(rows, top)
-      # Compared on the metric the weights were chosen by (the same --set for all).
-      print(reports.write_comparison(rows, top, cells[0][2].tune.metric)[0] if _TUNE.value
+      # Compared on the metric the first cell's weights were chosen by.
+      print(reports.write_comparison(rows, top, chosen_by[0])[0] if _TUNE.value
             else reports.markdown(rows))
 
 

@@ -118,7 +118,8 @@ def main(argv):
   opened = time.perf_counter()
   if _QUERY_ID.value is not None:
     position = item_position(index, _QUERY_ID.value)
-    queries, codes = [f"item {_QUERY_ID.value}"], index.db_codes[[position]]
+    queries = [f"item {_QUERY_ID.value}"]
+    codes = np.unpackbits(index.packed_codes[[position]], axis=1, count=index.bits)
   elif _TEXT.value is not None:
     queries = [_TEXT.value]
     codes = text_codes(index, queries, lambda n: "--text")

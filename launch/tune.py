@@ -1,4 +1,4 @@
-"""Chooses each method's loss weights on the validation split, then reports
+r"""Chooses each method's loss weights on the validation split, then reports
 the choice on the test queries.
 
     python -m launch.tune --config=configs/digits.py:method=ssb_vae+phs_gs \
@@ -9,7 +9,8 @@ the choice on the test queries.
 
 The search (config.tune: candidates, seeds, levels, ranges, metric,
 halving) trains every candidate x seed x level of a method as one program
-on the training split and scores it with the validation items as queries;
+on the training split and scores it with the validation items as queries,
+by tune.metric ("auto": p@K with K fitted to the corpus, printed below);
 the test split is read only after the choice, by the sweep of the chosen
 weights in WORKDIR/final. Writes candidates.csv, weights.csv (the released
 weights' columns), search.json and a figure of the validation metric
@@ -48,9 +49,10 @@ def main(argv):
   with lock.hold(folder):
     if _RESTART.value:
       tune.restart(folder)
-    workdir.prepare(folder, config.to_dict(), restart=_RESTART.value)
+    workdir.prepare(folder, config.to_dict(), restart=_RESTART.value,
+                    runtime=experiment.runtime(config))
     found, sweep = tune.run_tune(config, dataset, folder, restart_final=_RESTART.value)
-  metric = space.metric_name(config)
+  metric = found.metric  # tune.metric, resolved for the data ("auto": p@K)
   print(f"validation {metric}, mean over seeds {tuple(config.tune.seeds)}:")
   for r in tune_outputs.comparison(found, metric):
     early = (f" after {r['config_epochs']} epochs" if r["config_epochs"] < r["epochs"]
@@ -60,7 +62,7 @@ def main(argv):
     print(f"  {r['method']:<14} level {r['level']:<5g} chosen candidate {r['candidate']:>3}: "
           f"{r['chosen']:.4f}{own}")
   print(f"test, the chosen weights (seeds {tuple(config.seeds)}):")
-  print(results.summary_text(sweep.rows, metric=f"p@{config.ks[0]}"))
+  print(results.summary_text(sweep.rows, metric=metric))
   logging.info("wrote weights.csv and candidates.csv in %s, the test sweep in %s",
                folder, os.path.join(folder, "final"))
 

@@ -125,3 +125,25 @@ def test_an_unknown_precision_is_one_config_error():
   with pytest.raises(ConfigError, match=r"config.precision='fp8': one of"):
     config_check.check(config)
   assert set(PRECISIONS) == {"float32", "tensorfloat32", "bfloat16", "default"}
+
+
+def test_a_sweep_written_before_the_new_fields_still_resumes():
+  """Older config.json files lack precision and hold the old fixed budget:
+  neither makes the workdir 'a different config'; a changed weight does."""
+  from hashvae.store import workdir
+  old = {"bits": 16, "state_memory_budget_mb": 2048.0, "data": {"name": "snippets"}}
+  new = {"bits": 16, "state_memory_budget_mb": 0.0, "precision": "float32",
+         "data": {"name": "snippets", "id_column": "id"}}
+  assert workdir.differing_fields(old, new) == []
+  assert workdir.differing_fields(old, dict(new, bits=32)) == ["bits"]
+  assert workdir.differing_fields(dict(old, precision="bfloat16"), new) == ["precision"]
+
+
+def test_records_built_by_hand_are_checked():
+  from hashvae.training.specs import Placement, TrainerSpec
+  with pytest.raises(ValueError, match=r"TrainerSpec.precision='fp8'"):
+    TrainerSpec(bits=16, precision="fp8")
+  with pytest.raises(ValueError, match=r"TrainerSpec.bits=0"):
+    TrainerSpec(bits=0)
+  with pytest.raises(ValueError, match=r"Placement.state_memory_budget_mb=-1"):
+    Placement(state_memory_budget_mb=-1)

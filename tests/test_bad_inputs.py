@@ -92,8 +92,8 @@ CASES = [
      ConfigError, r"loss.similarity_power=0.5: a finite number >= 1 \(method 'ssb_vae'\)"),
     ("batch larger than the training set", sweep(batch_size=10_000), ConfigError,
      r"batch_size=10000: at most the training set size \(200 items\)"),
-    ("cut-off larger than the database", sweep(ks=(10, 500)), ConfigError,
-     r"ks=\(10, 500\): every cut-off must be at most the database size \(200"),
+    ("no cut-off within the database", sweep(ks=(500, 1000)), ConfigError,
+     r"ks=\(500, 1000\): no cut-off is at most the database size \(200"),
     ("unknown config argument key", lambda tmp: digits.get_config("bit=16"), ValueError,
      r"'bit=16'"),
     ("missing data folder", (lambda tmp: data.load(

@@ -110,14 +110,16 @@ def test_the_run_cap_applies_on_cpu_devices_only():
   run = make_run(config, data.load(data.spec_from_fields(config.data.to_dict())))
   cpu = sharding.run_mesh(1)
   assert specs.chunk_size(config, run, 6, cpu) == 2
-  gpu = types.SimpleNamespace(devices=np.array([types.SimpleNamespace(platform="gpu")]))
+  gpu_device = types.SimpleNamespace(platform="gpu")
+  gpu = types.SimpleNamespace(devices=np.array([gpu_device]), local_devices=[gpu_device])
   assert specs.chunk_size(config, run, 6, gpu) == 6  # the state budget alone
 
 
 def test_the_data_on_each_device_comes_off_the_state_budget(caplog):
   config = synthetic.get_config("method=ssb_vae")
   run = make_run(config, data.load(data.spec_from_fields(config.data.to_dict())))
-  gpu = types.SimpleNamespace(devices=np.array([types.SimpleNamespace(platform="gpu")]))
+  gpu_device = types.SimpleNamespace(platform="gpu")
+  gpu = types.SimpleNamespace(devices=np.array([gpu_device]), local_devices=[gpu_device])
   per_run = chunking.state_bytes_per_run(run, config.base_seed)
   data_size = chunking.data_bytes(run.arrays)
   # CSR data: row pointers, then a column and a value (and a target) per nonzero.

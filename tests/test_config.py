@@ -1,10 +1,12 @@
 """Bad configs fail before anything is compiled, naming the field."""
 
+import logging
+
 import pytest
 
-from configs import base, digits, snippets, synthetic
+from configs import base, digits, snippets, svmlight, synthetic, table
 from hashvae import api, data
-from hashvae.sweep import config_check, specs
+from hashvae.sweep import config_check, experiment, specs
 from hashvae.sweep.config_check import ConfigError
 
 from conftest import with_fields
@@ -113,3 +115,62 @@ def test_a_subset_of_released_levels_finds_its_own_weights():
     config_check.check(config)
   with pytest.raises(ValueError, match="grid='mine'"):
     snippets.get_config("grid=mine")
+
+
+def test_cut_offs_beyond_the_database_are_dropped_with_one_warning(caplog):
+  config = with_fields(synthetic.get_config("method=lsh"), ks=(10, 5000, 50))
+  with caplog.at_level(logging.INFO, logger="hashvae"):
+    dataset = experiment.checked_dataset(config)
+    experiment.checked_dataset(config, dataset)  # data given: no second warning
+  warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  assert warnings == ["config.ks=(10, 5000, 50): dropped 5000, beyond the database size "
+                      "(200 items); scoring at K in (10, 50)"]
+  assert tuple(config.ks) == (10, 5000, 50)  # the config is left as it is
+  assert config_check.usable_ks(config, 200) == (10, 50)
+  assert config_check.usable_ks(config, 5000) == (10, 5000, 50)
+  row = experiment.train_method(config, dataset, "lsh").rows[0]
+  assert {"p@10", "p@50"} <= set(row) and not any("5000" in k for k in row)
+  with pytest.raises(ConfigError, match=r"config.ks=\(500, 5000\): no cut-off is at most "
+                     r"the database size \(200 items\)"):
+    experiment.checked_dataset(with_fields(config, ks=(500, 5000)))
+
+
+def test_the_data_line_says_what_runs_on_single_label_data(caplog):
+  with caplog.at_level(logging.INFO, logger="hashvae"):
+    experiment.checked_dataset(synthetic.get_config())
+  lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("data ")]
+  assert len(lines) == 1
+  assert lines[0].startswith("data synthetic: 160 train + 40 validation items (the "
+                             "database), 40 test queries, 50 dims, 4 classes, single-label; "
+                             "validation 40 items, the data's own split; loaded in ")
+  with caplog.at_level(logging.INFO, logger="hashvae"):
+    experiment.checked_dataset(digits.get_config())
+  assert ("no validation split (launch.tune holds out tune.validation_fraction=0.2 of the "
+          "training items)") in caplog.text
+
+
+def test_a_misspelt_method_in_the_argument_names_the_nearest():
+  with pytest.raises(ValueError, match=r"method=ssb_vea: unknown method 'ssb_vea' "
+                     r"\(did you mean 'ssb_vae'\?\)"):
+    synthetic.get_config("method=ssb_vea")
+  with pytest.raises(ValueError, match=r"unknown method 'phs_gz' \(did you mean 'phs_gs'"):
+    snippets.get_config("method=ssb_vae+phs_gz")
+  with pytest.raises(ConfigError, match=r"unknown method 'vdsh_z' \(did you mean 'vdsh_s'"):
+    config_check.check(changed(methods=("vdsh_z",)))
+
+
+def test_a_tune_of_a_users_corpus_is_keyed_by_its_name(tmp_path):
+  """The table and svmlight configs start from Snippets' and TMC's released
+  weights, but their tune's weights.csv, read back by grid=, has their name."""
+  released = table.get_config("method=ssb_vae")
+  assert released.tune.dataset_name == "text_table"
+  assert released.weights.ssb_vae.alpha == base.released_weights("snippets", 16,
+                                                                  "ssb_vae").alpha
+  assert svmlight.get_config().tune.dataset_name == "svmlight"
+  path = tmp_path / "weights.csv"
+  path.write_text("dataset,bits,method,p,alpha,beta,gamma\n"
+                  "text_table,16,ssb_vae,0.5,2.0,0.25,30.0\n"
+                  "snippets,16,ssb_vae,0.5,9.0,9.0,9.0\n")
+  tuned = table.get_config(f"method=ssb_vae,grid={path}")
+  assert tuned.levels == (0.5,) and tuned.weights.ssb_vae.alpha == (2.0,)
+  assert tuned.tune.dataset_name == "text_table"

@@ -77,7 +77,7 @@ def test_probe_loggers_pass_only_errors_while_quiet():
     errors.quiet_backend_probe(False)
     assert len(log_each_level()) == 3 * len(loggers)
   finally:
-    for lg, (level, filters) in zip(loggers, saved):
+    for lg, (level, filters) in zip(loggers, saved, strict=True):
       lg.removeHandler(handler)
       lg.setLevel(level)
       lg.filters[:] = filters

@@ -380,3 +380,34 @@ def test_a_tiny_ssb_vae_sweep_on_a_table(tmp_path):
   assert len(sweep.rows) == 1 and sweep.rows[0]["status"] == "ok"
   assert sweep.db_codes.shape == (1, 20, 8) and sweep.query_codes.shape == (1, 4, 8)
   assert 0.0 <= sweep.rows[0]["p@5"] <= 1.0
+
+
+def test_the_data_line_names_the_multilabel_loss_path_and_the_other(tmp_path, caplog):
+  """SPORT documents are sport, MUSIC ones music and live: 12 of the 16
+  training documents hold 2 labels, (4 + 24) / 16 = 1.75 an item."""
+  jsonl = [json.dumps({"text": t, "label": ["sport"]}) for t in SPORT]
+  jsonl += [json.dumps({"text": t, "label": ["music", "live"]}) for t in MUSIC + MUSIC + MUSIC]
+  train = write(tmp_path, "train.jsonl", jsonl)
+  test = write(tmp_path, "test.jsonl", jsonl[:1] + jsonl[-1:])
+  said = {}
+  for method, path in (("ssb_vae", "softmax"), ("ssb_vae", "sigmoid"), ("lsh", None)):
+    config = tiny(table_config.get_config(f"method={method},bits=8"), data__path=train,
+                  data__test_path=test, data__validation_fraction=0.25)
+    if path:
+      config = with_fields(config, loss__multilabel=path)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="hashvae"):
+      experiment.checked_dataset(config)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("data ")]
+    assert len(lines) == 1
+    said[path] = lines[0]
+  assert said["softmax"].startswith(
+      "data text_table: 12 train + 4 validation items (the database), 2 test queries, ")
+  assert ("3 classes, multi-label (1.75 labels an item); loss.multilabel='softmax': the "
+          "single-label softmax path on multi-hot labels, as released (paper parity); "
+          "--config.loss.multilabel=sigmoid selects binary cross-entropy; validation 4 "
+          "items, data.validation_fraction=0.25 of the training items; loaded in ") in said[
+              "softmax"]
+  assert ("loss.multilabel='sigmoid': binary cross-entropy per class, similarities in "
+          "[0, 1]; --config.loss.multilabel=softmax is the paper-parity path") in said["sigmoid"]
+  assert "multi-label (1.75 labels an item); validation 4 items" in said[None]  # lsh: no loss

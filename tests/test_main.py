@@ -87,3 +87,10 @@ def test_restart_with_a_bad_config_keeps_the_previous_sweep(tmp_path):
     assert proc.returncode != 0 and "ConfigError" in proc.stderr
     assert {p: (tmp_path / p).read_bytes() for p in before} == before
     assert (tmp_path / "methods" / "ssb_vae.npz").exists()
+
+
+def test_a_misspelt_method_is_a_usage_error_naming_the_nearest(tmp_path):
+  proc = launch("--config=configs/synthetic.py:method=ssb_vea", f"--workdir={tmp_path / 'w'}")
+  assert proc.returncode == 2, proc.stderr[-2000:]  # the command line's mistake
+  assert "unknown method 'ssb_vea' (did you mean 'ssb_vae'?)" in proc.stderr
+  assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "w").exists()

@@ -247,3 +247,15 @@ def check_split(dataset: str, name: str, split: Split, num_classes: int):
     elif not np.isfinite(values).all():
       bad = int((~np.isfinite(values).all(axis=1)).sum())
       raise DataError(f"{where}: {bad} rows of {field} hold NaN or inf")
+
+
+@dataclasses.dataclass(frozen=True)
+class FileSplits:
+  """The fields every loader of a training file and a query file shares
+  (the svmlight files, the text tables); a loader's spec extends it."""
+
+  path: str = ""  # the training file (also the database)
+  test_path: str = ""  # the queries
+  validation_path: str = ""  # optional; unset, validation_fraction of path
+  validation_fraction: float = 0.1  # of the training items, held out as validation
+  split_seed: int = 0  # the validation split

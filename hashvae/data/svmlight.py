@@ -26,6 +26,7 @@ from hashvae.data import checks
 from hashvae.data.dataset import (
   DataError,
   Dataset,
+  FileSplits,
   bag_of_words,
   make_split,
   normalise_rows,
@@ -238,15 +239,10 @@ class Labels:
 
 
 @dataclasses.dataclass(frozen=True)
-class SvmlightSpec:
+class SvmlightSpec(FileSplits):
   """config.data of configs/svmlight.py."""
 
   name: ClassVar[str] = NAME
-  path: str = ""  # the training file (also the database)
-  test_path: str = ""  # the queries
-  validation_path: str = ""  # optional; unset, validation_fraction of path
-  validation_fraction: float = 0.1  # of the training items, held out as validation
-  split_seed: int = 0  # the validation split
   zero_based: str | bool = "auto"  # "auto", or true / false (also as text)
   n_features: int = 0  # input width; 0: the largest feature index in the files
 

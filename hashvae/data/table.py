@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from hashvae.data import checks
-from hashvae.data.dataset import DataError, Dataset
+from hashvae.data.dataset import DataError, Dataset, FileSplits
 from hashvae.data.text import TextVectoriser, check_read, check_vectorising, text_split
 
 log = logging.getLogger("hashvae")
@@ -46,15 +46,10 @@ class Table:
 
 
 @dataclasses.dataclass(frozen=True)
-class TextTableSpec:
-  """config.data of configs/table.py."""
+class TextTableSpec(FileSplits):
+  """config.data of configs/table.py (a table a file)."""
 
   name: ClassVar[str] = NAME
-  path: str = ""  # the training table (also the database)
-  test_path: str = ""  # the queries
-  validation_path: str = ""  # optional; unset, validation_fraction of path
-  validation_fraction: float = 0.1  # of the training documents, held out as validation
-  split_seed: int = 0  # the validation split
   format: str = ""  # "csv", "tsv" or "jsonl"; empty: from each file's extension
   text_column: str = "text"  # column (JSON field) holding the document
   label_column: str = "label"  # column (JSON field) holding its label(s)

@@ -37,7 +37,13 @@ class Encoder:
     self.method, self.spec = method, spec
     self.model = build_model(method, spec)
     self.variables, self.vectoriser = variables, vectoriser
-    self._scores = jax.jit(lambda v, x: self.model.apply(v, x, method="code_scores"))
+    self._scores = jax.jit(self._full_precision_scores)
+
+  def _full_precision_scores(self, variables, x):
+    # Full float32 as training computes by default (config.precision): an
+    # accelerator's faster default would give other codes than the sweep's.
+    with jax.default_matmul_precision("float32"):
+      return self.model.apply(variables, x, method="code_scores")
 
   @property
   def bits(self) -> int:

@@ -6,7 +6,7 @@ fitted text analyser (settings in the header, vocabulary in column order,
 idf), and the database: bit-packed codes, labels, each item's id in the
 user's data and its text. The container (hashvae.retrieval.index_file) is a
 JSON header and raw arrays mapped with np.memmap: opening reads the header
-alone, and answering a query reads the pages it touches (its terms' kernel
+and the offsets arrays (checked), and answering a query reads the pages it touches (its terms' kernel
 rows, the codes, the shown results' texts). Answering imports numpy, never
 jax, flax, optax or scikit-learn.
 

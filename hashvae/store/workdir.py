@@ -48,9 +48,19 @@ def flatten(tree, prefix=""):
   return {prefix[:-1]: tree}
 
 
+# Where runs are placed, not what they compute: chunk layouts checkpoint in
+# folders of their own, so a sweep resumes under another placement.
+PLACEMENT_FIELDS = ("devices", "state_memory_budget_mb", "cpu_runs_per_chunk")
+
+
 def differing_fields(old: dict, new: dict) -> list[str]:
+  """The config fields of a workdir's `old` config that `new` changes or
+  drops. A field `old` lacks was added to hashvae after that sweep was
+  written (precision, data.id_column): its default is what the sweep ran
+  with, so it is not compared. Placement fields are never compared."""
   a, b = flatten(old), flatten(new)
-  return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
+  return sorted(k for k in set(a) | set(b)
+                if k not in PLACEMENT_FIELDS and k in a and a[k] != b.get(k, "<absent>"))
 
 
 RUNTIME = "runtime"  # config.json's record of the devices and precision, not a config field

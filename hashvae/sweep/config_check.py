@@ -5,6 +5,7 @@ Each failure names the field and what is allowed.
 
 from __future__ import annotations
 
+import difflib
 import math
 
 from hashvae import data, methods
@@ -136,6 +137,12 @@ def method_options(config, method: methods.Method, multilabel_data: bool = False
   return methods.default_options(method.name, multilabel_data, **given)
 
 
+def did_you_mean(name: str, known) -> str:
+  """' (did you mean 'x'?)' naming the known name nearest `name`, or ''."""
+  close = difflib.get_close_matches(name, sorted(known), n=1)
+  return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def check_methods(config):
   """Methods known; their weights, options and config.loss keys declared."""
   if len(config.methods) == 0:
@@ -143,11 +150,13 @@ def check_methods(config):
   for m in config.methods:
     if m not in methods.METHODS:
       raise ConfigError(f"config.methods={tuple(config.methods)!r}: unknown method "
-                        f"{m!r}; known: {sorted(methods.METHODS)}")
+                        f"{m!r}{did_you_mean(m, methods.METHODS)}; known: "
+                        f"{sorted(methods.METHODS)}")
   for name in config.weights:
     if name not in methods.METHODS:
-      raise ConfigError(f"config.weights.{name}: no method {name!r} is registered; "
-                        f"known: {sorted(methods.METHODS)}")
+      raise ConfigError(f"config.weights.{name}: no method {name!r} is registered"
+                        f"{did_you_mean(name, methods.METHODS)}; known: "
+                        f"{sorted(methods.METHODS)}")
   declared = {}
   for m in map(methods.get, config.methods):
     for k, values in weight_table(config, m).items():
@@ -166,6 +175,47 @@ def check_methods(config):
                       f"{tuple(config.methods)}; their options: {sorted(declared)}")
 
 
+def _is_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+# The checks of single fields, in order: (field, what is allowed, whether a
+# value is). A failure reads "config.<field>=<value>: <allowed>"; the
+# reference of every setting (launch.config_doc) shows the same words.
+FIELD_RULES = (
+    ("bits", "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+    ("seeds", "at least one seed", lambda v: len(v) > 0),
+    ("levels", "at least one level", lambda v: len(v) > 0),
+    ("levels", "every level must lie in [0, 1]", lambda v: all(0.0 <= x <= 1.0 for x in v)),
+    ("learning_rate", "a finite value > 0", lambda v: math.isfinite(v) and v > 0),
+    ("temperature", "a finite value > 0", lambda v: math.isfinite(v) and v > 0),
+    ("epochs", "an integer >= 1", lambda v: v >= 1),
+    ("batch_size", "an integer >= 1", lambda v: v >= 1),
+    ("eval_batch_size", "an integer >= 1", lambda v: v >= 1),
+    ("state_memory_budget_mb", "a size in MB > 0, or 0 for one from the device",
+     lambda v: v >= 0),
+    ("precision", f"one of {PRECISIONS}", lambda v: v in PRECISIONS),
+    ("cpu_runs_per_chunk", "an integer >= 0 (0: no cap)", lambda v: _is_int(v) and v >= 0),
+    ("devices", "a device count >= 0 (0: all)", lambda v: v >= 0),
+    ("checkpoint_every", "epochs between checkpoints, >= 0 (0: only at the end)",
+     lambda v: v >= 0),
+    ("checkpoints_to_keep", "an integer >= 1", lambda v: v >= 1),
+    ("ks", "cut-offs >= 1", lambda v: len(v) > 0 and all(k >= 1 for k in v)),
+    ("model.hidden", "widths >= 1", lambda v: all(w >= 1 for w in v)),
+    ("model.sparse_input", "'auto', 'sparse' or 'dense'",
+     lambda v: v in ("auto", "sparse", "dense")),
+    ("optimizer", f"one of {sorted(optim.OPTIMISERS)}", lambda v: v in optim.OPTIMISERS),
+)
+
+
+def field_value(config, field: str):
+  """The value of a dotted field name ("model.hidden"); tuples as tuples."""
+  node = config
+  for part in field.split("."):
+    node = node[part]
+  return tuple(node) if isinstance(node, list) else node
+
+
 def check(config):
   def need(ok, field, allowed, value):
     if not ok:
@@ -175,40 +225,25 @@ def check(config):
   need(config.data.name in data.LOADERS, "data.name",
        f"unknown dataset; known: {sorted(data.LOADERS)}", config.data.name)
   data.spec_from_fields(config.data.to_dict())  # every data field, one line if wrong
-  need(isinstance(config.bits, int) and config.bits >= 1, "bits",
-       "an integer >= 1", config.bits)
-  need(len(config.seeds) > 0, "seeds", "at least one seed", config.seeds)
-  need(len(config.levels) > 0, "levels", "at least one level", config.levels)
-  for level in config.levels:
-    need(0.0 <= level <= 1.0, "levels", "every level must lie in [0, 1]",
-         tuple(config.levels))
-  for field in ("learning_rate", "temperature"):
-    value = config[field]
-    need(math.isfinite(value) and value > 0, field, "a finite value > 0", value)
-  for field in ("epochs", "batch_size", "eval_batch_size"):
-    need(config[field] >= 1, field, "an integer >= 1", config[field])
-  need(config.state_memory_budget_mb >= 0, "state_memory_budget_mb",
-       "a size in MB > 0, or 0 for one from the device", config.state_memory_budget_mb)
-  need(config.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", config.precision)
-  need(isinstance(config.cpu_runs_per_chunk, int) and config.cpu_runs_per_chunk >= 0,
-       "cpu_runs_per_chunk", "an integer >= 0 (0: no cap)", config.cpu_runs_per_chunk)
-  need(config.devices >= 0, "devices", "a device count >= 0 (0: all)", config.devices)
-  need(config.checkpoint_every >= 0, "checkpoint_every",
-       "epochs between checkpoints, >= 0 (0: only at the end)", config.checkpoint_every)
-  need(config.checkpoints_to_keep >= 1, "checkpoints_to_keep", "an integer >= 1",
-       config.checkpoints_to_keep)
-  need(all(k >= 1 for k in config.ks) and len(config.ks) > 0, "ks",
-       "cut-offs >= 1", tuple(config.ks))
-  need(all(w >= 1 for w in config.model.hidden), "model.hidden",
-       "widths >= 1", tuple(config.model.hidden))
-  need(config.model.sparse_input in ("auto", "sparse", "dense"),
-       "model.sparse_input", "'auto', 'sparse' or 'dense'",
-       config.model.sparse_input)
-  need(config.optimizer in optim.OPTIMISERS, "optimizer",
-       f"one of {sorted(optim.OPTIMISERS)}", config.optimizer)
+  for field, allowed, ok in FIELD_RULES:
+    value = field_value(config, field)
+    need(ok(value), field, allowed, value)
   need(config.optimizer != "fast" or config.model.sparse_input != "dense",
        "optimizer", "'fast' needs the sparse input path (model.sparse_input "
        "'auto' or 'sparse')", config.optimizer)
+
+
+def usable_ks(config, database_size: int) -> tuple:
+  """config.ks without the cut-offs beyond `database_size`, in their order:
+  those cannot be scored, and a default such as (100, 1000, 5000) must fit
+  a corpus of 2,000 items. ConfigError when none is left."""
+  ks = tuple(int(k) for k in config.ks)
+  kept = tuple(k for k in ks if k <= database_size)
+  if not kept:
+    raise ConfigError(f"config.ks={ks!r}: no cut-off is at most the database size "
+                      f"({database_size} items); give one, e.g. "
+                      f"--config.ks='({min(10, database_size)},)'")
+  return kept
 
 
 def check_against_data(config, dataset):
@@ -220,9 +255,7 @@ def check_against_data(config, dataset):
                       f"model.sparse_input={config.model.sparse_input!r} resolves "
                       f"to dense for {dataset.name} (set it to 'sparse', or use "
                       "optimizer='exact')")
-  if any(k > database_size for k in config.ks):
-    raise ConfigError(f"config.ks={tuple(config.ks)!r}: every cut-off must be at most "
-                      f"the database size ({database_size} items)")
+  usable_ks(config, database_size)  # the cut-offs beyond it are dropped, not an error
   if config.batch_size > database_size:
     raise ConfigError(f"config.batch_size={config.batch_size}: at most the training "
                       f"set size ({database_size} items)")

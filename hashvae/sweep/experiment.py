@@ -26,7 +26,7 @@ from hashvae.core import sharding
 from hashvae.retrieval import metrics
 from hashvae.store import reports, results
 from hashvae.store.workdir import WorkdirError
-from hashvae.sweep import config_check, specs
+from hashvae.sweep import config_check, describe, specs
 
 log = logging.getLogger("hashvae")
 
@@ -66,6 +66,7 @@ def train_method(config, dataset, method: str,
   else:
     out = specs.train(config, specs.make_run(config, dataset, method), grid, workdir)
   rows, platform = [], sharding.run_mesh(config.devices).devices.flat[0].platform
+  ks = config_check.usable_ks(config, dataset.database_size)  # those it can score
   for i, row in enumerate(grid.rows()):
     diverged = int(out.diverged_at[i])
     if diverged >= 0:
@@ -73,7 +74,7 @@ def train_method(config, dataset, method: str,
                   "the run is excluded from the means", method, row["seed"],
                   row["level"], diverged + 1)
     scores = metrics.evaluate(out.query_codes[i], out.db_codes[i], dataset.test.labels,
-                              dataset.database_labels, tuple(config.ks))
+                              dataset.database_labels, ks)
     first = dict(dataset=config.data.name, method=method, bits=config.bits)
     rows.append(dict(first, **row,
                      status="ok" if diverged < 0 else "diverged",
@@ -123,17 +124,22 @@ def checked_dataset(config, dataset: Optional[data_lib.Dataset] = None
   """Checks `config`, loads its data (unless given) and checks the config
   against the data. Entry points call it before they write to a workdir,
   so that a bad config or data path fails with nothing written or removed.
+
+  Data it loads is described in one log line (describe.data_line), and the
+  cut-offs of config.ks beyond the database, which train_method drops,
+  in one warning; the config itself is left as it is.
   """
   config_check.import_extra_modules(config)
   config_check.check(config)
-  if dataset is None:
+  loaded = dataset is None
+  if loaded:
     start = time.perf_counter()
     dataset = data_lib.load(specs.data_spec(config))
-    log.info("loaded %s: %d train, %d validation, %d test items, %d dims, "
-             "%d classes in %.1fs", dataset.name, len(dataset.train),
-             len(dataset.validation), len(dataset.test), dataset.dims,
-             dataset.num_classes, time.perf_counter() - start)
+    log.info("%s", describe.data_line(config, dataset, time.perf_counter() - start))
   config_check.check_against_data(config, dataset)
+  dropped = describe.dropped_ks_line(config, dataset.database_size)
+  if loaded and dropped:
+    log.warning("%s", dropped)
   return dataset
 
 

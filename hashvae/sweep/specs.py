@@ -1,6 +1,6 @@
 """The experiment config turned into the typed records the layers below take.
 
-This module and config_check are where a ConfigDict is read; below the
+This layer (this module, config_check, experiment) reads the ConfigDict; below the
 sweep layer every function says in its signature what it depends on
 (training.specs, data specs, methods.Options, a Grid). The functions named
 after a lower-layer function (`make_run`, `train`, `fit_grid`) are that
@@ -98,5 +98,5 @@ def fit_grid(config, dataset, runs: Grid) -> GridOutput:
 
 
 def chunk_size(config, run: train_lib.Run, runs: int, mesh) -> int:
-  """training.grid.chunk_size with the config's placement."""
+  """training.chunking.chunk_size with the config's placement."""
   return chunking.chunk_size(placement(config), run, runs, mesh, config.base_seed)

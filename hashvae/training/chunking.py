@@ -91,7 +91,8 @@ def plan(placement: Placement, run: Run, runs: int, mesh: jax.sharding.Mesh,
   """How a grid of `runs` runs of `run` is chunked on `mesh`: the state
   budget per device (state_budget), less the data each device holds, and,
   on CPU devices only, cpu_runs_per_chunk."""
-  device = mesh.devices.flat[0]
+  # This process's own device: another process's reports no memory here.
+  device = mesh.local_devices[0]
   on_cpu = device.platform == "cpu"
   budget, source = state_budget(placement.state_memory_budget_mb,
                                 None if on_cpu else device_memory_bytes(device))

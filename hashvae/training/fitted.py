@@ -8,9 +8,9 @@ import jax
 import numpy as np
 
 from hashvae import methods
-from hashvae.training.grid import Grid, GridOutput, run_key
+from hashvae.training.grid import Grid, GridOutput
 from hashvae.training.specs import TrainerSpec
-from hashvae.training.train import run_mask
+from hashvae.training.train import run_key, run_mask
 
 
 def fit_grid(spec: TrainerSpec, dataset, grid: Grid, options: methods.Options,

@@ -211,16 +211,19 @@ def log_epoch(name: str, runs: int):
   return report
 
 
-def train(run: Run, grid: Grid, base_seed: int, placement: Placement = Placement(),
-          checkpoints: CheckpointSpec = CheckpointSpec(),
+def train(run: Run, grid: Grid, base_seed: int, placement: Optional[Placement] = None,
+          checkpoints: Optional[CheckpointSpec] = None,
           workdir: Optional[str] = None) -> GridOutput:
   """Trains `grid` as one compiled program, run over consecutive chunks of
   runs when the stacked state would not fit the placement's
-  state_memory_budget_mb per device or, on CPU devices, its
-  cpu_runs_per_chunk runs a device.
+  state budget per device (from the device where it is 0: training.chunking)
+  or, on CPU devices, its cpu_runs_per_chunk runs a device. Defaults:
+  Placement() and CheckpointSpec().
   With a workdir, each chunk checkpoints under
   checkpoints/<method>/<layout>/chunk_<n>/ and resumes from there, and
   process 0 logs the epochs' metrics (metrics.jsonl, TensorBoard)."""
+  placement = placement or Placement()
+  checkpoints = checkpoints or CheckpointSpec()
   method, mesh = grid.method, sharding.run_mesh(placement.devices)
   plan = chunking.plan(placement, run, len(grid), mesh, base_seed)
   size = plan.runs_per_chunk

@@ -9,6 +9,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+PRECISIONS = ("float32", "tensorfloat32", "bfloat16", "default")
+
+
+def _need(ok: bool, record: str, field: str, value, allowed: str):
+  if not ok:
+    raise ValueError(f"{record}.{field}={value!r}: {allowed}")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainerSpec:
@@ -34,8 +41,19 @@ class TrainerSpec:
   # PRECISIONS ("float32": full float32 on every platform).
   precision: str = "float32"
 
+  def __post_init__(self):
+    for field in ("bits", "epochs", "batch_size", "eval_batch_size"):
+      value = getattr(self, field)
+      _need(isinstance(value, int) and value >= 1, "TrainerSpec", field, value,
+            "an integer >= 1")
+    _need(all(w >= 1 for w in self.hidden), "TrainerSpec", "hidden", self.hidden,
+          "widths >= 1")
+    _need(self.sparse_input in ("auto", "sparse", "dense"), "TrainerSpec", "sparse_input",
+          self.sparse_input, "'auto', 'sparse' or 'dense'")
+    _need(self.precision in PRECISIONS, "TrainerSpec", "precision", self.precision,
+          f"one of {PRECISIONS}")
 
-PRECISIONS = ("float32", "tensorfloat32", "bfloat16", "default")
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,11 +61,18 @@ class Placement:
   """Where a grid's runs go: over how many devices, and in chunks of how many
   runs (the stacked train state per device within the budget, and on CPU
   devices at most `cpu_runs_per_chunk` runs a device; 0: no cap). A budget
-  of 0 is taken from the device (training.grid.state_budget)."""
+  of 0 is taken from the device (training.chunking.state_budget)."""
 
   devices: int = 0  # 0: every visible device
   state_memory_budget_mb: float = 0.0
   cpu_runs_per_chunk: int = 5
+
+  def __post_init__(self):
+    _need(self.devices >= 0, "Placement", "devices", self.devices, "a count >= 0 (0: all)")
+    _need(self.state_memory_budget_mb >= 0, "Placement", "state_memory_budget_mb",
+          self.state_memory_budget_mb, "MB >= 0 (0: from the device)")
+    _need(self.cpu_runs_per_chunk >= 0, "Placement", "cpu_runs_per_chunk",
+          self.cpu_runs_per_chunk, "an integer >= 0 (0: no cap)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,16 +11,15 @@ sys.path.insert(0, sys.argv[1])
 
 from configs import synthetic  # noqa: E402
 from hashvae import data  # noqa: E402
-from hashvae.core import sharding
-from hashvae.sweep import specs
-from hashvae.training import grid as grid_lib
-from hashvae.training.train import make_run  # noqa: E402
+from hashvae.core import sharding  # noqa: E402
+from hashvae.sweep import specs  # noqa: E402
+from hashvae.training import grid as grid_lib  # noqa: E402
 
 config = synthetic.get_config("method=ssb_vae")
 with config.unlocked():
   config.seeds = (0, 1, 2)  # x 2 levels = 6 runs: padded to 8 on 4 devices
 dataset = data.load(data.spec_from_fields(config.data.to_dict()))
-run = make_run(config, dataset)
+run = specs.make_run(config, dataset)
 traces = []
 
 
