@@ -141,13 +141,27 @@ def count_pass(query_words, query_labels, db_words, db_labels, bits):
   return jax.tree.map(lambda t: t.reshape(bits + 1, chunk), counts)
 
 
-def ranked_pass(query_words, query_labels, db_words, db_labels, bits, fold, acc):
+def join_counts(items, relevant, database_size: int):
+  """(items, relevant items) int32 [bits + 1, chunk] -> the count table
+  that `count_pass` would have built for them."""
+  if database_size >= 1 << _FIELD_BITS:
+    return items, relevant
+  return (items.astype(jnp.uint32)
+          + (relevant.astype(jnp.uint32) << _FIELD_BITS))
+
+
+def ranked_pass(query_words, query_labels, db_words, db_labels, bits, fold, acc,
+                counts=None):
   """Calls `fold` (see `scan_database`) with every database item's rank.
 
-  Returns ((items, relevant items) [bits + 1, chunk] int32 counts per
-  distance, the final acc).
+  counts: the (items, relevant items) [bits + 1, chunk] int32 counts per
+  distance when already known (hypercube.distance_counts), which saves the
+  counting pass. Returns (those counts, the final acc).
   """
-  counts = count_pass(query_words, query_labels, db_words, db_labels, bits)
+  if counts is None:
+    counts = count_pass(query_words, query_labels, db_words, db_labels, bits)
+  else:
+    counts = join_counts(*counts, db_words.shape[0])
   # Ranks at distance d start after every item at a smaller distance.
   start = jax.tree.map(lambda t: (jnp.cumsum(t, 0) - t).reshape(-1), counts)
   _, acc = scan_database(query_words, query_labels, db_words, db_labels, start, fold, acc)

@@ -16,6 +16,7 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from hashvae.retrieval import hypercube
 from hashvae.retrieval.hamming import (
   check_codes,
   chunk_size,
@@ -59,8 +60,9 @@ def _gains(k: int) -> np.ndarray:
 
 
 def _chunk_metrics(query_words, query_labels, db_words, db_labels, bits: int,
-                   ks: tuple[int, ...]):
-  """Per-query metrics for one chunk: dict of [chunk] float32."""
+                   ks: tuple[int, ...], counts=None):
+  """Per-query metrics for one chunk: dict of [chunk] float32. counts: the
+  chunk's (items, relevant) [bits + 1, chunk] per distance, when known."""
   n, chunk = len(ks), query_words.shape[0]
   # Two accumulators, so that the update is two fused loops per database
   # item (each loop of the scan body costs about as much as its arithmetic):
@@ -84,7 +86,7 @@ def _chunk_metrics(query_words, query_labels, db_words, db_labels, bits: int,
 
   (items, relevant), (counted, precision_sum) = ranked_pass(
       query_words, query_labels, db_words, db_labels, bits, fold,
-      (jnp.zeros((2 * n, chunk)), jnp.zeros((n + 1, chunk))))
+      (jnp.zeros((2 * n, chunk)), jnp.zeros((n + 1, chunk))), counts)
   retrieved, gain_sum = counted[:n], counted[n:]
   total_relevant = jnp.sum(relevant, 0)
   # [max(ks) + 2]: the ideal DCG, of m hits at ranks 1..m.
@@ -126,6 +128,35 @@ def _per_query_metrics(query_codes, query_labels, db_codes, db_labels, *, ks, ch
   return map_chunks(
       lambda words, labels: _chunk_metrics(words, labels, db_words, db_labels, bits, ks),
       chunk, pack_codes(query_codes), query_labels)
+
+
+def _per_query_metrics_counted(query_codes, query_labels, items, relevant, db_codes,
+                               db_labels, *, ks, chunk):
+  """The same, given the queries' [queries, bits + 1] counts per distance."""
+  bits, db_words = db_codes.shape[1], pack_codes(db_codes)
+
+  def chunk_metrics(words, labels, items, relevant):
+    return _chunk_metrics(words, labels, db_words, db_labels, bits, ks,
+                          (items.T, relevant.T))
+
+  return map_chunks(chunk_metrics, chunk, pack_codes(query_codes), query_labels,
+                    items, relevant)
+
+
+def distinct_queries(query_codes, query_labels):
+  """(first [distinct] row of each distinct query, inverse [queries] its
+  distinct row, multiplicity [distinct]): queries with the same code and
+  the same labels score the same, so each is scored once."""
+  labels = np.asarray(query_labels)
+  if labels.ndim == 1:
+    label_bytes = labels.astype(np.int64).reshape(-1, 1).view(np.uint8)
+  else:
+    label_bytes = np.packbits(labels > 0, axis=1)
+  key = np.concatenate([np.packbits(np.asarray(query_codes, np.uint8), axis=1),
+                        label_bytes], axis=1)
+  _, first, inverse, multiplicity = np.unique(
+      key, axis=0, return_index=True, return_inverse=True, return_counts=True)
+  return first, inverse.reshape(-1), multiplicity
 
 
 def _nearest_ids(query_codes, db_codes, *, k, chunk):
@@ -207,16 +238,23 @@ def evaluate(query_codes, db_codes, query_labels, db_labels,
   ks = tuple(int(k) for k in ks)
   if any(not 1 <= k <= n for k in ks):
     raise ValueError(f"every K must lie in [1, {n}] (the database size), got {ks}")
-  chunk = chunk_size(queries_per_device(query_codes), db_codes.shape[1],
-                      3 * len(ks) + 1, memory_budget_bytes)
-  per_query = over_devices(
-      _per_query_metrics, dict(ks=ks, chunk=chunk),
-      (query_codes.astype(np.uint8), query_labels),
-      (db_codes.astype(np.uint8), db_labels))
+  first, _, multiplicity = distinct_queries(query_codes, query_labels)
+  query_codes, query_labels = query_codes[first], query_labels[first]
+  bits = db_codes.shape[1]
+  chunk = chunk_size(queries_per_device(query_codes), bits, 3 * len(ks) + 1,
+                     memory_budget_bytes)
+  body, query_arrays = _per_query_metrics, (query_codes.astype(np.uint8), query_labels)
+  if hypercube.preferred(len(query_codes), n, bits, hypercube.table_count(query_labels)):
+    counts = hypercube.distance_counts(query_codes, db_codes, query_labels, db_labels)
+    body = _per_query_metrics_counted
+    query_arrays += tuple(c.astype(np.int32) for c in counts)
+  per_query = over_devices(body, dict(ks=ks, chunk=chunk), query_arrays,
+                           (db_codes.astype(np.uint8), db_labels))
   names = [f"{m}@{k}" for k in ks for m in ("p", "r", "map")]
   names += [f"p@{k}_tie_aware" for k in ks]
   names += [f"ndcg@{k}" for k in ks] + ["map@all", f"p@r{RADIUS}", f"p@r{RADIUS}_empty"]
-  return {name: float(np.mean(per_query[name], dtype=np.float64)) for name in names}
+  return {name: float(np.average(np.asarray(per_query[name], np.float64),
+                                weights=multiplicity)) for name in names}
 
 
 def _per_query_histogram(query_codes, query_labels, db_codes, db_labels, *, chunk):
@@ -245,6 +283,9 @@ def distance_histogram(query_codes, db_codes, query_labels, db_labels,
   bits = db_codes.shape[1]
   if query_codes.shape[0] == 0:
     return np.zeros((0, bits + 1), np.int64), np.zeros((0, bits + 1), np.int64)
+  if hypercube.preferred(len(query_codes), len(db_codes), bits,
+                         hypercube.table_count(query_labels)):
+    return hypercube.distance_counts(query_codes, db_codes, query_labels, db_labels)
   chunk = chunk_size(queries_per_device(query_codes), bits, 0, memory_budget_bytes)
   items, relevant = over_devices(
       _per_query_histogram, dict(chunk=chunk),
