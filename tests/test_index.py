@@ -12,6 +12,7 @@ from hashvae import api
 from hashvae.data import DataError
 from hashvae.data.text import TextVectoriser
 from hashvae.retrieval import index, index_file, metrics, query_text, ranking
+from hashvae.retrieval.multi_index import MultiIndex
 
 from conftest import ROOT
 
@@ -103,13 +104,17 @@ def test_ranking_equals_brute_force_with_many_ties(bits, k):
   rng = np.random.default_rng(bits)
   db, queries = rng.integers(0, 2, (300, bits)), rng.integers(0, 2, (9, bits))
   db[50:120] = db[3]  # 71 copies of one code: a long tie
-  got = ranking.rank(np.packbits(queries, axis=1), np.packbits(db, axis=1), bits, k)
+  got = ranking.rank(queries, MultiIndex.build(db), k)
   for q in range(len(queries)):
     dist = (queries[q] != db).sum(1)
     order = np.lexsort((np.arange(len(db)), dist))[:k]
     np.testing.assert_array_equal(got.positions[q], order)
     np.testing.assert_array_equal(got.distances[q], dist[order])
-    np.testing.assert_array_equal(got.counts[q], np.bincount(dist, minlength=bits + 1))
+    # exact up to the k-th item's distance; beyond it, -1 or the exact count
+    last = dist[order[-1]]
+    counts = np.bincount(dist, minlength=bits + 1)
+    np.testing.assert_array_equal(got.counts[q][:last + 1], counts[:last + 1])
+    assert np.all((got.counts[q][last + 1:] == -1) | (got.counts[q][last + 1:] == counts[last + 1:]))
 
 
 def test_numpy_encoder_gives_the_jax_encoders_codes(trained, built):
@@ -206,15 +211,13 @@ def test_old_and_damaged_index_files_fail_clearly(built, tmp_path):
   assert index.load(rewritten("same.hvi")).search(loaded.db_codes[:2], 3)[0].shape == (2, 3)
 
 
-def test_search_in_blocks_of_queries_equals_all_at_once(built, monkeypatch):
+def test_search_gives_the_order_evaluate_scores(built):
   loaded = index.load(built)
-  queries = np.concatenate([loaded.db_codes[:30]] * 3)  # 90 queries
-  whole = loaded.search(queries, k=25)
-  monkeypatch.setattr(ranking, "QUERY_BLOCK", 7)  # 13 blocks, the last of 6
-  blocks = loaded.search(queries, k=25)
-  for a, b in zip(whole, blocks, strict=True):
-    np.testing.assert_array_equal(a, b)
-  assert whole[0].shape == (90, 25)
+  queries = np.concatenate([loaded.db_codes[:30]] * 3)  # 90 queries, repeated codes
+  positions, distances = loaded.search(queries, k=25)
+  np.testing.assert_array_equal(positions, metrics.nearest(queries, loaded.db_codes, 25))
+  np.testing.assert_array_equal(
+      distances, (queries[:, None, :] != loaded.db_codes[positions]).sum(-1))
 
 
 def run_cli(module, *args):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import functools
 import json
 import os
 from typing import Optional
@@ -30,6 +31,7 @@ import numpy as np
 
 from hashvae.retrieval import index_check, index_file, ranking
 from hashvae.retrieval.index_file import StringTable
+from hashvae.retrieval.multi_index import MultiIndex
 from hashvae.retrieval.numpy_encoder import NotIndexableError, NumpyEncoder
 from hashvae.retrieval.query_text import QueryVectoriser
 
@@ -77,6 +79,11 @@ class Index:
   def db_codes(self) -> np.ndarray:
     """[items, bits] uint8 {0, 1} (unpacked: a copy)."""
     return np.unpackbits(self.packed_codes, axis=1, count=self.bits)
+
+  @functools.cached_property
+  def multi_index(self) -> MultiIndex:
+    """The substring tables of the search (built once, on first search)."""
+    return MultiIndex.build(self.db_codes)
 
   @property
   def db_labels(self) -> np.ndarray:
@@ -152,7 +159,7 @@ class Index:
     """[queries, bits] {0, 1} -> the top k per query, nearest first, ties by
     database position, with each query's count of items at every distance."""
     query_codes = np.asarray(query_codes, np.uint8).reshape(-1, self.bits)
-    return ranking.rank(np.packbits(query_codes, axis=1), self.packed_codes, self.bits, k)
+    return ranking.rank(query_codes, self.multi_index, k)
 
   def search(self, query_codes, k: int) -> tuple[np.ndarray, np.ndarray]:
     """[queries, bits] -> (positions [queries, k], distances [queries, k])."""

@@ -1,6 +1,8 @@
-"""Top-k Hamming ranking of bit-packed codes, ties by database position (the
-order hashvae.retrieval.metrics.evaluate uses), with each query's count of
-items at every distance so that a caller can show how many tie.
+"""Top-k Hamming ranking of the database for each query, ties by database
+position (the order hashvae.retrieval.metrics.evaluate uses), with each
+query's count of items at every distance up to its k-th item's, so that a
+caller can show how many tie. The search is multi_index's: it looks only
+near each query, and compares every item only where the nearest lie far.
 """
 
 from __future__ import annotations
@@ -9,54 +11,29 @@ import dataclasses
 
 import numpy as np
 
-# Queries compared with the database at once: at most QUERY_BLOCK, and fewer
-# for a large database, so that a block's [queries, items, bytes] comparison
-# stays within QUERY_BLOCK_BYTES.
-QUERY_BLOCK = 256
-QUERY_BLOCK_BYTES = 64 * 2**20
-POPCOUNT = np.array([bin(byte).count("1") for byte in range(256)], np.uint8)
+from hashvae.retrieval.multi_index import MultiIndex
 
 
 @dataclasses.dataclass(frozen=True)
 class Ranking:
   positions: np.ndarray  # [queries, k] int64 database positions, nearest first
   distances: np.ndarray  # [queries, k] int64 Hamming distances
-  counts: np.ndarray  # [queries, bits + 1] int64 items at each distance
+  # [queries, bits + 1] int64 items at each distance: exact up to the k-th
+  # item's distance, -1 beyond it where the search did not look.
+  counts: np.ndarray
 
 
-def distances(packed_queries: np.ndarray, packed_db: np.ndarray) -> np.ndarray:
-  """[queries, bytes] x [items, bytes] packed codes -> [queries, items] int64."""
-  differ = np.bitwise_xor(packed_queries[:, None, :], packed_db[None, :, :])
-  return POPCOUNT[differ].sum(-1, dtype=np.int64)
-
-
-def top_k(dist: np.ndarray, k: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
-  """One query's [items] distances -> (its k nearest positions, ties by
-  position; [bits + 1] items per distance). Only items up to the k-th
-  item's distance are sorted."""
-  counts = np.bincount(dist, minlength=bits + 1)
-  limit = int(np.searchsorted(np.cumsum(counts), k))  # the k-th item's distance
-  near = np.flatnonzero(dist <= limit)
-  order = near[np.argsort(dist[near], kind="stable")[:k]]
-  return order, counts
-
-
-def rank(packed_queries, packed_db, bits: int, k: int) -> Ranking:
-  """The top min(k, items) per query of `packed_queries` [queries, bytes]
-  among `packed_db` [items, bytes] (np.packbits along bits)."""
+def rank(query_codes, table: MultiIndex, k: int) -> Ranking:
+  """The top min(k, items) of the database of `table` for each query of
+  `query_codes` ([queries, bits] in {0, 1})."""
   if k < 1:
     raise ValueError(f"k={k}: at least 1 result per query")
-  packed_queries = np.asarray(packed_queries, np.uint8)
-  packed_db = np.asarray(packed_db, np.uint8)
-  k = min(k, len(packed_db))
-  queries = len(packed_queries)
+  query_codes = np.asarray(query_codes, np.uint8)
+  k = min(k, len(table.words))
+  queries = len(query_codes)
   positions = np.zeros((queries, k), np.int64)
-  counts = np.zeros((queries, bits + 1), np.int64)
-  nearest = np.zeros((queries, k), np.int64)
-  size = int(np.clip(QUERY_BLOCK_BYTES // max(packed_db.size, 1), 1, QUERY_BLOCK))
-  for start in range(0, queries, size):
-    block = distances(packed_queries[start:start + size], packed_db)
-    for row, dist in enumerate(block, start=start):
-      positions[row], counts[row] = top_k(dist, k, bits)
-      nearest[row] = dist[positions[row]]
-  return Ranking(positions, nearest, counts)
+  distances = np.zeros((queries, k), np.int64)
+  counts = np.zeros((queries, table.bits + 1), np.int64)
+  for row, code in enumerate(query_codes):
+    positions[row], distances[row], counts[row] = table.search(code, k)
+  return Ranking(positions, distances, counts)
