@@ -4,9 +4,9 @@ evaluate paths that use them against the pass that compares every pair."""
 import numpy as np
 import pytest
 import scipy.linalg
+from test_metrics import brute_force
 
 from hashvae.retrieval import hypercube, metrics
-from test_metrics import brute_force
 
 
 def pairwise_counts(qc, dc, ql, dl):
@@ -76,7 +76,7 @@ def test_label_groups_are_done_in_slices_of_the_table_budget(monkeypatch):
   want = hypercube.distance_counts(qc, dc, ql, dl)
   monkeypatch.setattr(hypercube, "TABLE_BUDGET_BYTES", 1)  # one table at a time
   got = hypercube.distance_counts(qc, dc, ql, dl)
-  assert all(np.array_equal(a, b) for a, b in zip(got, want))
+  assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
 
 
 def test_preferred_only_where_the_transform_is_cheaper():
@@ -96,7 +96,7 @@ def test_evaluate_is_the_same_with_and_without_the_transform(monkeypatch, multil
     monkeypatch.setattr(hypercube, "preferred", lambda *a, use=use: use)
     results.append(metrics.evaluate(qc, dc, ql, dl, ks))
     histogram = metrics.distance_histogram(qc, dc, ql, dl)
-    assert all(np.array_equal(a, b) for a, b in zip(histogram, pairwise_counts(qc, dc, ql, dl)))
+    assert all(np.array_equal(a, b) for a, b in zip(histogram, pairwise_counts(qc, dc, ql, dl), strict=True))
   assert results[0] == results[1]
   for name, value in brute_force(qc, dc, ql, dl, ks).items():
     assert results[1][name] == pytest.approx(value, abs=1e-6), name

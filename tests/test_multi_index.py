@@ -42,7 +42,7 @@ def test_the_full_pass_gives_the_same_results(monkeypatch):
   table = MultiIndex.build(db)
   probed = [table.search(q, 30) for q in queries]
   monkeypatch.setattr(multi_index, "FULL_PASS_SHARE", 0.0)
-  for query, (positions, distances, _) in zip(queries, probed):
+  for query, (positions, distances, _) in zip(queries, probed, strict=True):
     full_positions, full_distances, counts = table.search(query, 30)
     np.testing.assert_array_equal(full_positions, positions)
     np.testing.assert_array_equal(full_distances, distances)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import functools
 import json
 import os
 from typing import Optional

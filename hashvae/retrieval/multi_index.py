@@ -87,7 +87,7 @@ class MultiIndex:
     ids, dists, found = [], [], 0
     for s in range(max(t.width for t in self.tables) + 1):
       new = np.concatenate([_bucket_items(t, v ^ masks(t.width, s))
-                            for t, v in zip(self.tables, subs) if s <= t.width])
+                            for t, v in zip(self.tables, subs, strict=False) if s <= t.width])
       found += len(new)
       if found > FULL_PASS_SHARE * items:
         return self._full_pass(query, k)
