@@ -6,7 +6,9 @@ r"""Writes a searchable index of one trained run of a finished sweep.
 
 --run is a row of WORKDIR/results.csv, or `best` (highest --metric at --level).
 The index is one memory-mapped file (hashvae.retrieval.index: format
-version 3); launch.search answers from it without jax.
+version 3); launch.search answers from it without jax. --faiss_out also
+writes the run's database codes as a faiss IndexBinaryFlat, for serving
+with faiss (`pip install .[faiss]`; hashvae.retrieval.faiss_export).
 """
 
 import os
@@ -14,7 +16,7 @@ import os
 from absl import app, flags
 
 from hashvae import api
-from hashvae.retrieval import index
+from hashvae.retrieval import faiss_export, index
 from hashvae.store import workdir
 from launch import errors
 
@@ -24,6 +26,9 @@ _LEVEL = flags.DEFINE_float("level", 1.0, "With --run=best: the labelled fractio
 _METHOD = flags.DEFINE_string("method", None, "With --run=best: only this method.")
 _METRIC = flags.DEFINE_string("metric", "p@100", "With --run=best: the metric.")
 _OUT = flags.DEFINE_string("out", None, "Index file (default WORKDIR/index_RUN.hvi).")
+_FAISS_OUT = flags.DEFINE_string(
+    "faiss_out", None, "Also write the run's database codes to this faiss binary "
+    "index file (needs faiss: pip install .[faiss]).")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -47,6 +52,12 @@ def main(argv):
     index.build(sweep, run, out)
   except index.NotIndexableError as e:
     raise app.UsageError(f"--run={_RUN.value}: {e}") from e
+  if _FAISS_OUT.value:
+    try:
+      faiss_export.write(sweep.codes(run)[1], _FAISS_OUT.value)
+    except ImportError as e:
+      raise app.UsageError(f"--faiss_out: {e}") from e
+    print(f"wrote {_FAISS_OUT.value}: faiss IndexBinaryFlat of the run's database codes")
   print(f"wrote {out}: run {run} ({row['method']}, seed {row['seed']}, level "
         f"{row['level']}, p@100 {row.get('p@100', '?')}), {sweep.dataset.database_size} items")
 

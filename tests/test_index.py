@@ -262,6 +262,19 @@ def test_index_cli_writes_what_search_reads(trained):
   assert "Traceback" not in proc.stderr
 
 
+def test_index_cli_writes_a_faiss_index_that_faiss_reads_back(trained, tmp_path):
+  faiss = pytest.importorskip("faiss", reason="faiss is an optional extra: pip install .[faiss]")
+  _, workdir, _ = trained
+  out, faiss_out = str(tmp_path / "run1.hvi"), str(tmp_path / "run1.faiss")
+  made = run_cli("launch.index", f"--workdir={workdir}", "--run=1", f"--out={out}",
+                 f"--faiss_out={faiss_out}")
+  assert made.returncode == 0, made.stderr[-2000:]
+  loaded = index.load(out)
+  queries = loaded.db_codes[:12]
+  distances, _ = faiss.read_index_binary(faiss_out).search(np.packbits(queries, axis=1), 15)
+  np.testing.assert_array_equal(distances, loaded.search(queries, 15)[1])
+
+
 def test_a_sweep_whose_data_changed_is_refused(trained, tmp_path):
   folder, workdir, _ = trained
   changed = tmp_path / "data"
