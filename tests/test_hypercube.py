@@ -115,3 +115,17 @@ def test_repeated_queries_are_scored_once_and_weighted(multilabel):
   got = metrics.evaluate(qc[repeat], dc, ql[repeat], dl, ks)
   for name, value in brute_force(qc[repeat], dc, ql[repeat], dl, ks).items():
     assert got[name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_a_long_evaluation_runs_in_batches_with_progress_and_the_same_results(
+    monkeypatch, caplog):
+  qc, dc, ql, dl = tied(9, 7, 23, 200, multilabel=False)
+  qc[5:] = np.random.default_rng(1).integers(0, 2, (18, 7))
+  whole = metrics.evaluate(qc, dc, ql, dl, (5, 50))
+  monkeypatch.setattr(metrics, "PROGRESS_PAIRS", 0)
+  monkeypatch.setattr(metrics, "PROGRESS_BATCHES", 4)  # the last batch is padded
+  with caplog.at_level("INFO", logger=metrics.__name__):
+    batched = metrics.evaluate(qc, dc, ql, dl, (5, 50))
+  assert batched == pytest.approx(whole, abs=1e-12)
+  lines = [r.getMessage() for r in caplog.records if "distinct queries" in r.getMessage()]
+  assert len(lines) == 4 and "ETA 0s" in lines[-1]

@@ -11,8 +11,11 @@ ranking that `evaluate` scores.
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -28,6 +31,13 @@ from hashvae.retrieval.hamming import (
   ranked_pass,
   split_counts,
 )
+
+log = logging.getLogger(__name__)
+
+# An evaluation of more query-item pairs than this runs in PROGRESS_BATCHES
+# program calls, and logs its progress after each.
+PROGRESS_PAIRS = 2 * 10**10
+PROGRESS_BATCHES = 20
 
 # The Hamming radius of p@r2, the classical hash-lookup protocol.
 RADIUS = 2
@@ -166,6 +176,36 @@ def _nearest_ids(query_codes, db_codes, *, k, chunk):
                      chunk, pack_codes(query_codes))
 
 
+def progress_batch(queries: int, items: int) -> int:
+  """Queries per program call: all of them, or for a long evaluation
+  (over PROGRESS_PAIRS pairs) a PROGRESS_BATCHES-th, so that it can report
+  its progress between calls."""
+  if queries * items <= PROGRESS_PAIRS:
+    return max(queries, 1)
+  return -(-queries // PROGRESS_BATCHES)
+
+
+def in_batches(body, static: dict, query_arrays, db_arrays, batch: int):
+  """over_devices over the queries `batch` at a time (each call padded to
+  `batch` with copies of the last query, so one program serves all),
+  logging progress and an ETA after each call when there are several."""
+  queries = len(query_arrays[0])
+  if batch >= queries:
+    return over_devices(body, static, query_arrays, db_arrays)
+  parts, start = [], time.perf_counter()
+  for first in range(0, queries, batch):
+    real = min(batch, queries - first)
+    part = [np.concatenate([a[first:first + real]] + [a[first + real - 1:first + real]]
+                           * (batch - real)) for a in query_arrays]
+    parts.append(jax.tree.map(lambda v: v[:real],
+                              over_devices(body, static, part, db_arrays)))
+    done, elapsed = first + real, time.perf_counter() - start
+    log.info("evaluate: %d/%d distinct queries against %d items, elapsed %.0fs, "
+             "ETA %.0fs", done, queries, len(db_arrays[0]), elapsed,
+             elapsed / done * (queries - done))
+  return jax.tree.map(lambda *v: np.concatenate(v), *parts)
+
+
 def _check_labels(query_codes, db_codes, query_labels, db_labels):
   if query_labels.shape[0] != query_codes.shape[0] or (
       db_labels.shape[0] != db_codes.shape[0]):
@@ -241,15 +281,16 @@ def evaluate(query_codes, db_codes, query_labels, db_labels,
   first, _, multiplicity = distinct_queries(query_codes, query_labels)
   query_codes, query_labels = query_codes[first], query_labels[first]
   bits = db_codes.shape[1]
-  chunk = chunk_size(queries_per_device(query_codes), bits, 3 * len(ks) + 1,
+  batch = progress_batch(len(query_codes), n)
+  chunk = chunk_size(queries_per_device(query_codes[:batch]), bits, 3 * len(ks) + 1,
                      memory_budget_bytes)
   body, query_arrays = _per_query_metrics, (query_codes.astype(np.uint8), query_labels)
   if hypercube.preferred(len(query_codes), n, bits, hypercube.table_count(query_labels)):
     counts = hypercube.distance_counts(query_codes, db_codes, query_labels, db_labels)
     body = _per_query_metrics_counted
     query_arrays += tuple(c.astype(np.int32) for c in counts)
-  per_query = over_devices(body, dict(ks=ks, chunk=chunk), query_arrays,
-                           (db_codes.astype(np.uint8), db_labels))
+  per_query = in_batches(body, dict(ks=ks, chunk=chunk), query_arrays,
+                         (db_codes.astype(np.uint8), db_labels), batch)
   names = [f"{m}@{k}" for k in ks for m in ("p", "r", "map")]
   names += [f"p@{k}_tie_aware" for k in ks]
   names += [f"ndcg@{k}" for k in ks] + ["map@all", f"p@r{RADIUS}", f"p@r{RADIUS}_empty"]
