@@ -197,7 +197,7 @@ def in_batches(body, static: dict, query_arrays, db_arrays, batch: int):
     real = min(batch, queries - first)
     part = [np.concatenate([a[first:first + real]] + [a[first + real - 1:first + real]]
                            * (batch - real)) for a in query_arrays]
-    parts.append(jax.tree.map(lambda v: v[:real],
+    parts.append(jax.tree.map(lambda v, real=real: v[:real],
                               over_devices(body, static, part, db_arrays)))
     done, elapsed = first + real, time.perf_counter() - start
     log.info("evaluate: %d/%d distinct queries against %d items, elapsed %.0fs, "
