@@ -6,7 +6,7 @@ import pytest
 import scipy.linalg
 from test_metrics import brute_force
 
-from hashvae.retrieval import hypercube, metrics
+from hashvae.retrieval import hamming, hypercube, metrics
 
 
 def pairwise_counts(qc, dc, ql, dl):
@@ -55,7 +55,7 @@ def test_counts_equal_pairwise_counts(bits, multilabel):
   assert np.array_equal(items, want_items) and np.array_equal(relevant, want_relevant)
 
 
-def test_counts_stay_exact_beyond_32_bit_integers(monkeypatch):
+def test_counts_stay_exact_beyond_32_bit_integers():
   """Counts of 2^40 items at a code: the int64 transforms wrap but the
   result, a multiple of 2^bits, is exact."""
   bits = 12
@@ -122,9 +122,9 @@ def test_a_long_evaluation_runs_in_batches_with_progress_and_the_same_results(
   qc, dc, ql, dl = tied(9, 7, 23, 200, multilabel=False)
   qc[5:] = np.random.default_rng(1).integers(0, 2, (18, 7))
   whole = metrics.evaluate(qc, dc, ql, dl, (5, 50))
-  monkeypatch.setattr(metrics, "PROGRESS_PAIRS", 0)
-  monkeypatch.setattr(metrics, "PROGRESS_BATCHES", 4)  # the last batch is padded
-  with caplog.at_level("INFO", logger=metrics.__name__):
+  monkeypatch.setattr(hamming, "PROGRESS_PAIRS", 0)
+  monkeypatch.setattr(hamming, "PROGRESS_BATCHES", 4)  # the last batch is padded
+  with caplog.at_level("INFO", logger=hamming.__name__):
     batched = metrics.evaluate(qc, dc, ql, dl, (5, 50))
   assert batched == pytest.approx(whole, abs=1e-12)
   lines = [r.getMessage() for r in caplog.records if "distinct queries" in r.getMessage()]

@@ -22,6 +22,8 @@ core of a CPU; split into one device per core, every core works).
 from __future__ import annotations
 
 import functools
+import logging
+import time
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +31,13 @@ import numpy as np
 from jax import lax
 
 from hashvae.core import sharding
+
+log = logging.getLogger(__name__)
+
+# An evaluation of more query-item pairs than this runs in PROGRESS_BATCHES
+# program calls, and logs its progress after each.
+PROGRESS_PAIRS = 2 * 10**10
+PROGRESS_BATCHES = 20
 
 # Upper bound on the bytes a chunk keeps per query and count cell (or
 # accumulator), used to size chunks.
@@ -222,6 +231,36 @@ def over_devices(body, static: dict, query_arrays, db_arrays):
   queries = [jax.device_put(sharding.pad_runs(a, padded), split) for a in query_arrays]
   database = [jax.device_put(a, sharding.replicated(mesh)) for a in db_arrays]
   return jax.tree.map(lambda v: np.asarray(v)[:q], program(*queries, *database))
+
+
+def progress_batch(queries: int, items: int) -> int:
+  """Queries per program call: all of them, or for a long evaluation
+  (over PROGRESS_PAIRS pairs) a PROGRESS_BATCHES-th, so that it can report
+  its progress between calls."""
+  if queries * items <= PROGRESS_PAIRS:
+    return max(queries, 1)
+  return -(-queries // PROGRESS_BATCHES)
+
+
+def in_batches(body, static: dict, query_arrays, db_arrays, batch: int):
+  """over_devices over the queries `batch` at a time (each call padded to
+  `batch` with copies of the last query, so one program serves all),
+  logging progress and an ETA after each call when there are several."""
+  queries = len(query_arrays[0])
+  if batch >= queries:
+    return over_devices(body, static, query_arrays, db_arrays)
+  parts, start = [], time.perf_counter()
+  for first in range(0, queries, batch):
+    real = min(batch, queries - first)
+    part = [np.concatenate([a[first:first + real]] + [a[first + real - 1:first + real]]
+                           * (batch - real)) for a in query_arrays]
+    parts.append(jax.tree.map(lambda v, real=real: v[:real],
+                              over_devices(body, static, part, db_arrays)))
+    done, elapsed = first + real, time.perf_counter() - start
+    log.info("evaluate: %d/%d distinct queries against %d items, elapsed %.0fs, "
+             "ETA %.0fs", done, queries, len(db_arrays[0]), elapsed,
+             elapsed / done * (queries - done))
+  return jax.tree.map(lambda *v: np.concatenate(v), *parts)
 
 
 def check_codes(query_codes, db_codes):

@@ -11,11 +11,8 @@ ranking that `evaluate` scores.
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -24,20 +21,15 @@ from hashvae.retrieval.hamming import (
   check_codes,
   chunk_size,
   count_pass,
+  in_batches,
   map_chunks,
   over_devices,
   pack_codes,
+  progress_batch,
   queries_per_device,
   ranked_pass,
   split_counts,
 )
-
-log = logging.getLogger(__name__)
-
-# An evaluation of more query-item pairs than this runs in PROGRESS_BATCHES
-# program calls, and logs its progress after each.
-PROGRESS_PAIRS = 2 * 10**10
-PROGRESS_BATCHES = 20
 
 # The Hamming radius of p@r2, the classical hash-lookup protocol.
 RADIUS = 2
@@ -174,36 +166,6 @@ def _nearest_ids(query_codes, db_codes, *, k, chunk):
   bits, db_words = db_codes.shape[1], pack_codes(db_codes)
   return map_chunks(lambda words: _chunk_nearest(words, db_words, bits, k),
                      chunk, pack_codes(query_codes))
-
-
-def progress_batch(queries: int, items: int) -> int:
-  """Queries per program call: all of them, or for a long evaluation
-  (over PROGRESS_PAIRS pairs) a PROGRESS_BATCHES-th, so that it can report
-  its progress between calls."""
-  if queries * items <= PROGRESS_PAIRS:
-    return max(queries, 1)
-  return -(-queries // PROGRESS_BATCHES)
-
-
-def in_batches(body, static: dict, query_arrays, db_arrays, batch: int):
-  """over_devices over the queries `batch` at a time (each call padded to
-  `batch` with copies of the last query, so one program serves all),
-  logging progress and an ETA after each call when there are several."""
-  queries = len(query_arrays[0])
-  if batch >= queries:
-    return over_devices(body, static, query_arrays, db_arrays)
-  parts, start = [], time.perf_counter()
-  for first in range(0, queries, batch):
-    real = min(batch, queries - first)
-    part = [np.concatenate([a[first:first + real]] + [a[first + real - 1:first + real]]
-                           * (batch - real)) for a in query_arrays]
-    parts.append(jax.tree.map(lambda v, real=real: v[:real],
-                              over_devices(body, static, part, db_arrays)))
-    done, elapsed = first + real, time.perf_counter() - start
-    log.info("evaluate: %d/%d distinct queries against %d items, elapsed %.0fs, "
-             "ETA %.0fs", done, queries, len(db_arrays[0]), elapsed,
-             elapsed / done * (queries - done))
-  return jax.tree.map(lambda *v: np.concatenate(v), *parts)
 
 
 def _check_labels(query_codes, db_codes, query_labels, db_labels):
