@@ -85,7 +85,7 @@ def rescore(queries, documents, found: np.ndarray, k: int, memory_mb: float):
     valid = (columns >= 0) & (columns != rows)
     scores = np.full(len(columns), -np.inf)
     scores[valid] = pair_scores(queries, documents, rows[valid], columns[valid])
-    scores = scores.reshape(block.shape)
+    scores = scores.reshape(block.shape).astype(np.float32)  # ties as exact_top_k ranks them
     # Sort each row by (-score, index); invalid entries (-inf) go last.
     order = np.lexsort((block, -scores), axis=1)[:, :k]
     best = np.take_along_axis(scores, order, 1)

@@ -30,7 +30,8 @@ import scipy.sparse
 from hashvae.data.dataset import row_of_entry, with_values
 
 SIMILARITIES = ("bm25", "tfidf", "cosine")
-# Bytes one (query, item) score costs during a block: the dense float64 score,
+# Bytes one (query, item) score costs during a block: the dense score (float64,
+# then float32),
 # the sparse product it is built from (value and column index) and the
 # comparison mask of the top-k selection.
 BYTES_PER_SCORE = 32
@@ -85,8 +86,8 @@ def block_rows(items: int, memory_mb: float) -> int:
 
 
 def top_k(scores: np.ndarray, k: int):
-  """[rows, items] scores -> ([rows, k] int32 columns, [rows, k] float64
-  scores), by decreasing score, equal scores by lower column.
+  """[rows, items] scores -> ([rows, k] int32 columns, [rows, k] scores),
+  by decreasing score, equal scores by lower column.
 
   argpartition finds each row's k-th largest score; every entry at least as
   large is a candidate (more than k when the k-th score is tied), and a
@@ -118,7 +119,7 @@ def exact_top_k(queries, documents, k: int, rows=None, memory_mb: float = 256.0)
     memory_mb: the budget for one block's scores.
   Returns:
     indices [queries, k] int32 and similarities [queries, k] float32, by
-    decreasing similarity, ties by lower index.
+    decreasing similarity, ties (equal float32 similarities) by lower index.
   """
   items = documents.shape[0]
   rows = np.arange(items) if rows is None else np.asarray(rows)
@@ -129,7 +130,9 @@ def exact_top_k(queries, documents, k: int, rows=None, memory_mb: float = 256.0)
   for start in range(0, len(rows), step):
     block = rows[start:start + step]
     scores = queries[block] @ transposed
-    scores = scores.toarray() if scipy.sparse.issparse(scores) else np.asarray(scores)
+    # Ranked in float32, the table's type: scores equal in theory but summed
+    # in another order differ in float64's last bits, and would not tie.
+    scores = (scores.toarray() if scipy.sparse.issparse(scores) else scores).astype(np.float32)
     scores[np.arange(len(block)), block] = -np.inf  # never its own neighbour
     indices[start:start + step], best = top_k(scores, k)
     similarities[start:start + step] = best
