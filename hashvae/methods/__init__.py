@@ -9,6 +9,8 @@ from hashvae.methods import (  # noqa: F401  (importing registers a method)
                                     bmsh,
                                     classical,
                                     classical_supervised,
+                                    corrsh,
+                                    doc2hash,
                                     infomax,
                                     nash,
                                     pseudo_label,
@@ -16,6 +18,7 @@ from hashvae.methods import (  # noqa: F401  (importing registers a method)
                                     study,
                                     vdsh_sp,
                                     views,
+                                    wish,
 )
 from hashvae.methods.blocks import (
                                     class_probabilities,
