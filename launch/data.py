@@ -14,6 +14,7 @@ manifest.json (sources and checksums, seed, counts per split, vocabulary
 size, this command). Corpora, recipes and checksums: docs/datasets.md.
 """
 
+import re
 import shlex
 import sys
 
@@ -36,7 +37,11 @@ flags.mark_flags_as_required(["corpus", "out"])
 def command(argv) -> str:
   """This command as recorded in the manifest: without --out, which is the
   folder the manifest lies in (so two builds of the same data match)."""
-  kept = [a for a in argv[1:] if not a.lstrip("-").startswith("out")]
+  kept, skip = [], False
+  for arg in argv[1:]:
+    if not skip and not re.match(r"^--?out(=|$)", arg):
+      kept.append(arg)
+    skip = arg in ("--out", "-out")  # its value is the next argument
   return shlex.join(["python", "-m", "launch.data", *kept])
 
 
