@@ -1,6 +1,7 @@
 """The neighbour table against a brute force of dense loops, its cache, the
 approximate search's recall and the errors on bad input."""
 
+import dataclasses
 import sys
 
 import numpy as np
@@ -12,6 +13,7 @@ from hashvae.data.dataset import DataError
 from hashvae.data.neighbours import neighbour_table
 from hashvae.data.neighbours_approx import recall_at_k
 from hashvae.data.neighbours_exact import block_rows
+from hashvae.data.text import vectorise_corpus
 
 
 def corpus(items=30, terms=12, seed=0):
@@ -146,7 +148,8 @@ def test_approximate_table_recalls_the_exact_one(similarity):
   pytest.importorskip("faiss", reason="faiss is an optional extra: pip install .[faiss]")
   features = random_corpus(400, 300, seed=1)
   exact = neighbour_table(features, k=10, similarity=similarity)
-  approximate = neighbour_table(features, k=10, similarity=similarity, method="approximate")
+  approximate = neighbour_table(features, k=10, similarity=similarity, method="approximate",
+                                approximate=neighbours.Approximate(dims=64, candidates=40))
   assert recall_at_k(approximate.indices, exact.indices) >= 0.9
   assert (approximate.indices != np.arange(400)[:, None]).all()
   # The similarities it reports are the exact ones of the items it found.
@@ -184,3 +187,23 @@ def test_bad_input_gets_a_one_line_error(features, kwargs, message):
   with pytest.raises(DataError, match=message.replace("[", r"\[").replace("(", r"\(")) as e:
     neighbour_table(features, **kwargs)
   assert "\n" not in str(e.value)
+
+
+def test_auto_searches_approximately_above_the_threshold_only():
+  assert neighbours.resolve_method("auto", neighbours.AUTO_ITEMS) == "exact"
+  assert neighbours.resolve_method("auto", neighbours.AUTO_ITEMS + 1) == "approximate"
+  assert neighbours.resolve_method("exact", 10**9) == "exact"
+
+
+def test_term_counts_are_the_counts_behind_the_log_inputs():
+  docs = ["apple banana apple cherry", "banana banana cherry", "cherry apple durian",
+          "durian durian banana", "apple cherry cherry"]
+  dataset = vectorise_corpus("tiny", docs, ["a", "b", "a", "b", "a"], docs[:2], ["a", "b"],
+                             max_features=50, validation_fraction=0.4, split_seed=0,
+                             where_test="test")
+  counts = neighbours.term_counts(dataset)
+  inputs = dataset.database.inputs  # log(1 + tf), train then validation
+  assert counts.shape == inputs.shape and counts.sum() > 0
+  np.testing.assert_allclose(counts.toarray(), np.expm1(inputs.toarray()), rtol=1e-5)
+  with pytest.raises(DataError, match="no texts and vectoriser"):
+    neighbours.term_counts(dataclasses.replace(dataset, vectoriser=None))

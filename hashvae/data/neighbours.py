@@ -22,7 +22,7 @@ approximately found items) or `auto`, approximate above AUTO_ITEMS items
 The table is cached under `cache_dir` as neighbours-<key>.npz, the key a
 hash of the features' arrays and every setting that changes the result
 (k, similarity, BM25's k1 and b, the search, and for the approximate search
-its settings and the faiss version); the block size is not part of it.
+its settings and the faiss and scikit-learn versions); the block size is not part of it.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ class NeighbourTable:
 class Approximate:
   """The approximate search's settings (neighbours_approx.approximate_top_k)."""
 
-  dims: int = 128  # projection width
-  candidates: int = 0  # items rescored per query; 0: max(4 k, 32)
+  dims: int = 256  # projection width
+  candidates: int = 0  # items rescored per query; 0: max(10 k, 100)
   seed: int = 0  # the projection's random state
 
 
@@ -123,7 +123,10 @@ def cache_key(features, k: int, similarity: str, k1: float, b: float, method: st
   if similarity == "bm25":
     settings.update(k1=float(k1), b=float(b))
   if method == "approximate":
-    settings.update(dataclasses.asdict(approximate), faiss=load_faiss().__version__)
+    import sklearn  # the projection's SVD
+
+    settings.update(dataclasses.asdict(approximate), faiss=load_faiss().__version__,
+                    sklearn=sklearn.__version__)
   digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
   arrays = ((features.indptr, features.indices, features.data)
             if scipy.sparse.issparse(features) else (features,))

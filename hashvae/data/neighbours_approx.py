@@ -11,8 +11,9 @@ dense vectors only, hence the projection below.
 The search in three steps:
 1. Projection. Sparse rows, or rows wider than `dims`, are projected on the
    top `dims` right singular vectors V of the document matrix D (truncated
-   SVD, seeded): q' = q V, d' = d V, so q' . d' = q V V^T d^T approximates
-   q . d. Dense rows of at most `dims` columns are used as they are.
+   SVD of a seeded sample of SVD_SAMPLE rows): q' = q V, d' = d V, so
+   q' . d' = q V V^T d^T approximates q . d. Dense rows of at most `dims`
+   columns are used as they are.
 2. Candidates. A faiss HNSW graph over the d' (inner-product metric) gives
    each q' its `candidates` best d' (+1, for the item itself).
 3. Exact rescoring. Each candidate's similarity is recomputed exactly from
@@ -37,6 +38,7 @@ from hashvae.data.neighbours_exact import BYTES_PER_SCORE, exact_top_k
 INSTALL = "approximate neighbours need faiss, an optional extra: pip install .[faiss]"
 HNSW_LINKS = 32  # graph degree M: recall against memory and build time
 HNSW_BUILD_DEPTH = 80  # efConstruction
+SVD_SAMPLE = 20_000  # documents the projection is fitted on
 
 
 def load_faiss():
@@ -56,8 +58,14 @@ def project(queries, documents, dims: int, seed: int):
             np.ascontiguousarray(documents, np.float32))
   from sklearn.decomposition import TruncatedSVD
 
+  # The top singular directions of a random sample of the documents: the
+  # projection's fit then costs the same for any corpus size.
+  rng = np.random.default_rng(seed)
+  items = documents.shape[0]
+  sample = np.sort(rng.choice(items, min(items, SVD_SAMPLE), replace=False))
   dims = min(dims, documents.shape[1] - 1)
-  basis = TruncatedSVD(dims, random_state=seed).fit(documents).components_.T  # [dims_in, dims]
+  svd = TruncatedSVD(dims, random_state=seed).fit(documents[sample])
+  basis = svd.components_.T  # [dims_in, dims]
   return (np.ascontiguousarray(queries @ basis, np.float32),
           np.ascontiguousarray(documents @ basis, np.float32))
 
@@ -95,7 +103,7 @@ def rescore(queries, documents, found: np.ndarray, k: int, memory_mb: float):
   return indices, similarities
 
 
-def approximate_top_k(queries, documents, k: int, *, dims: int = 128, candidates: int = 0,
+def approximate_top_k(queries, documents, k: int, *, dims: int = 256, candidates: int = 0,
                       seed: int = 0, memory_mb: float = 256.0):
   """The k most similar documents of each item, found approximately.
 
@@ -105,7 +113,7 @@ def approximate_top_k(queries, documents, k: int, *, dims: int = 128, candidates
       neighbour).
     k: neighbours per item.
     dims: the projection's width (see the module docstring).
-    candidates: items rescored per query; 0: max(4 k, 32).
+    candidates: items rescored per query; 0: max(10 k, 100).
     seed: the projection's random state.
     memory_mb: the budget of one rescoring block.
   Returns:
@@ -114,7 +122,7 @@ def approximate_top_k(queries, documents, k: int, *, dims: int = 128, candidates
   """
   faiss = load_faiss()
   items = documents.shape[0]
-  c = min(candidates or max(4 * k, 32), items - 1) + 1  # +1: the item finds itself
+  c = min(candidates or max(10 * k, 100), items - 1) + 1  # +1: the item finds itself
   q, d = project(queries, documents, dims, seed)
   index = faiss.IndexHNSWFlat(d.shape[1], HNSW_LINKS, faiss.METRIC_INNER_PRODUCT)
   index.hnsw.efConstruction = HNSW_BUILD_DEPTH
