@@ -16,7 +16,7 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from hashvae.retrieval import hypercube
+from hashvae.retrieval import hypercube, min_tree
 from hashvae.retrieval.hamming import (
   check_codes,
   chunk_size,
@@ -162,10 +162,17 @@ def distinct_queries(query_codes, query_labels):
 
 
 def _nearest_ids(query_codes, db_codes, *, k, chunk):
-  """[queries, k] database indices for these queries."""
+  """[queries, k] database indices for these queries, by the counting pass."""
   bits, db_words = db_codes.shape[1], pack_codes(db_codes)
   return map_chunks(lambda words: _chunk_nearest(words, db_words, bits, k),
                      chunk, pack_codes(query_codes))
+
+
+def _tree_nearest_ids(query_codes, db_codes, *, items, k, chunk):
+  """The same by min_tree; db_codes padded to min_tree.padded_items rows."""
+  db_words = pack_codes(db_codes)
+  return map_chunks(lambda words: min_tree.chunk_top_k(words, db_words, items=items, k=k),
+                    chunk, pack_codes(query_codes))
 
 
 def _check_labels(query_codes, db_codes, query_labels, db_labels):
@@ -185,18 +192,28 @@ def nearest(query_codes, db_codes, k: int,
 
   Items are ranked by Hamming distance, ties by database index: the order
   that `evaluate` scores. query_codes: [queries, bits] and db_codes:
-  [items, bits], in {0, 1}.
+  [items, bits], in {0, 1}. The search is min_tree's (one pass over the
+  database, then sorts of k * BLOCK keys), or the counting pass where the
+  database is too large for its int32 keys.
   """
   query_codes, db_codes = np.asarray(query_codes), np.asarray(db_codes)
   check_codes(query_codes, db_codes)
   if not 1 <= k <= db_codes.shape[0]:
     raise ValueError(f"K must lie in [1, {db_codes.shape[0]}] (the database size), got {k}")
-  chunk = chunk_size(queries_per_device(query_codes), db_codes.shape[1], k,
-                      memory_budget_bytes)
   if query_codes.shape[0] == 0:
     return np.zeros((0, k), np.int32)
-  return over_devices(_nearest_ids, dict(k=int(k), chunk=chunk),
-                       (query_codes.astype(np.uint8),), (db_codes.astype(np.uint8),))
+  items, bits = db_codes.shape
+  queries = (query_codes.astype(np.uint8),)
+  if items > min_tree.max_items(bits):
+    chunk = chunk_size(queries_per_device(query_codes), bits, k, memory_budget_bytes)
+    return over_devices(_nearest_ids, dict(k=int(k), chunk=chunk), queries,
+                        (db_codes.astype(np.uint8),))
+  padded = np.zeros((min_tree.padded_items(items, k), bits), np.uint8)
+  padded[:items] = db_codes
+  chunk = min_tree.chunk_size(queries_per_device(query_codes), items, bits, k,
+                              memory_budget_bytes)
+  return over_devices(_tree_nearest_ids, dict(items=items, k=int(k), chunk=chunk),
+                      queries, (padded,))
 
 
 def evaluate(query_codes, db_codes, query_labels, db_labels,

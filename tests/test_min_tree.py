@@ -1,0 +1,58 @@
+"""Top-k by the tree of block minima against a numpy brute force, with
+many ties, through every level count, short tops and padding."""
+
+import numpy as np
+import pytest
+
+from hashvae.retrieval import metrics, min_tree
+
+
+def brute_force(queries, db, k):
+  dist = (queries[:, None, :] != db[None]).sum(-1)
+  positions = np.arange(len(db))
+  return np.stack([np.lexsort((positions, row))[:k] for row in dist])
+
+
+def tied_codes(seed, bits, items, queries):
+  rng = np.random.default_rng(seed)
+  db = rng.integers(0, 2, (items, bits)).astype(np.uint8)
+  db[5:min(items, 900)] = db[2]  # a tie spanning many blocks
+  near = db[rng.integers(0, items, queries)] ^ (rng.random((queries, bits)) < 0.1)
+  return db, np.concatenate([near, db[2:3]]).astype(np.uint8)
+
+
+@pytest.mark.parametrize("bits,items,k", [
+    (3, 50, 50),  # k = items: the top level is shorter than k
+    (6, 1000, 7),  # one level, its tail padded
+    (16, 1100, 1),  # two levels
+    (33, 2000, 40),
+    (64, 700, 3),
+])
+def test_nearest_equals_brute_force(bits, items, k):
+  db, queries = tied_codes(bits + items, bits, items, 9)
+  np.testing.assert_array_equal(metrics.nearest(queries, db, k),
+                                brute_force(queries, db, k))
+
+
+def test_three_levels_and_a_tie_wider_than_the_top():
+  # 40,000 items, k = 1: levels 1 (1,250 blocks), 2 (40), 3 (2); with 2
+  # bits every distance is tied across thousands of blocks.
+  db, queries = tied_codes(0, 2, 40_000, 4)
+  assert min_tree.levels(40_000, 1) == 3
+  for k in (1, 3):
+    np.testing.assert_array_equal(metrics.nearest(queries, db, k),
+                                  brute_force(queries, db, k))
+
+
+def test_levels_and_padding():
+  assert min_tree.levels(32, 1) == 1
+  assert min_tree.levels(33 * 32, 1) == 2
+  assert min_tree.padded_items(1100, 1) == 2048
+  assert min_tree.max_items(63) * 64 < 2**31
+
+
+def test_the_counting_pass_takes_databases_too_large_for_int32_keys(monkeypatch):
+  db, queries = tied_codes(1, 12, 300, 5)
+  want = brute_force(queries, db, 20)
+  monkeypatch.setattr(min_tree, "max_items", lambda bits: 100)
+  np.testing.assert_array_equal(metrics.nearest(queries, db, 20), want)
