@@ -96,6 +96,13 @@ def base_config(methods, bits) -> ml_collections.ConfigDict:
   # database size are dropped, with a warning (a corpus of 2,000 items is
   # scored at 100 and 1000).
   c.ks = (100, 1000, 5000)
+  # Rankings that order the database by the query's real-valued code scores
+  # (hashvae/retrieval/rerank.py), each adding a p@K_<ranking> column per K
+  # beside the Hamming ranking's metrics, which stay the reported ones:
+  # "tie_break" (Hamming distance, then the query's confidence in the
+  # differing bits) and "asymmetric" (that weighted distance alone).
+  # Trained methods only; a host-fitted one's columns are empty.
+  c.extra_rankings = ()
   # Label mask: False draws floor(p * N) over train + validation together;
   # True draws floor(p * N_s) in each split separately, as released.
   c.mask_per_split = False

@@ -16,7 +16,7 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from hashvae.retrieval import hypercube, min_tree
+from hashvae.retrieval import hypercube, min_tree, rerank
 from hashvae.retrieval.hamming import (
   check_codes,
   chunk_size,
@@ -218,7 +218,8 @@ def nearest(query_codes, db_codes, k: int,
 
 def evaluate(query_codes, db_codes, query_labels, db_labels,
              ks: Sequence[int] = (100, 1000, 5000),
-             memory_budget_bytes: int = 256 * 2**20) -> dict[str, float]:
+             memory_budget_bytes: int = 256 * 2**20, *, query_scores=None,
+             rankings: Sequence[str] = ()) -> dict[str, float]:
   """Retrieval metrics of `query_codes` against `db_codes`.
 
   Args:
@@ -228,6 +229,11 @@ def evaluate(query_codes, db_codes, query_labels, db_labels,
       [queries, classes] / [items, classes].
     ks: cut-offs, each at most the database size.
     memory_budget_bytes: bounds the per-chunk working set.
+    query_scores: [queries, bits] the queries' real-valued code scores
+      (query_codes = 1[scores > 0]), needed by `rankings`.
+    rankings: extra rankings that use the scores (rerank.RANKINGS), each
+      adding "p@K_<ranking>" for every K; the metrics above stay those of
+      the Hamming ranking.
   Returns:
     Floats averaged over queries. The ranked metrics score the ranking by
     distance with ties broken by database index (rank i counts from 1):
@@ -257,6 +263,14 @@ def evaluate(query_codes, db_codes, query_labels, db_labels,
   ks = tuple(int(k) for k in ks)
   if any(not 1 <= k <= n for k in ks):
     raise ValueError(f"every K must lie in [1, {n}] (the database size), got {ks}")
+  extra = {}
+  if rankings:
+    if query_scores is None or np.shape(query_scores) != query_codes.shape:
+      raise ValueError(f"rankings {tuple(rankings)} need query_scores shaped like the "
+                       f"query codes {query_codes.shape}, got "
+                       f"{None if query_scores is None else np.shape(query_scores)}")
+    extra = rerank.reranked_precision(query_scores, db_codes, query_labels, db_labels,
+                                      ks, rankings)
   first, _, multiplicity = distinct_queries(query_codes, query_labels)
   query_codes, query_labels = query_codes[first], query_labels[first]
   bits = db_codes.shape[1]
@@ -273,8 +287,8 @@ def evaluate(query_codes, db_codes, query_labels, db_labels,
   names = [f"{m}@{k}" for k in ks for m in ("p", "r", "map")]
   names += [f"p@{k}_tie_aware" for k in ks]
   names += [f"ndcg@{k}" for k in ks] + ["map@all", f"p@r{RADIUS}", f"p@r{RADIUS}_empty"]
-  return {name: float(np.average(np.asarray(per_query[name], np.float64),
-                                weights=multiplicity)) for name in names}
+  return {**{name: float(np.average(np.asarray(per_query[name], np.float64),
+                                   weights=multiplicity)) for name in names}, **extra}
 
 
 def _per_query_histogram(query_codes, query_labels, db_codes, db_labels, *, chunk):

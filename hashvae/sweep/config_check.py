@@ -10,6 +10,7 @@ import math
 
 from hashvae import data, methods
 from hashvae.core import optim, sparse
+from hashvae.retrieval.rerank import RANKINGS
 from hashvae.training.specs import PRECISIONS
 
 
@@ -201,6 +202,7 @@ FIELD_RULES = (
      lambda v: v >= 0),
     ("checkpoints_to_keep", "an integer >= 1", lambda v: v >= 1),
     ("ks", "cut-offs >= 1", lambda v: len(v) > 0 and all(k >= 1 for k in v)),
+    ("extra_rankings", f"names from {RANKINGS}", lambda v: all(r in RANKINGS for r in v)),
     ("model.hidden", "widths >= 1", lambda v: all(w >= 1 for w in v)),
     ("model.sparse_input", "'auto', 'sparse' or 'dense'",
      lambda v: v in ("auto", "sparse", "dense")),

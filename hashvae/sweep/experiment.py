@@ -73,8 +73,13 @@ def train_method(config, dataset, method: str,
       log.warning("%s seed %d level %g: loss became non-finite at epoch %d; "
                   "the run is excluded from the means", method, row["seed"],
                   row["level"], diverged + 1)
-    scores = metrics.evaluate(out.query_codes[i], out.db_codes[i], dataset.test.labels,
-                              dataset.database_labels, ks)
+    rankings = tuple(config.extra_rankings) if out.query_scores is not None else ()
+    scores = metrics.evaluate(
+        out.query_codes[i], out.db_codes[i], dataset.test.labels, dataset.database_labels,
+        ks, rankings=rankings,
+        query_scores=None if out.query_scores is None else out.query_scores[i])
+    scores.update({f"p@{k}_{r}": float("nan") for r in config.extra_rankings
+                   for k in ks if r not in rankings})
     first = dict(dataset=config.data.name, method=method, bits=config.bits)
     rows.append(dict(first, **row,
                      status="ok" if diverged < 0 else "diverged",

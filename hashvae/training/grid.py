@@ -77,6 +77,9 @@ class GridOutput:
   epoch_metrics: dict  # term -> [epochs, runs]
   diverged_at: np.ndarray  # [runs] int: 0-based epoch the loss became non-finite, -1 if never
   variables: dict  # the trained {"params", "batch_stats"}, leaves [runs, ...]
+  # [runs, queries, bits] float32 scores the query codes threshold at 0;
+  # None for a host-fitted method.
+  query_scores: Optional[np.ndarray] = None
 
 
 def concat_outputs(parts: list[GridOutput]) -> GridOutput:
@@ -88,7 +91,9 @@ def concat_outputs(parts: list[GridOutput]) -> GridOutput:
       epoch_metrics={k: cat(*[p.epoch_metrics[k] for p in parts], axis=1)
                      for k in parts[0].epoch_metrics},
       diverged_at=cat(*[p.diverged_at for p in parts]),
-      variables=jax.tree.map(cat, *[p.variables for p in parts]))
+      variables=jax.tree.map(cat, *[p.variables for p in parts]),
+      query_scores=None if parts[0].query_scores is None
+      else cat(*[p.query_scores for p in parts]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +104,7 @@ class GridProgram:
 
   init: Callable  # (arrays, seeds, levels, hparams) -> GridState, all [runs]
   epoch_step: Callable  # (arrays, GridState, epoch) -> (GridState, {term: [runs]})
-  encode: Callable  # (arrays, TrainState) -> {"db_codes", "query_codes"} [runs, ...]
+  encode: Callable  # (arrays, TrainState) -> {"db_codes", "query_codes", "query_scores"} [runs, ...]
   mesh: jax.sharding.Mesh
   runs: int  # the fewest runs a program is padded to (0: only to the mesh)
   arrays: dict  # run.arrays, replicated over the mesh
@@ -182,7 +187,8 @@ def train_grid(run: Run, grid: Grid, base_seed: int,
                     query_codes=codes["query_codes"][:runs],
                     epoch_metrics={k: np.stack([h[k] for h in history]) for k in history[0]},
                     diverged_at=np.asarray(sharding.to_host(carry.diverged_at))[:runs],
-                    variables=jax.tree.map(lambda x: np.asarray(x)[:runs], variables))
+                    variables=jax.tree.map(lambda x: np.asarray(x)[:runs], variables),
+                    query_scores=codes["query_scores"][:runs])
 
 
 def eta(elapsed: float, done: int, total: int) -> float:

@@ -110,7 +110,7 @@ class Run:
 
   init: Callable  # (arrays, key, level, hparams) -> TrainState
   train_epoch: Callable  # (arrays, state) -> (state, {term: scalar})
-  encode: Callable  # (arrays, state) -> {"db_codes", "query_codes"} uint8
+  encode: Callable  # (arrays, state) -> {"db_codes", "query_codes"} uint8, "query_scores"
   arrays: dict
   epochs: int
   steps_per_epoch: int
@@ -262,11 +262,14 @@ class Steps:
     return state, jax.tree.map(jnp.mean, terms)
 
   def encode(self, arrays, state: TrainState):
-    """{"db_codes", "query_codes"}: [items, bits] uint8, batch norm in inference mode."""
+    """{"db_codes", "query_codes"}: [items, bits] uint8, and "query_scores"
+    [queries, bits] float32, the scores the query codes threshold at 0
+    (for rankings that use them: retrieval.rerank); batch norm in inference
+    mode."""
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     scores = lambda x: self.model.apply(variables, x, method="code_scores")
 
-    def code(inputs):  # streamed: eval_batch_size items at a time, or fewer
+    def code_scores(inputs):  # streamed: eval_batch_size items at a time, or fewer
       block = self.eval_batch_size
       if not isinstance(inputs, CsrRows):
         items = inputs.shape[0]
@@ -275,9 +278,11 @@ class Steps:
         if self.sparse is not None:
           block = max(1, min(block, ENCODE_ENTRIES // inputs.width))
       one = lambda i: scores(self.read(inputs, i))
-      return (jax.lax.map(one, jnp.arange(items), batch_size=block) > 0).astype(jnp.uint8)
-    return dict(db_codes=code(arrays["inputs"]),
-                query_codes=code(arrays["query_inputs"]))
+      return jax.lax.map(one, jnp.arange(items), batch_size=block).astype(jnp.float32)
+
+    query_scores = code_scores(arrays["query_inputs"])
+    return dict(db_codes=(code_scores(arrays["inputs"]) > 0).astype(jnp.uint8),
+                query_codes=(query_scores > 0).astype(jnp.uint8), query_scores=query_scores)
 
   def read(self, inputs, idx):
     return read_inputs(inputs, idx, dense=self.sparse is None)
