@@ -8,6 +8,9 @@ Per query, the results in groups of equal distance, each headed by how many
 items lie at that distance (ties are ranked by database position); each
 result line: rank, distance, the item's id in the training data (its row
 number, or its id column's value), label and the first line of its text.
+--ranking=tie_break orders the items inside a distance by the query's
+confidence in the bits that differ; --ranking=asymmetric ranks by that
+weighted distance alone (hashvae/retrieval/rerank.py).
 Imports numpy and the index alone: no jax, no scikit-learn.
 """
 
@@ -27,6 +30,12 @@ _QUERY_FILE = flags.DEFINE_string("query-file", None, "One query document per li
 _QUERY_ID = flags.DEFINE_string("query-id", None, "Query with the code of the indexed "
                                 "item of this id (as results print it).")
 _K = flags.DEFINE_integer("k", 10, "Results per query.", lower_bound=1)
+_RANKING = flags.DEFINE_enum(
+    "ranking", "hamming", ("hamming", "tie_break", "asymmetric"),
+    "hamming: by distance, ties by database position (the study's protocol). "
+    "tie_break: by distance, ties by the query's confidence in the bits that "
+    "differ. asymmetric: by that confidence-weighted distance alone. The "
+    "last two need a text query (they read its code scores).")
 _WIDTH = flags.DEFINE_integer("width", 100, "Characters per printed line (a result's text "
                               "is cut to fit).", lower_bound=60)
 flags.mark_flags_as_required(["index"])
@@ -72,14 +81,14 @@ def item_position(index, item_id: str) -> int:
   return int(found[0])
 
 
-def text_codes(index, queries: list[str], where) -> np.ndarray:
-  """The queries' codes; a usage error naming (`where(n)`) a query with no
-  word of the vocabulary."""
+def text_scores(index, queries: list[str], where) -> np.ndarray:
+  """The queries' code scores (codes 1[score > 0]); a usage error naming
+  (`where(n)`) a query with no word of the vocabulary."""
   if index.vectoriser is None:
     raise app.UsageError(f"{_INDEX.value} was not built from text: query it with "
                          "--query-id")
   try:
-    return index.encode_texts(queries)
+    return index.text_scores(queries)
   except index_lib.NoKnownWordError as e:
     # Its input row would be all zero: the code of the biases alone, the
     # results unrelated to the text.
@@ -97,8 +106,9 @@ def print_results(index, query: str, code, ranking, row: int, width: int):
   positions, distances = ranking.positions[row], ranking.distances[row]
   names = index.meta["class_names"] or ["0"]
   label_width = min(max(len(n) for n in names), 24)
+  grouped = bool(np.all(np.diff(distances) >= 0))  # not so for "asymmetric"
   for rank, (p, d) in enumerate(zip(positions, distances, strict=True), start=1):
-    if rank == 1 or d != distances[rank - 2]:
+    if grouped and (rank == 1 or d != distances[rank - 2]):
       total, shown = int(ranking.counts[row, d]), int((distances == d).sum())
       more = f", {shown} shown" if shown < total else ""
       print(f"  distance {d}: {total} item{'s' if total != 1 else ''}{more}")
@@ -116,18 +126,25 @@ def main(argv):
   start = time.perf_counter()
   index = index_lib.load(_INDEX.value)
   opened = time.perf_counter()
+  scores = None
   if _QUERY_ID.value is not None:
+    if _RANKING.value != "hamming":
+      raise app.UsageError(f"--ranking={_RANKING.value} reads a query's code scores, "
+                           "which an indexed item's code does not keep: query with "
+                           "--text or --query-file")
     position = item_position(index, _QUERY_ID.value)
     queries = [f"item {_QUERY_ID.value}"]
     codes = np.unpackbits(index.packed_codes[[position]], axis=1, count=index.bits)
-  elif _TEXT.value is not None:
-    queries = [_TEXT.value]
-    codes = text_codes(index, queries, lambda n: "--text")
   else:
-    queries, numbers = read_queries(_QUERY_FILE.value)
-    codes = text_codes(index, queries,
-                       lambda n: f"--query-file={_QUERY_FILE.value}:{numbers[n - 1]}")
-  ranking = index.ranked(codes, _K.value)
+    if _TEXT.value is not None:
+      queries = [_TEXT.value]
+      scores = text_scores(index, queries, lambda n: "--text")
+    else:
+      queries, numbers = read_queries(_QUERY_FILE.value)
+      scores = text_scores(index, queries,
+                           lambda n: f"--query-file={_QUERY_FILE.value}:{numbers[n - 1]}")
+    codes = index.encoder.codes(scores)
+  ranking = index.ranked(codes, _K.value, scores, _RANKING.value)
   answered = time.perf_counter()
   for row, (query, code) in enumerate(zip(queries, codes, strict=True)):
     print_results(index, query, code, ranking, row, _WIDTH.value)

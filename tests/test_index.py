@@ -11,7 +11,7 @@ import pytest
 from hashvae import api
 from hashvae.data import DataError
 from hashvae.data.text import TextVectoriser
-from hashvae.retrieval import index, index_file, metrics, query_text, ranking
+from hashvae.retrieval import index, index_file, metrics, query_text, ranking, rerank
 from hashvae.retrieval.multi_index import MultiIndex
 
 from conftest import ROOT
@@ -218,6 +218,28 @@ def test_search_gives_the_order_evaluate_scores(built):
   np.testing.assert_array_equal(positions, metrics.nearest(queries, loaded.db_codes, 25))
   np.testing.assert_array_equal(
       distances, (queries[:, None, :] != loaded.db_codes[positions]).sum(-1))
+
+
+@pytest.mark.parametrize("by", ["tie_break", "asymmetric"])
+def test_the_index_ranks_by_the_query_scores_as_evaluation_does(built, by):
+  loaded = index.load(built)
+  texts = [loaded.db_texts[i] for i in (0, 7, 40, 41, 90, 0)]
+  scores = loaded.text_scores(texts)
+  codes = loaded.encoder.codes(scores)
+  result = loaded.ranked(codes, 40, scores, by)
+  np.testing.assert_array_equal(result.positions,
+                                rerank.top_k(scores, loaded.db_codes, 40, by))
+  np.testing.assert_array_equal(
+      result.distances, (codes[:, None, :] != loaded.db_codes[result.positions]).sum(-1))
+  if by == "tie_break":  # the Hamming list's distances, reordered within each
+    np.testing.assert_array_equal(result.distances, loaded.ranked(codes, 40).distances)
+  proc = run_cli("launch.search", f"--index={built}", "--text", texts[0], "--k=5",
+                 f"--ranking={by}", "--width=200")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  shown = [int(line.split()[3]) for line in proc.stdout.splitlines() if " d=" in line]
+  assert shown == [int(loaded.item_id(p)) for p in result.positions[0, :5]]
+  proc = run_cli("launch.search", f"--index={built}", "--query-id=5", f"--ranking={by}")
+  assert proc.returncode == 2 and "query with --text or --query-file" in proc.stderr
 
 
 def run_cli(module, *args):

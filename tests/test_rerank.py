@@ -96,8 +96,8 @@ def test_the_index_reranking_of_all_candidates_equals_the_top_k(ranking):
   for row in range(4):
     positions = np.arange(150)
     distances = ((scores[row] > 0) != db.astype(bool)).sum(1)
-    ordered, _ = rerank.rerank_candidates(scores[row], positions, distances, db, ranking)
-    np.testing.assert_array_equal(ordered, brute_force(scores[row:row + 1], db, 150,
+    order = rerank.rerank_candidates(scores[row], positions, distances, db, ranking)
+    np.testing.assert_array_equal(positions[order], brute_force(scores[row:row + 1], db, 150,
                                                        ranking)[0])
 
 

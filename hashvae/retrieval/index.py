@@ -141,10 +141,10 @@ class Index:
       return names[int(label)] if names else str(int(label))
     return ",".join(names[i] if names else str(i) for i in np.flatnonzero(label))
 
-  def encode_texts(self, texts) -> np.ndarray:
-    """Documents -> [docs, bits] uint8 codes, as the training data was
-    vectorised; NoKnownWordError (numbered from 1) for a document with no
-    vocabulary term."""
+  def text_scores(self, texts) -> np.ndarray:
+    """Documents -> [docs, bits] float32 code scores (the codes are
+    1[score > 0]), as the training data was vectorised; NoKnownWordError
+    (numbered from 1) for a document with no vocabulary term."""
     if self.vectoriser is None:
       raise ValueError("this index was not built from text: query it by item")
     texts = list(texts)
@@ -152,13 +152,19 @@ class Index:
     empty = np.flatnonzero(np.diff(indptr) == 0)
     if len(empty):
       raise NoKnownWordError(int(empty[0]) + 1, texts[empty[0]])
-    return self.encoder.codes(self.encoder.sparse_scores(indptr, indices, values))
+    return self.encoder.sparse_scores(indptr, indices, values)
 
-  def ranked(self, query_codes, k: int) -> ranking.Ranking:
+  def encode_texts(self, texts) -> np.ndarray:
+    """Documents -> [docs, bits] uint8 codes (see text_scores)."""
+    return self.encoder.codes(self.text_scores(texts))
+
+  def ranked(self, query_codes, k: int, query_scores=None,
+             by: str = "hamming") -> ranking.Ranking:
     """[queries, bits] {0, 1} -> the top k per query, nearest first, ties by
-    database position, with each query's count of items at every distance."""
+    database position, with each query's count of items at every distance;
+    with the queries' code scores, `by` may be a ranking of rerank.RANKINGS."""
     query_codes = np.asarray(query_codes, np.uint8).reshape(-1, self.bits)
-    return ranking.rank(query_codes, self.multi_index, k)
+    return ranking.rank(query_codes, self.multi_index, k, query_scores, by)
 
   def search(self, query_codes, k: int) -> tuple[np.ndarray, np.ndarray]:
     """[queries, bits] -> (positions [queries, k], distances [queries, k])."""

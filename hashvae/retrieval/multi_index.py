@@ -100,9 +100,21 @@ class MultiIndex:
     return self._full_pass(query, k)  # unreachable: the last level finds all
 
   def _full_pass(self, query, k):
-    dist = np.bitwise_count(self.words ^ query).sum(1, dtype=np.int64)
+    dist = self._distances(query)
     order, counts = top_k(dist, k, self.bits)
     return order, dist[order], counts
+
+  def _distances(self, query_words):
+    return np.bitwise_count(self.words ^ query_words).sum(1, dtype=np.int64)
+
+  def distances(self, code: np.ndarray) -> np.ndarray:
+    """[items] int64 Hamming distances of every item to one query [bits]."""
+    return self._distances(pack_words(np.asarray(code, np.uint8)[None])[0])
+
+  def codes(self, positions: np.ndarray) -> np.ndarray:
+    """[n] positions -> their [n, bits] codes in {0, 1}."""
+    as_bytes = self.words[positions].view(np.uint8).reshape(len(positions), -1)
+    return np.unpackbits(as_bytes, axis=1, count=self.bits, bitorder="little")
 
 
 def top_k(dist: np.ndarray, k: int, bits: int):

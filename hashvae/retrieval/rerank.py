@@ -102,19 +102,17 @@ def precision_at(top, query_labels, db_labels) -> float:
   return float(relevant.mean())
 
 
-def rerank_candidates(scores, positions, distances, db_codes, ranking: str):
-  """Orders one query's candidates ([n] positions with their [n] Hamming
-  distances; every item up to the last one's distance when ranking by
-  "tie_break") by `ranking`: numpy, for the index. Returns the reordered
-  (positions, distances)."""
+def rerank_candidates(scores, positions, distances, codes, ranking: str):
+  """Orders one query's candidates by `ranking`, in numpy (for the index):
+  [n] positions, their [n] Hamming distances and [n, bits] {0, 1} codes,
+  every item up to the last one's distance when ranking by "tie_break"
+  (the whole database for "asymmetric"). Returns the order, [n] indices
+  into the candidates."""
   scores = np.asarray(scores, np.float64)
-  hard = scores > 0
-  weights = np.tanh(np.abs(scores) / 2)
-  differ = np.asarray(db_codes)[positions].astype(bool) != hard
-  weighted = differ.astype(np.float64) @ weights
+  differ = np.asarray(codes).astype(bool) != (scores > 0)
+  weighted = differ.astype(np.float64) @ np.tanh(np.abs(scores) / 2)
   first = distances if ranking == "tie_break" else np.zeros_like(distances)
-  order = np.lexsort((positions, weighted, first))
-  return positions[order], distances[order]
+  return np.lexsort((positions, weighted, first))
 
 
 def reranked_precision(query_scores, db_codes, query_labels, db_labels, ks,
