@@ -44,6 +44,7 @@ from hashvae.core.sparse import (
   use_sparse_input,
 )
 from hashvae.data import Dataset
+from hashvae.training import progress
 from hashvae.training.specs import TrainerSpec
 
 __all__ = ["RUNS_AXIS", "Run", "TrainState", "TrainerSpec", "device_arrays", "make_run"]
@@ -269,7 +270,7 @@ class Steps:
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     scores = lambda x: self.model.apply(variables, x, method="code_scores")
 
-    def code_scores(inputs):  # streamed: eval_batch_size items at a time, or fewer
+    def code_scores(inputs, name):  # streamed: eval_batch_size items at a time, or fewer
       block = self.eval_batch_size
       if not isinstance(inputs, CsrRows):
         items = inputs.shape[0]
@@ -278,10 +279,18 @@ class Steps:
         if self.sparse is not None:
           block = max(1, min(block, ENCODE_ENTRIES // inputs.width))
       one = lambda i: scores(self.read(inputs, i))
-      return jax.lax.map(one, jnp.arange(items), batch_size=block).astype(jnp.float32)
+      blocks = -(-items // block)
 
-    query_scores = code_scores(arrays["query_inputs"])
-    return dict(db_codes=(code_scores(arrays["inputs"]) > 0).astype(jnp.uint8),
+      def one_block(b):  # the last block repeats the last item
+        out = jax.vmap(one)(jnp.minimum(b * block + jnp.arange(block), items - 1))
+        progress.report(f"encode {name}", b, blocks)
+        return out
+
+      out = jax.lax.map(one_block, jnp.arange(blocks))
+      return out.reshape(blocks * block, -1)[:items].astype(jnp.float32)
+
+    query_scores = code_scores(arrays["query_inputs"], "queries")
+    return dict(db_codes=(code_scores(arrays["inputs"], "database") > 0).astype(jnp.uint8),
                 query_codes=(query_scores > 0).astype(jnp.uint8), query_scores=query_scores)
 
   def read(self, inputs, idx):
