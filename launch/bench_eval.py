@@ -178,3 +178,130 @@ def run(flags):
     yield evaluate_vs_numpy(bits, scale, ks)
   for bits in (16, 32):
     yield top_vs_faiss(bits, scale, ks[0])
+
+
+# --- the retrieval section: every ratio of the retrieval work, side by side
+
+LARGE_ITEMS = 880_000  # the scale section's corpus: train + validation
+LARGE_QUERIES = 4_000  # top-k and long-code evaluate
+SCALE_QUERIES = 80_000  # its test split: 16-bit evaluate
+BASELINE_SHARE = 10  # the pairwise baseline scores every 10th of those queries
+
+
+def faiss_top_k(query_codes, db_codes, k: int):
+  """(faiss IndexBinaryFlat's distances [queries, k], its best median time
+  over 1 thread and all threads, {threads: seconds}), or None without faiss."""
+  try:
+    import faiss
+  except ImportError:
+    return None
+  index = faiss.IndexBinaryFlat(db_codes.shape[1])
+  index.add(np.packbits(db_codes, axis=1))
+  packed = np.packbits(query_codes, axis=1)
+  seconds, threads = {}, faiss.omp_get_max_threads()
+  for n in sorted({1, threads}):
+    faiss.omp_set_num_threads(n)
+    (distances, _), times = timed(lambda: index.search(packed, k), 3)
+    seconds[n] = float(np.median(times))
+  faiss.omp_set_num_threads(threads)
+  return distances, min(seconds.values()), seconds
+
+
+def top_k_figure(query_codes, db_codes, k: int):
+  """metrics.nearest (min_tree) and the index's multi-index search against
+  faiss's top-k, with the distances down every list checked equal."""
+  from hashvae.retrieval import ranking
+  from hashvae.retrieval.multi_index import MultiIndex
+
+  base = dict(figure="top_k_vs_faiss", bits=db_codes.shape[1], queries=len(query_codes),
+              items=len(db_codes), k=k)
+  found = faiss_top_k(query_codes, db_codes, k)
+  if found is None:
+    return dict(base, skipped="faiss is not installed (pip install .[faiss])")
+  distances, faiss_s, by_threads = found
+  _, first = timed(lambda: metrics.nearest(query_codes, db_codes, k))
+  ids, seconds = timed(lambda: metrics.nearest(query_codes, db_codes, k), 3)
+  table, build = timed(lambda: MultiIndex.build(db_codes))
+  ranked, mih_seconds = timed(lambda: ranking.rank(query_codes, table, k), 3)
+  ours = np.count_nonzero(query_codes[:, None, :] != db_codes[ids], axis=-1)
+  assert np.array_equal(ours, distances) and np.array_equal(ranked.distances, distances)
+  nearest_s, mih_s = float(np.median(seconds)), float(np.median(mih_seconds))
+  return dict(base, faiss_s=round(faiss_s, 4),
+              faiss_s_by_threads={n: round(s, 4) for n, s in by_threads.items()},
+              nearest_s=round(nearest_s, 4), nearest_compile_s=round(first[0] - nearest_s, 2),
+              ratio_nearest=round(faiss_s / nearest_s, 2), multi_index_s=round(mih_s, 4),
+              multi_index_build_s=round(build[0], 3), ratio_multi_index=round(faiss_s / mih_s, 2),
+              ratio_best=round(faiss_s / min(nearest_s, mih_s), 2))
+
+
+def evaluate_vs_faiss_figure(codes, ks, k: int = 100):
+  """metrics.evaluate, all metrics, against faiss's top-k on the same queries
+  (the issue's bar for long codes: at most twice faiss's time)."""
+  query_codes, db_codes = codes[0], codes[1]
+  base = dict(figure="evaluate_vs_faiss_top_k", bits=db_codes.shape[1],
+              queries=len(query_codes), items=len(db_codes), ks=list(ks))
+  found = faiss_top_k(query_codes, db_codes, k)
+  if found is None:
+    return dict(base, skipped="faiss is not installed (pip install .[faiss])")
+  metrics.evaluate(*codes, ks=ks)  # compiles
+  _, seconds = timed(lambda: metrics.evaluate(*codes, ks=ks))
+  return dict(base, faiss_top_k_s=round(found[1], 4), evaluate_s=round(seconds[0], 2),
+              evaluate_over_faiss=round(seconds[0] / found[1], 1))
+
+
+def every_query_pairwise():
+  """evaluate as it was before the hypercube counts (f927e0f): every query
+  scored, and counted, by comparing it with every item."""
+  from unittest import mock
+
+  from hashvae.retrieval import hypercube
+  every = lambda codes, labels: (np.arange(len(codes)), np.arange(len(codes)),
+                                 np.ones(len(codes), np.int64))
+  return mock.patch.multiple(metrics, distinct_queries=every), mock.patch.object(
+      hypercube, "preferred", lambda *args: False)
+
+
+def evaluate_16_bits_figure(codes, ks, brute_queries: int = 40):
+  """evaluate at the scale corpus's size and 16 bits against the pairwise
+  path (timed on every BASELINE_SHARE-th query, scaled up), and against a
+  numpy brute force with ties in index order on `brute_queries` queries."""
+  query_codes, db_codes, query_labels, db_labels = codes
+  _, seconds = timed(lambda: metrics.evaluate(*codes, ks=ks))
+  ours, seconds2 = timed(lambda: metrics.evaluate(*codes, ks=ks))
+  part = tuple(a[::BASELINE_SHARE] for a in (query_codes, query_labels))
+  patches = every_query_pairwise()
+  with patches[0], patches[1]:
+    metrics.evaluate(part[0], db_codes, part[1], db_labels, ks=ks)  # compiles
+    _, pairwise = timed(lambda: metrics.evaluate(part[0], db_codes, part[1], db_labels,
+                                                 ks=ks))
+  pairwise_s = pairwise[0] * BASELINE_SHARE
+  sub = (query_codes[:brute_queries], db_codes, query_labels[:brute_queries], db_labels)
+  new = metrics.evaluate(*sub, ks=ks)
+  brute = {}
+  for k in ks:
+    brute.update(numpy_metrics(*sub, ("p", "r", "map"), k, sort_kind="stable"))
+  steady = min(seconds[0], seconds2[0])
+  return dict(figure="evaluate_16_bits", queries=len(query_codes), items=len(db_codes),
+              ks=list(ks), distinct_queries=len(np.unique(query_codes, axis=0)),
+              evaluate_s=round(steady, 2), pairwise_s_scaled=round(pairwise_s, 1),
+              pairwise_queries_timed=len(part[0]), speedup=round(pairwise_s / steady, 1),
+              brute_force_queries=brute_queries,
+              max_abs_diff_vs_brute_force=float(max(abs(new[n] - v)
+                                                    for n, v in brute.items())))
+
+
+def run_retrieval(flags):
+  from hashvae.benchmarks.accelerator import clustered_codes
+
+  shrink = 100 if flags.quick else 1
+  large = LARGE_ITEMS // shrink
+  for bits in (16, 32, 64):
+    query_codes, db_codes, _, _ = snippets_like(bits, 0.1 if flags.quick else 1.0)
+    yield top_k_figure(query_codes, db_codes, 100 // (10 if flags.quick else 1))
+    query_codes, db_codes, _, _ = clustered_codes(LARGE_QUERIES // shrink, large, bits)
+    yield top_k_figure(query_codes, db_codes, 100)
+  for bits in (32, 64):
+    yield evaluate_vs_faiss_figure(clustered_codes(LARGE_QUERIES // shrink, large, bits),
+                                   (100, 1000))
+  yield evaluate_16_bits_figure(clustered_codes(SCALE_QUERIES // shrink, large, 16),
+                                (100, 1000))

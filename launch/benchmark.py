@@ -3,11 +3,18 @@
     python -m launch.benchmark --sections=eval,train --data_path=../shared/data/snippets
 
 The sections live in hashvae/benchmarks/ (train, devices, search, scale;
-eval in launch/bench_eval.py); each yields dicts, and every dict is printed
+eval and retrieval in launch/bench_eval.py); each yields dicts, and every dict is printed
 as a JSON line with its section's name. scale (RCV1-shaped corpora of 100k
 to 800k documents, each size in fresh processes) runs only when named:
 
     python -m launch.benchmark --sections=scale --scale_cache=/tmp/hashvae_scale
+
+retrieval prints every retrieval ratio side by side: top-100 against faiss
+IndexBinaryFlat at Snippets' size and at 880,000 items (16, 32, 64 bits),
+evaluate against faiss's top-100 at 32 and 64 bits, and evaluate at
+80,000 x 880,000 and 16 bits against the pairwise path (minutes):
+
+    python -m launch.benchmark --sections=retrieval
 
 accelerator (hashvae/benchmarks/accelerator.py: evaluate at 80k x 880k, the
 Snippets 16-bit grid as the sweep runs it, one chunk on the 800k corpus, on
@@ -28,6 +35,11 @@ from launch import cpu_devices, errors
 def eval_section(flags_):
   from launch import bench_eval
   return bench_eval.run(flags_)
+
+
+def retrieval_section(flags_):
+  from launch import bench_eval
+  return bench_eval.run_retrieval(flags_)
 
 
 def train_section(flags_):
@@ -68,7 +80,7 @@ def accelerator_settings(flags_):
 
 # name -> (flags) -> iterable of figure dicts. Each imports its module when
 # called: after main has split the CPU into devices (cpu_devices.apply).
-SECTIONS = {"eval": eval_section, "train": train_section,
+SECTIONS = {"eval": eval_section, "retrieval": retrieval_section, "train": train_section,
             "devices": devices_section, "search": search_section,
             "scale": scale_section, "accelerator": accelerator_section}
 
