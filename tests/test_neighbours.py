@@ -149,7 +149,7 @@ def test_approximate_table_recalls_the_exact_one(similarity):
   features = random_corpus(400, 300, seed=1)
   exact = neighbour_table(features, k=10, similarity=similarity)
   approximate = neighbour_table(features, k=10, similarity=similarity, method="approximate",
-                                approximate=neighbours.Approximate(dims=64, candidates=40))
+                                approximate=neighbours.Approximate(dims=16, lists=20, probes=4))
   assert recall_at_k(approximate.indices, exact.indices) >= 0.9
   assert (approximate.indices != np.arange(400)[:, None]).all()
   # The similarities it reports are the exact ones of the items it found.
@@ -157,6 +157,16 @@ def test_approximate_table_recalls_the_exact_one(similarity):
   assert hits.mean() > 0.8
   np.testing.assert_allclose(approximate.similarities[hits], exact.similarities[hits],
                              rtol=1e-5)
+
+
+def test_items_whose_lists_hold_too_few_items_are_searched_exactly():
+  pytest.importorskip("faiss", reason="faiss is an optional extra: pip install .[faiss]")
+  features = scipy.sparse.csr_matrix(corpus())  # 30 items in 30 lists of about one
+  approximate = neighbour_table(features, k=6, similarity="bm25", method="approximate",
+                                approximate=neighbours.Approximate(dims=8, lists=30, probes=1))
+  exact = neighbour_table(features, k=6, similarity="bm25")
+  np.testing.assert_array_equal(approximate.indices, exact.indices)
+  np.testing.assert_array_equal(approximate.similarities, exact.similarities)
 
 
 def test_recall_counts_shared_neighbours():

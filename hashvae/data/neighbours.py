@@ -15,8 +15,8 @@ matrix's stored values as term frequencies (term counts give textbook BM25:
 `cosine` takes dense features (digits) or CSR rows as they are.
 
 Search: `exact` (neighbours_exact.exact_top_k, host blocks within a memory
-budget), `approximate` (neighbours_approx, faiss: exact similarities of
-approximately found items) or `auto`, approximate above AUTO_ITEMS items
+budget), `approximate` (neighbours_approx, faiss: each item scored exactly
+against the items of the clusters nearest to it) or `auto`, approximate above AUTO_ITEMS items
 (where the exact search of a text corpus takes minutes on one CPU core).
 
 The table is cached under `cache_dir` as neighbours-<key>.npz, the key a
@@ -62,9 +62,10 @@ class NeighbourTable:
 class Approximate:
   """The approximate search's settings (neighbours_approx.approximate_top_k)."""
 
-  dims: int = 256  # projection width
-  candidates: int = 0  # items rescored per query; 0: max(10 k, 100)
-  seed: int = 0  # the projection's random state
+  dims: int = 64  # projection width, for the clustering
+  lists: int = 0  # clusters; 0: the square root of the item count
+  probes: int = 0  # lists each item searches; 0: a tenth of the lists, rounded up
+  seed: int = 0  # the projection's and the k-means' random state
 
 
 def term_counts(dataset: Dataset) -> scipy.sparse.csr_matrix:

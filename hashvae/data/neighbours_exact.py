@@ -103,12 +103,13 @@ def top_k(scores: np.ndarray, k: int):
   return col[pick].astype(np.int32), value[pick]
 
 
-def exact_top_k(queries, documents, k: int, rows=None, memory_mb: float = 256.0):
+def exact_top_k(queries, documents, k: int, rows=None, columns=None,
+                memory_mb: float = 256.0):
   """The k most similar documents of each query, by brute force in blocks.
 
-  score(i, j) = queries[i] . documents[j] for every j != rows[i], computed a
-  block of query rows at a time (a sparse or dense matrix product), so that
-  the scores held at once stay within `memory_mb`.
+  score(i, j) = queries[i] . documents[j] for every searched j != rows[i],
+  computed a block of query rows at a time (a sparse or dense matrix
+  product), so that the scores held at once stay within `memory_mb`.
 
   Args:
     queries: [items, dims] CSR or dense, the query weights of every item.
@@ -116,24 +117,36 @@ def exact_top_k(queries, documents, k: int, rows=None, memory_mb: float = 256.0)
     k: neighbours per query, below items.
     rows: [queries] the items to search for (default all); item rows[i]
       is left out of its own neighbours.
+    columns: [searched] ascending, the items searched (default all).
     memory_mb: the budget for one block's scores.
   Returns:
-    indices [queries, k] int32 and similarities [queries, k] float32, by
-    decreasing similarity, ties (equal float32 similarities) by lower index.
+    indices [queries, min(k, searched)] int32 and similarities float32 of
+    the same shape, by decreasing similarity, ties (equal float32
+    similarities) by lower index; a query's own item, when searched and
+    needed to fill a row, comes last with similarity -inf.
   """
   items = documents.shape[0]
   rows = np.arange(items) if rows is None else np.asarray(rows)
+  if columns is None:
+    columns = np.arange(items)
+  else:
+    columns = np.asarray(columns)
+    documents = documents[columns]
   transposed = documents.T.tocsr() if scipy.sparse.issparse(documents) else documents.T
-  step = block_rows(items, memory_mb)
-  indices = np.empty((len(rows), k), np.int32)
-  similarities = np.empty((len(rows), k), np.float32)
+  step = block_rows(len(columns), memory_mb)
+  width = min(k, len(columns))
+  indices = np.empty((len(rows), width), np.int32)
+  similarities = np.empty((len(rows), width), np.float32)
   for start in range(0, len(rows), step):
     block = rows[start:start + step]
     scores = queries[block] @ transposed
     # Ranked in float32, the table's type: scores equal in theory but summed
     # in another order differ in float64's last bits, and would not tie.
     scores = (scores.toarray() if scipy.sparse.issparse(scores) else scores).astype(np.float32)
-    scores[np.arange(len(block)), block] = -np.inf  # never its own neighbour
-    indices[start:start + step], best = top_k(scores, k)
+    position = np.minimum(np.searchsorted(columns, block), len(columns) - 1)
+    own = np.flatnonzero(columns[position] == block)
+    scores[own, position[own]] = -np.inf  # never its own neighbour
+    found, best = top_k(scores, width)
+    indices[start:start + step] = columns[found]
     similarities[start:start + step] = best
   return indices, similarities
