@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_vae_methods import B, C, D, K, init_apply, make_batch, normal, np_log_softmax, np_sigmoid
 
 from configs import digits
 from hashvae import data, methods
-from hashvae.core.models import ModelSpec
 from hashvae.core.sparse_rows import SparseRows, padded_rows
 from hashvae.methods import corrsh, doc2hash, wish
 from hashvae.sweep import experiment
@@ -19,32 +19,7 @@ from conftest import with_fields
 
 NEW = ("doc2hash", "doc2hash_s", "wish", "wish_s", "corrsh")
 rng = np.random.default_rng(5)
-B, K, C, D = 6, 4, 3, 5
-LABELLED = np.array([1, 1, 0, 1, 0, 0], np.float32)
 HP = dict(alpha=jnp.float32(0.7), beta=jnp.float32(0.3), orthogonality=jnp.float32(0.2))
-
-
-def normal(*shape, scale=1.0):
-  return (scale * rng.normal(size=shape)).astype(np.float32)
-
-
-def np_sigmoid(x):
-  return 1 / (1 + np.exp(-x))
-
-
-def np_log_softmax(x):
-  x = x - x.max(-1, keepdims=True)
-  return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-
-def np_softplus(x):
-  return np.logaddexp(0.0, x)
-
-
-def make_batch(labelled=LABELLED):
-  y = np.eye(C, dtype=np.float32)[rng.integers(0, C, size=B)] * labelled[:, None]
-  t = rng.uniform(size=(B, D)).astype(np.float32)
-  return dict(targets=t / t.sum(1, keepdims=True), label_rows=y, labelled=labelled)
 
 
 def np_rec_kl_ce(out, b):
@@ -99,31 +74,21 @@ def test_annealed_temperature_is_the_public_per_step_decay():
   np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
-SPEC = ModelSpec(dims=D, bits=K, num_classes=C, hidden=(8,))
-
-
-def init(name, x):
-  model = methods.get(name).build_model(SPEC)
-  variables = model.init({"params": jax.random.key(0), "sample": jax.random.key(1)},
-                         x, 1.0, train=False)
-  return model, variables
-
-
 def test_doc2hash_counts_training_steps_and_anneals_from_the_run_temperature():
   x = jnp.asarray(rng.uniform(size=(B, D)), jnp.float32)
-  model, variables = init("doc2hash", x)
+  model, variables = init_apply("doc2hash", x)
+  apply = lambda stats, key, train: model.apply(
+      dict(variables, batch_stats=stats), x, 0.5, train=train, rngs={"sample": key},
+      mutable=["batch_stats"])
   stats, taus = variables["batch_stats"], []
   for step in range(3):
-    out, updated = model.apply(dict(variables, batch_stats=stats), x, 0.5, train=True,
-                               rngs={"sample": jax.random.key(step)},
-                               mutable=["batch_stats"])
+    out, updated = apply(stats, jax.random.key(step), True)
     stats = updated["batch_stats"]
     taus.append(float(out["temperature"]))
   np.testing.assert_allclose(taus, [0.5, 0.48, 0.4608], rtol=1e-5)
   assert float(stats["anneal"]["steps"]) == 3.0
   # Evaluation passes leave the count alone.
-  _, updated = model.apply(dict(variables, batch_stats=stats), x, 0.5, train=False,
-                           rngs={"sample": jax.random.key(9)}, mutable=["batch_stats"])
+  _, updated = apply(stats, jax.random.key(9), False)
   assert float(updated["batch_stats"]["anneal"]["steps"]) == 3.0
 
 
@@ -168,7 +133,7 @@ def test_wish_objectives_add_the_weighted_penalty():
 
 def test_wish_decoder_reads_the_codes_topic_mixture():
   x = jnp.asarray(rng.uniform(size=(B, D)), jnp.float32)
-  model, variables = init("wish", x)
+  model, variables = init_apply("wish", x)
   out = model.apply(variables, x, 1.0, train=False, rngs={"sample": jax.random.key(2)})
   params = variables["params"]
   topics = np.asarray(params["topics"])
@@ -255,7 +220,7 @@ def test_corrsh_objective_is_rec_plus_beta_bound():
 @pytest.mark.parametrize("name", NEW)
 def test_network_outputs_codes_and_finite_gradients(name):
   x = np.asarray(rng.uniform(size=(B, D)) * (rng.uniform(size=(B, D)) < 0.6), np.float32)
-  model, variables = init(name, jnp.asarray(x))
+  model, variables = init_apply(name, jnp.asarray(x))
   sparse_x = SparseRows(*map(jnp.asarray, padded_rows(x)))
   scores = [model.apply(variables, v, method="code_scores") for v in (x, sparse_x)]
   assert scores[0].shape == (B, K)
@@ -267,16 +232,13 @@ def test_network_outputs_codes_and_finite_gradients(name):
                          rngs={"sample": jax.random.key(3)}, mutable=["batch_stats"])
     return objective(name, out, b)[0]
 
-  values, grads = zip(*(jax.value_and_grad(loss)(variables["params"], v)
-                        for v in (x, sparse_x)))
-  np.testing.assert_allclose(values[0], values[1], rtol=1e-5)
-  for g in grads:
-    leaves = jax.tree.leaves(g)
-    assert all(np.isfinite(leaf).all() for leaf in leaves)
-  first = grads[0]["encoder"]["Dense_0"]["kernel"]
-  assert np.abs(first).sum() > 0
-  np.testing.assert_allclose(first, grads[1]["encoder"]["Dense_0"]["kernel"],
-                             rtol=1e-4, atol=1e-6)
+  # Gradients on the dense path (the sparse path's first-layer gradient is
+  # the shared Encoder's, tested with the study's network); the loss on both.
+  value, grads = jax.jit(jax.value_and_grad(loss))(variables["params"], x)
+  np.testing.assert_allclose(loss(variables["params"], sparse_x), value, rtol=1e-5)
+  assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(grads))
+  assert np.abs(grads["encoder"]["Dense_0"]["kernel"]).sum() > 0
+  assert np.abs(grads["logits_head" if "logits_head" in grads else "mu_head"]["kernel"]).sum() > 0
 
 
 @pytest.mark.parametrize("name", ["doc2hash_s", "wish_s"])

@@ -41,8 +41,11 @@ implementation differ:
 - Encoder: the study's (2 x 500 ReLU + batch norm), not one 500 ReLU layer
   with dropout 0.2; Adam at the config's learning rate without gradient
   clipping (reimplementation: 5e-3, clipped).
-- beta: 1, the reimplementation's default (its search covers 1, 2, 3), the
-  ELBO's weight.
+- beta: default 1/64 (the study's Bernoulli-VAE beta for Snippets and 20
+  Newsgroups, NASH's here), not the reimplementation's 1 (its search
+  covers 1, 2, 3; the ELBO's weight): at beta = 1 on Snippets (16 bits)
+  the training KL falls from 1.7 to 0.12 nats within 10 epochs, the
+  posterior collapses to the prior and the codes carry almost nothing.
 - The reimplementation's scripts pick the epoch with the best validation
   figure; here the last epoch's codes are evaluated and nothing is chosen
   on the test split.
@@ -113,11 +116,10 @@ class CorrShModel(SpecModule):
     mu = self.mu_head(h)
     scale = jax.nn.softplus(self.scale_head(h))
     factor = jnp.tanh(self.factor_head(h)).reshape(mu.shape + (RANK,)) / RANK
-    eps_key, factor_key, bern_key = jax.random.split(self.make_rng("sample"), 3)
+    normal_key, bern_key = jax.random.split(self.make_rng("sample"))
     batch, bits = mu.shape
-    r = low_rank_gaussian(mu, scale, factor,
-                          jax.random.normal(eps_key, (batch, SAMPLES, bits)),
-                          jax.random.normal(factor_key, (batch, SAMPLES, RANK)))
+    eps = jax.random.normal(normal_key, (batch, SAMPLES, bits + RANK))
+    r = low_rank_gaussian(mu, scale, factor, eps[..., :bits], eps[..., bits:])
     z = nash.straight_through_bernoulli(bern_key, r[:, 0])
     return dict(hidden=h, mu=mu, draws=r, sample=z, recon_logits=self.decoder(z))
 
@@ -126,7 +128,7 @@ def corrsh_model(spec: ModelSpec):
   return CorrShModel(**dataclasses.asdict(spec))
 
 
-@register("corrsh", weights=dict(beta=1.0), options=blocks.RECONSTRUCTION,
+@register("corrsh", weights=dict(beta=1.0 / 64), options=blocks.RECONSTRUCTION,
           choices=blocks.RECONSTRUCTION_CHOICES, model=corrsh_model)
 def corrsh(out, batch, hp, options):
   """CorrSH: correlated Bernoulli codes from a low-rank Gaussian, uniform
