@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-BLOCK = 32
+BLOCK = 8
 # Queries per chunk at most: the sorts work per query, so larger chunks gain nothing.
 MAX_CHUNK = 16
 _NONE = np.iinfo(np.int32).max  # the key of a padding slot: after every item
