@@ -191,6 +191,9 @@ def test_without_faiss_the_approximate_search_says_how_to_install_it(monkeypatch
     (np.array([[1.0, 0], [0, 0], [1, 1]]), {"similarity": "cosine"}, "row 1"),
     (scipy.sparse.csr_matrix([[1.0, -1], [1, 0], [1, 1]]), {}, "must be >= 0"),
     (np.array([[1.0, np.nan], [1, 0], [1, 1]]), {"similarity": "cosine"}, "NaN"),
+    (scipy.sparse.eye(3, format="csr"), {"k1": -1.0}, "k1=-1.0"),
+    (scipy.sparse.eye(3, format="csr"), {"b": 1.5}, "b=1.5"),
+    (scipy.sparse.eye(3, format="csr"), {"memory_mb": 0}, "memory_mb=0"),
 ])
 def test_bad_input_gets_a_one_line_error(features, kwargs, message):
   kwargs = {"k": 1, "similarity": "bm25", **kwargs}

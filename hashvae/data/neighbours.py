@@ -12,17 +12,23 @@ training set, and their similarities. Labels are never used.
 Similarities (formulas in neighbours_exact): `bm25` and `tfidf` read a CSR
 matrix's stored values as term frequencies (term counts give textbook BM25:
 `term_counts(dataset)`; the loaders' inputs hold log(1 + tf) or tf-idf);
-`cosine` takes dense features (digits) or CSR rows as they are.
+`cosine` takes dense features (digits) or CSR rows as they are. An item
+with no feature has no similarity to any other and is refused: a text
+corpus loaded with its empty documents kept (zero rows, as Snippets keeps
+them) needs those rows left out, and the table's indices then count the
+rows kept.
 
 Search: `exact` (neighbours_exact.exact_top_k, host blocks within a memory
 budget), `approximate` (neighbours_approx, faiss: each item scored exactly
-against the items of the clusters nearest to it) or `auto`, approximate above AUTO_ITEMS items
-(where the exact search of a text corpus takes minutes on one CPU core).
+against the items of the clusters nearest to it) or `auto`, approximate
+above AUTO_ITEMS items (where the exact search of a text corpus takes
+minutes on one CPU core).
 
 The table is cached under `cache_dir` as neighbours-<key>.npz, the key a
 hash of the features' arrays and every setting that changes the result
 (k, similarity, BM25's k1 and b, the search, and for the approximate search
-its settings and the faiss and scikit-learn versions); the block size is not part of it.
+its settings and the faiss and scikit-learn versions); the block size is
+not part of it.
 """
 
 from __future__ import annotations
@@ -76,6 +82,17 @@ def term_counts(dataset: Dataset) -> scipy.sparse.csr_matrix:
     raise DataError(f"{dataset.name}: no texts and vectoriser to count terms from; "
                     "pass the features themselves to neighbour_table")
   return dataset.vectoriser.counts(database.texts)
+
+
+def check_settings(k1, b, memory_mb):
+  """A one-line DataError for a BM25 parameter or a budget out of range."""
+  real = lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool) and np.isfinite(v)
+  if not (real(k1) and k1 >= 0):
+    raise DataError(f"k1={k1!r}: BM25's term-frequency saturation, a number >= 0")
+  if not (real(b) and 0 <= b <= 1):
+    raise DataError(f"b={b!r}: BM25's length normalisation, a number in [0, 1]")
+  if not (real(memory_mb) and memory_mb > 0):
+    raise DataError(f"memory_mb={memory_mb!r}: the budget of one block of scores in MB, > 0")
 
 
 def checked_features(features, k, similarity: str, method: str):
@@ -202,6 +219,7 @@ def neighbour_table(features, *, k: int, similarity: str, k1: float = 1.2, b: fl
     NeighbourTable: indices [items, k] int32, similarities [items, k]
     float32, by decreasing similarity, ties by lower index.
   """
+  check_settings(k1, b, memory_mb)
   features = checked_features(features, k, similarity, method)
   method = resolve_method(method, features.shape[0])
   if method == "approximate":
