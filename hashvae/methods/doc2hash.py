@@ -54,9 +54,9 @@ Choices, and where the paper and the public code differ:
   bounded, term and does not carry over, and the ELBO's beta = 1 with a
   uniform prior pushes q to 1/2 on short documents (nash.py).
 - doc2hash_s: the public code ramps the label weight from 0 by 0.003 per
-  step up to 150 (about 8 after 30 Snippets epochs); here alpha is constant
-  (default 10, the study's VDSH-S weight, also nash_s's), the classifier
-  reads the relaxed sample y, and only observed labels count.
+  step up to 150 (9 after 30 Snippets epochs, 3,000 steps); here alpha is
+  constant (default 10, the study's VDSH-S weight, also nash_s's), the
+  classifier reads the relaxed sample y, and only observed labels count.
 - Encoder: the study's (2 x 500 ReLU + batch norm), not the public 2 x 500
   ReLU with dropout 0.2; Adam at the config's learning rate (public 5e-4).
 - The public scripts report the best test precision over 100 epochs; here
@@ -137,7 +137,8 @@ class Doc2HashModel(SpecModule):
     logits = self.logits_head(h)
     tau = annealed_temperature(temperature, self.anneal(train), ANNEAL_RATE,
                                MIN_TEMPERATURE)
-    gumbels = jax.random.gumbel(self.make_rng("sample"), logits.shape + (2,), logits.dtype)
+    gumbels = jax.random.gumbel(self.make_rng("sample"), logits.shape + (2,),
+                                logits.dtype)
     y = two_way_gumbel_softmax(logits, gumbels, tau)
     return dict(hidden=h, logits=logits, sample=y, class_logits=self.classifier(y),
                 recon_logits=self.decoder(y), temperature=tau)

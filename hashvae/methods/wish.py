@@ -25,10 +25,10 @@ masked cross-entropy (0 for an unlabelled item; the mean divides by B).
 Checked against the public code (smartyfh/WISH, models/WISH.py,
 train_WISH.py); where it and this implementation differ:
 - The KL weight: the public script anneals it from 0 by 5e-6 per step up
-  to 1, which reaches about 0.014 after 30 Snippets epochs (about 2,700
-  steps of 100). Here beta is constant, default 1/64 (the value the ramp
-  ends near, and the study's Bernoulli-VAE beta for Snippets and 20
-  Newsgroups).
+  to 1, which reaches 0.015 after 30 Snippets epochs (3,000 steps of 100
+  over the 10,060 database items). Here beta is constant, default 1/64
+  (the value the ramp ends near, and the study's Bernoulli-VAE beta for
+  Snippets and 20 Newsgroups).
 - The orthogonality weight (`orthogonality`, public `alpha`): 1, as public.
 - Topic book: TOPIC_DIM = 100 and entries drawn from U(0, 1), as public (a
   constant of the network, which sees only the ModelSpec); the mixture is
