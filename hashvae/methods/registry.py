@@ -23,7 +23,21 @@ A method declares
   shares with its base the weights both declare, and where a config takes
   the base's weights from a released or tuned source (configs/base.py), the
   method gets the base's values for those and its own defaults for the rest
-  (`shared_weights`). The base must be registered first; no cycles.
+  (`shared_weights`). The base must be registered first; no cycles;
+- optionally, that it learns from document neighbours
+  (`neighbours=Neighbours(k=20)`): the sweep then computes each training
+  item's k most similar training items once (data.neighbours, cached) and
+  the run's arrays gain `neighbours` [items, k] int32. At every step each
+  batch item gets one of its k neighbours, drawn uniformly with a key of
+  its own, and the batch gains `neighbour` [batch] (the drawn items'
+  positions in the training arrays) and `neighbour_targets` (their targets,
+  in the form `targets` has). With `Neighbours(encode=True)` the network
+  is also applied to the drawn neighbours' inputs: it runs once on the
+  batch and its neighbours stacked ([2 batch] rows, so batch norm's
+  statistics are those of the 2 batch rows and are updated once), and
+  `out` holds the batch's rows with `out["neighbour"]` the same outputs for
+  the neighbours. Methods without the declaration get none of this: their
+  arrays, batches and compiled programs are unchanged.
 
 Register from any module, the package's or a user's (`--config.extra_modules`):
 
@@ -131,6 +145,33 @@ def describe(allowed) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class Neighbours:
+  """A method's declaration that it learns from document neighbours (see the
+  module docstring).
+
+  Attributes:
+    k: neighbours per training item; each step draws one of them.
+    similarity: the similarity of text with term counts ('bm25' or
+      'tfidf' on the counts); dense features always take 'cosine', and
+      bag-of-words inputs without term counts 'tfidf' on the inputs
+      (sweep.specs.neighbour_indices says how the sweep picks).
+    encode: whether the network is also applied to the drawn neighbours'
+      inputs (`out["neighbour"]`).
+  """
+
+  k: int = 10
+  similarity: str = "bm25"
+  encode: bool = False
+
+  def __post_init__(self):
+    if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
+      raise MethodError(f"Neighbours(k={self.k!r}): k must be an integer >= 1")
+    if self.similarity not in ("bm25", "tfidf", "cosine"):
+      raise MethodError(f"Neighbours(similarity={self.similarity!r}): one of 'bm25', "
+                        "'tfidf', 'cosine'")
+
+
+@dataclasses.dataclass(frozen=True)
 class Method:
   name: str
   objective: Objective
@@ -144,6 +185,7 @@ class Method:
   # bits) -> (db_codes [items, bits], query_codes [queries, bits]) uint8.
   fit: Optional[Callable] = None
   extends: Optional[str] = None  # the registered method this one is built on
+  neighbours: Optional[Neighbours] = None  # set when it learns from neighbours
 
   def build_model(self, spec: ModelSpec):
     return self.model(spec)
@@ -157,15 +199,19 @@ def register(name: str, *, weights: Mapping[str, float],
              choices: Optional[Mapping[str, tuple]] = None,
              model: Optional[Callable[[ModelSpec], Any]] = None,
              latent: str = "bernoulli", classifier_on: str = "hidden",
-             extends: Optional[str] = None):
+             extends: Optional[str] = None, neighbours: Optional[Neighbours] = None):
   """Decorator: registers `objective` under `name` and returns it unchanged.
 
   `model` builds the network from a ModelSpec; without it the study's
   HashModel with `latent` ("gaussian" or "bernoulli") and `classifier_on`
   ("hidden" or "sample") is used. `extends` names the registered method
-  this one is built on (see the module docstring).
+  this one is built on, `neighbours` what it reads of document neighbours
+  (see the module docstring).
   """
   check_extends(name, extends)
+  if neighbours is not None and not isinstance(neighbours, Neighbours):
+    raise MethodError(f"method {name!r}: neighbours must be a Neighbours(...), got "
+                      f"{neighbours!r}")
   options, choices = dict(options or {}), dict(choices or {})
   clash = set(weights) & set(TRAINER_WEIGHTS)
   if clash or "levels" in weights:
@@ -186,7 +232,7 @@ def register(name: str, *, weights: Mapping[str, float],
   def decorate(objective: Objective) -> Objective:
     METHODS[name] = Method(name, objective, {k: float(v) for k, v in weights.items()},
                            options, choices, model, (objective.__doc__ or "").strip(),
-                           extends=extends)
+                           extends=extends, neighbours=neighbours)
     return objective
 
   return decorate

@@ -64,7 +64,8 @@ def train_method(config, dataset, method: str,
   if methods.get(method).fit is not None:
     out = specs.fit_grid(config, dataset, grid)
   else:
-    out = specs.train(config, specs.make_run(config, dataset, method), grid, workdir)
+    out = specs.train(config, specs.make_run(config, dataset, method, workdir), grid,
+                      workdir)
   rows, platform = [], sharding.run_mesh(config.devices).devices.flat[0].platform
   ks = config_check.usable_ks(config, dataset.database_size)  # those it can score
   for i, row in enumerate(grid.rows()):

@@ -10,17 +10,23 @@ one (the experiment, the tuning, benchmarks, tests).
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Optional
 
 import numpy as np
+import scipy.sparse
 
 from hashvae import data as data_lib
 from hashvae import methods
+from hashvae.data import neighbours as neighbours_lib
 from hashvae.sweep import config_check
 from hashvae.training import chunking, fitted, grid
 from hashvae.training import train as train_lib
 from hashvae.training.grid import Grid, GridOutput
 from hashvae.training.specs import CheckpointSpec, Placement, TrainerSpec
+
+log = logging.getLogger("hashvae")
 
 
 def trainer_spec(config) -> TrainerSpec:
@@ -76,11 +82,64 @@ def build_grid(config, method: str) -> Grid:
               hparams={k: column([v[i] for _, i in cells]) for k, v in table.items()})
 
 
-def make_run(config, dataset, method: Optional[str] = None) -> train_lib.Run:
-  """training.train.make_run of `method` (default: the config's only one)."""
+def neighbour_features(dataset, need: methods.Neighbours):
+  """(features [items, dims] of the training items, similarity) the table of
+  a method with `need` is computed from: dense features by 'cosine'; text
+  by need.similarity on its term counts (data.neighbours.term_counts: BM25
+  as the textbook defines it); bag-of-words without texts to count (the
+  .mat and svmlight corpora, the synthetic one) by 'tfidf' on the inputs,
+  whose values (log(1 + tf), tf-idf) then stand in for term frequencies,
+  or by 'cosine' when need.similarity is 'cosine'."""
+  db = dataset.database
+  if not db.sparse:
+    return db.inputs, "cosine"
+  if need.similarity != "cosine" and dataset.vectoriser is not None and db.texts:
+    counts = neighbours_lib.term_counts(dataset)
+    if counts.shape[0] == len(db):
+      return counts, need.similarity
+  return db.inputs, "cosine" if need.similarity == "cosine" else "tfidf"
+
+
+def neighbour_indices(dataset, need: methods.Neighbours,
+                      cache_dir: Optional[str] = None) -> np.ndarray:
+  """[items, k] int32: each training item's need.k most similar other
+  training items (data.neighbours.neighbour_table, cached under
+  `cache_dir`), as positions in the training arrays: train then
+  validation, the order of training.train.device_arrays; the test queries
+  are never among them. Features as `neighbour_features` picks them.
+
+  An item whose features are all zero (an empty document) is similar to no
+  item: the table is computed over the other items, and its row lists the
+  item itself k times, so that its neighbour terms repeat its own (empty)
+  ones.
+  """
+  features, similarity = neighbour_features(dataset, need)
+  empty = (np.diff(features.indptr) == 0 if scipy.sparse.issparse(features)
+           else ~np.asarray(features).any(axis=1))
+  kept = np.flatnonzero(~empty)
+  log.info("%s: %d nearest neighbours of %d training items by %s%s", dataset.name,
+           need.k, len(empty), similarity,
+           f" ({empty.sum()} empty items are their own)" if empty.any() else "")
+  table = neighbours_lib.neighbour_table(features[kept], k=need.k, similarity=similarity,
+                                         cache_dir=cache_dir)
+  indices = np.repeat(np.arange(len(empty), dtype=np.int32)[:, None], need.k, axis=1)
+  indices[kept] = kept[table.indices]
+  return indices
+
+
+def make_run(config, dataset, method: Optional[str] = None,
+             workdir: Optional[str] = None) -> train_lib.Run:
+  """training.train.make_run of `method` (default: the config's only one);
+  for a method that learns from neighbours, with their table
+  (`neighbour_indices`, cached under <workdir>/cache when there is a workdir)."""
   method = only_method(config, method)
+  need = methods.get(method).neighbours
+  table = None
+  if need is not None:
+    table = neighbour_indices(dataset, need,
+                              os.path.join(workdir, "cache") if workdir else None)
   return train_lib.make_run(trainer_spec(config), dataset, method,
-                            options(config, method, dataset.multilabel))
+                            options(config, method, dataset.multilabel), table)
 
 
 def train(config, run: train_lib.Run, runs: Grid,

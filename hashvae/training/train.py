@@ -18,6 +18,12 @@ A step: batch -> the method's network and objective -> gradients ->
 optimiser. Two things vary and live behind their own small interfaces: how
 the input is read (dense rows, or sparse.SparseInput for bag-of-words:
 gradients as the kernel rows a batch reads) and the optimiser (optim.py).
+
+A method that learns from document neighbours (methods.Neighbours) also
+gets arrays["neighbours"] [items, k], the training items' neighbours among
+the training items (train then validation, as the arrays order them); each
+step draws one per batch item (`draw_neighbours`) and the batch carries
+what the method reads of it (methods/registry.py).
 """
 
 from __future__ import annotations
@@ -105,6 +111,21 @@ def read_targets(arrays, idx, dense: bool):
   return to_dense(rows, arrays["inputs"].dims) if dense else rows
 
 
+def draw_neighbours(table, loop_key, step, idx):
+  """One of each item's k neighbours, drawn uniformly with the step's own key
+  (fold_in(loop_key, 2) folded with the step; the shuffle folds 0, the
+  noise 1). table [items, k], idx [batch] -> [batch] item positions."""
+  key = jax.random.fold_in(jax.random.fold_in(loop_key, 2), step)
+  return table[idx, jax.random.randint(key, idx.shape, 0, table.shape[1])]
+
+
+def with_neighbour_outputs(out: dict, batch_size: int) -> dict:
+  """The outputs of a pass over the batch and its neighbours stacked [2
+  batch] -> the batch's [batch] rows, with out["neighbour"] the neighbours'."""
+  head = jax.tree.map(lambda a: a[:batch_size], out)
+  return dict(head, neighbour=jax.tree.map(lambda a: a[batch_size:], out))
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
   """The pure pieces of one training run, plus the data they run on."""
@@ -183,6 +204,11 @@ class Steps:
   steps_per_epoch: int
   eval_batch_size: int
 
+  @property
+  def encodes_neighbours(self) -> bool:
+    """Whether each step applies the network to the drawn neighbours too."""
+    return self.method.neighbours is not None and self.method.neighbours.encode
+
   def init(self, arrays, key, level, hparams) -> TrainState:
     init_key, _, loop_key = jax.random.split(key, 3)  # the second draws the mask
     variables = self.model.init({"params": init_key, "sample": init_key},
@@ -205,6 +231,8 @@ class Steps:
       out, updated = self.model.apply(
           {"params": params, "batch_stats": state.batch_stats}, x, hp["temperature"],
           train=True, rngs={"sample": noise_key}, mutable=["batch_stats"])
+      if self.encodes_neighbours:
+        out = with_neighbour_outputs(out, self.batch_size)
       loss, terms = self.method.objective(out, batch, hp, self.options)
       return loss, (terms, updated.get("batch_stats", {}))
 
@@ -221,13 +249,18 @@ class Steps:
     return optim.Gradients(grads, rows, row_grads), aux
 
   def train_step(self, arrays, state: TrainState, xs):
-    """One step on the batch of items idx [batch] -> (state, {term: scalar})."""
-    idx, fits, deferred = xs
+    """One step on the batch of items idx [batch] (and, for a method that
+    learns from neighbours, their drawn neighbours [batch]) -> (state,
+    {term: scalar})."""
+    idx, fits, *drawn, deferred = xs
     labelled = state.labelled[idx]
     batch = dict(targets=read_targets(arrays, idx, self.sparse is None),
                  label_rows=arrays["label_rows"][idx] * labelled[:, None],
                  labelled=labelled)
-    x = self.read(arrays["inputs"], idx)
+    if drawn:
+      batch.update(neighbour=drawn[0],
+                   neighbour_targets=read_targets(arrays, drawn[0], self.sparse is None))
+    x = self.read(arrays["inputs"], self.rows_read(idx, *drawn))
 
     def update(sizes, params, opt_state):
       grads, (terms, batch_stats) = self.gradients(params, state, x, batch, sizes)
@@ -250,16 +283,21 @@ class Steps:
     order = jax.random.permutation(shuffle_key, self.items)
     batches = order[:self.steps_per_epoch * self.batch_size].reshape(
         self.steps_per_epoch, self.batch_size)
+    drawn = ()
+    if self.method.neighbours is not None:  # each step's draw, by its step number
+      steps = state.step + jnp.arange(self.steps_per_epoch)
+      drawn = (jax.vmap(draw_neighbours, in_axes=(None, None, 0, 0))(
+          arrays["neighbours"], state.loop_key, steps, batches),)
     fits = jnp.zeros(self.steps_per_epoch, bool)
     if self.sparse is not None and self.sparse.typical is not None:
       # Each step's path, for the whole epoch at once: the runs agree on all
       # of them in one reduction, not one per step.
       # In blocks of steps: all at once would read the whole epoch's rows.
       fits = in_every_run(jax.lax.map(
-          lambda i: self.sparse.fits_typical(arrays["inputs"].take(i).indices), batches,
-          batch_size=FITS_BLOCK))
+          lambda i: self.sparse.fits_typical(arrays["inputs"].take(i).indices),
+          self.rows_read(batches, *drawn), batch_size=FITS_BLOCK))
     state, terms = self.optimiser.scan(lambda s, xs: self.train_step(arrays, s, xs),
-                                       state, (batches, fits))
+                                       state, (batches, fits, *drawn))
     return state, jax.tree.map(jnp.mean, terms)
 
   def encode(self, arrays, state: TrainState):
@@ -296,6 +334,11 @@ class Steps:
   def read(self, inputs, idx):
     return read_inputs(inputs, idx, dense=self.sparse is None)
 
+  def rows_read(self, idx, *drawn):
+    """The items [..., batch] whose inputs a step reads: the batch, then its
+    drawn neighbours when the network encodes them ([..., 2 batch])."""
+    return jnp.concatenate([idx, drawn[0]], -1) if self.encodes_neighbours else idx
+
 
 def with_precision(f: Callable, precision: str) -> Callable:
   """`f` traced under jax.default_matmul_precision(precision): the setting
@@ -307,10 +350,37 @@ def with_precision(f: Callable, precision: str) -> Callable:
   return traced
 
 
+def checked_neighbours(method: methods.Method, neighbours, items: int):
+  """The method's neighbour table as int32 [items, k], or None for a method
+  that reads none; a one-line MethodError when it is missing or wrong."""
+  need = method.neighbours
+  if need is None:
+    if neighbours is not None:
+      raise methods.MethodError(f"method {method.name!r} declares no neighbours; "
+                                "pass neighbours=None")
+    return None
+  if neighbours is None:
+    raise methods.MethodError(
+        f"method {method.name!r} learns from document neighbours: pass its table "
+        f"neighbours [{items}, {need.k}] (hashvae.sweep.specs.make_run computes it)")
+  table = np.asarray(neighbours)
+  if (table.shape != (items, need.k) or not np.issubdtype(table.dtype, np.integer)
+      or table.min() < 0 or table.max() >= items):
+    raise methods.MethodError(
+        f"method {method.name!r}: neighbours must be integers in [0, {items}) of "
+        f"shape ({items}, {need.k}), got {table.dtype} {table.shape}")
+  return table.astype(np.int32)
+
+
 def make_run(spec: TrainerSpec, data: Dataset, method: str,
-             options: methods.Options) -> Run:
+             options: methods.Options, neighbours=None) -> Run:
   """Builds the run of the registered method `method` with its static
-  `options` (methods.default_options gives the declared ones)."""
+  `options` (methods.default_options gives the declared ones).
+
+  `neighbours` [items, k] int: for a method that declares methods.Neighbours,
+  each training item's k neighbours, as positions among the training items
+  (train then validation); None for any other method.
+  """
   method = methods.get(method)
   if method.fit is not None:
     raise methods.MethodError(f"method {method.name!r} is fitted, not trained: "
@@ -320,7 +390,10 @@ def make_run(spec: TrainerSpec, data: Dataset, method: str,
   if not 0 < batch_size <= n:
     raise ValueError(f"batch_size={batch_size} must lie in [1, {n}] (the "
                      "training set size)")
-  sparse = (SparseInput.plan(db.inputs, batch_size)
+  neighbours = checked_neighbours(method, neighbours, n)
+  read = batch_size * (2 if method.neighbours is not None and method.neighbours.encode
+                       else 1)  # the rows a step reads
+  sparse = (SparseInput.plan(db.inputs, read)
             if use_sparse_input(spec.sparse_input, data) else None)
   steps = Steps(
       model=method.build_model(ModelSpec(
@@ -334,7 +407,9 @@ def make_run(spec: TrainerSpec, data: Dataset, method: str,
       steps_per_epoch=n // batch_size,  # the remainder is reshuffled next epoch
       eval_batch_size=spec.eval_batch_size)
   traced = lambda f: with_precision(f, spec.precision)
+  arrays = device_arrays(data, sparse is not None, db)
+  if neighbours is not None:
+    arrays["neighbours"] = jnp.asarray(neighbours)
   return Run(init=traced(steps.init), train_epoch=traced(steps.train_epoch),
-             encode=traced(steps.encode),
-             arrays=device_arrays(data, sparse is not None, db), epochs=spec.epochs,
+             encode=traced(steps.encode), arrays=arrays, epochs=spec.epochs,
              steps_per_epoch=steps.steps_per_epoch, weights=steps.names)
