@@ -13,6 +13,8 @@ from hashvae.methods import (  # noqa: F401  (importing registers a method)
                                     doc2hash,
                                     infomax,
                                     nash,
+                                    nbrreg,
+                                    pairrec,
                                     pseudo_label,
                                     registry,
                                     study,
@@ -33,6 +35,7 @@ from hashvae.methods.registry import (
                                     AtLeast,
                                     Method,
                                     MethodError,
+                                    Neighbours,
                                     Options,
                                     Weights,
                                     default_options,
@@ -43,7 +46,7 @@ from hashvae.methods.registry import (
                                     shared_weights,
 )
 
-__all__ = ["METHODS", "AtLeast", "Method", "MethodError", "Options", "Weights",
+__all__ = ["METHODS", "AtLeast", "Method", "MethodError", "Neighbours", "Options", "Weights",
            "class_probabilities", "default_options", "get", "import_modules", "pairwise",
            "pointwise", "predicted_similarity", "reconstruction", "register",
            "register_fitted", "registry", "shared_weights", "sigmoid_labels"]
