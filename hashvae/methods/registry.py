@@ -154,7 +154,7 @@ class Neighbours:
     similarity: the similarity of text with term counts ('bm25' or
       'tfidf' on the counts); dense features always take 'cosine', and
       bag-of-words inputs without term counts 'tfidf' on the inputs
-      (sweep.specs.neighbour_indices says how the sweep picks).
+      (sweep.specs.neighbour_features says how the sweep picks).
     encode: whether the network is also applied to the drawn neighbours'
       inputs (`out["neighbour"]`).
   """

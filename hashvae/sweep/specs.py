@@ -95,8 +95,10 @@ def neighbour_features(dataset, need: methods.Neighbours):
     return db.inputs, "cosine"
   if need.similarity != "cosine" and dataset.vectoriser is not None and db.texts:
     counts = neighbours_lib.term_counts(dataset)
-    if counts.shape[0] == len(db):
-      return counts, need.similarity
+    if counts.shape[0] != len(db):
+      raise data_lib.DataError(f"{dataset.name}: {counts.shape[0]} rows of term counts "
+                               f"for {len(db)} training items")
+    return counts, need.similarity
   return db.inputs, "cosine" if need.similarity == "cosine" else "tfidf"
 
 
