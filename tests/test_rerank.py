@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hashvae.retrieval import metrics, rerank
+from hashvae.retrieval.ranking import rerank_candidates
 
 
 def scores_with_dyadic_weights(rng, queries, bits):
@@ -96,7 +97,7 @@ def test_the_index_reranking_of_all_candidates_equals_the_top_k(ranking):
   for row in range(4):
     positions = np.arange(150)
     distances = ((scores[row] > 0) != db.astype(bool)).sum(1)
-    order = rerank.rerank_candidates(scores[row], positions, distances, db, ranking)
+    order = rerank_candidates(scores[row], positions, distances, db, ranking)
     np.testing.assert_array_equal(positions[order], brute_force(scores[row:row + 1], db, 150,
                                                        ranking)[0])
 

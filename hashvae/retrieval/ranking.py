@@ -16,8 +16,10 @@ import dataclasses
 
 import numpy as np
 
-from hashvae.retrieval import rerank
 from hashvae.retrieval.multi_index import MultiIndex
+
+# The rankings by the query's code scores (rerank.py has their definition).
+RANKINGS = ("tie_break", "asymmetric")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,12 +35,12 @@ def rank(query_codes, table: MultiIndex, k: int, query_scores=None,
          ranking: str = "hamming") -> Ranking:
   """The top min(k, items) of the database of `table` for each query of
   `query_codes` ([queries, bits] in {0, 1}), by Hamming distance or, with
-  the queries' [queries, bits] `query_scores`, by one of rerank.RANKINGS."""
+  the queries' [queries, bits] `query_scores`, by one of RANKINGS."""
   if k < 1:
     raise ValueError(f"k={k}: at least 1 result per query")
-  if ranking != "hamming" and (ranking not in rerank.RANKINGS or query_scores is None):
+  if ranking != "hamming" and (ranking not in RANKINGS or query_scores is None):
     raise ValueError(f"ranking {ranking!r} needs the queries' code scores and one of "
-                     f"{('hamming',) + rerank.RANKINGS}")
+                     f"{('hamming',) + RANKINGS}")
   query_codes = np.asarray(query_codes, np.uint8)
   k = min(k, len(table.words))
   queries = len(query_codes)
@@ -57,7 +59,7 @@ def rank(query_codes, table: MultiIndex, k: int, query_scores=None,
     candidates, dist, counts[row] = found
     order = np.arange(k)
     if ranking != "hamming":
-      order = rerank.rerank_candidates(query_scores[row], candidates, dist,
+      order = rerank_candidates(query_scores[row], candidates, dist,
                                        table.codes(candidates), ranking)[:k]
     positions[row], distances[row] = candidates[order], dist[order]
   return Ranking(positions, distances, counts)
@@ -67,3 +69,16 @@ def _every_item(table: MultiIndex, code):
   """(every position, its distance, [bits + 1] items per distance)."""
   dist = table.distances(code)
   return np.arange(len(dist)), dist, np.bincount(dist, minlength=table.bits + 1)
+
+
+def rerank_candidates(scores, positions, distances, codes, ranking: str):
+  """Orders one query's candidates by `ranking`, in numpy (for the index):
+  [n] positions, their [n] Hamming distances and [n, bits] {0, 1} codes,
+  every item up to the last one's distance when ranking by "tie_break"
+  (the whole database for "asymmetric"). Returns the order, [n] indices
+  into the candidates."""
+  scores = np.asarray(scores, np.float64)
+  differ = np.asarray(codes).astype(bool) != (scores > 0)
+  weighted = differ.astype(np.float64) @ np.tanh(np.abs(scores) / 2)
+  first = distances if ranking == "tie_break" else np.zeros_like(distances)
+  return np.lexsort((positions, weighted, first))

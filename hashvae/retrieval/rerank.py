@@ -23,7 +23,8 @@ The weighted distance of every pair is one matrix product,
     sum_j w_j (h_j xor b_j) = sum_j w_j h_j + b . (w * (1 - 2 h)),
 and the top k is one sort with three keys per chunk of queries: the cost
 is queries x items, fine for evaluation at benchmark sizes; the index
-re-ranks the Hamming candidates of each query instead (`rerank_candidates`).
+re-ranks the Hamming candidates of each query instead, in numpy
+(`ranking.rerank_candidates`: the search path imports no jax).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-RANKINGS = ("tie_break", "asymmetric")
+from hashvae.retrieval.ranking import RANKINGS
 
 
 def bit_weights(scores):
@@ -100,19 +101,6 @@ def precision_at(top, query_labels, db_labels) -> float:
   else:
     relevant = np.any((found > 0) & (query_labels[:, None, :] > 0), axis=-1)
   return float(relevant.mean())
-
-
-def rerank_candidates(scores, positions, distances, codes, ranking: str):
-  """Orders one query's candidates by `ranking`, in numpy (for the index):
-  [n] positions, their [n] Hamming distances and [n, bits] {0, 1} codes,
-  every item up to the last one's distance when ranking by "tie_break"
-  (the whole database for "asymmetric"). Returns the order, [n] indices
-  into the candidates."""
-  scores = np.asarray(scores, np.float64)
-  differ = np.asarray(codes).astype(bool) != (scores > 0)
-  weighted = differ.astype(np.float64) @ np.tanh(np.abs(scores) / 2)
-  first = distances if ranking == "tie_break" else np.zeros_like(distances)
-  return np.lexsort((positions, weighted, first))
 
 
 def reranked_precision(query_scores, db_codes, query_labels, db_labels, ks,

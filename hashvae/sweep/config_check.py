@@ -10,7 +10,7 @@ import math
 
 from hashvae import data, methods
 from hashvae.core import optim, sparse
-from hashvae.retrieval.rerank import RANKINGS
+from hashvae.retrieval.ranking import RANKINGS
 from hashvae.training.specs import PRECISIONS
 
 
