@@ -60,7 +60,7 @@ def rank(query_codes, table: MultiIndex, k: int, query_scores=None,
     order = np.arange(k)
     if ranking != "hamming":
       order = rerank_candidates(query_scores[row], candidates, dist,
-                                       table.codes(candidates), ranking)[:k]
+                                table.codes(candidates), ranking)[:k]
     positions[row], distances[row] = candidates[order], dist[order]
   return Ranking(positions, distances, counts)
 
