@@ -117,7 +117,7 @@ def test_a_sweep_scores_the_extra_rankings_from_its_runs_query_scores():
   np.testing.assert_array_equal(out.query_scores > 0, out.query_codes.astype(bool))
   rows = experiment.train_method(config, dataset, "ssb_vae").rows
   for i, row in enumerate(rows):
-    want = rerank.reranked_precision(out.query_scores[i], out.db_codes[i],
+    want = rerank.reranked_precision(out.query_scores[i], out.query_codes[i], out.db_codes[i],
                                      dataset.test.labels, dataset.database_labels,
                                      (10, 50), ("tie_break",))
     assert {k: row[k] for k in want} == pytest.approx(want)

@@ -263,14 +263,8 @@ def evaluate(query_codes, db_codes, query_labels, db_labels,
   ks = tuple(int(k) for k in ks)
   if any(not 1 <= k <= n for k in ks):
     raise ValueError(f"every K must lie in [1, {n}] (the database size), got {ks}")
-  extra = {}
-  if rankings:
-    if query_scores is None or np.shape(query_scores) != query_codes.shape:
-      raise ValueError(f"rankings {tuple(rankings)} need query_scores shaped like the "
-                       f"query codes {query_codes.shape}, got "
-                       f"{None if query_scores is None else np.shape(query_scores)}")
-    extra = rerank.reranked_precision(query_scores, db_codes, query_labels, db_labels,
-                                      ks, rankings)
+  extra = rerank.reranked_precision(query_scores, query_codes, db_codes, query_labels,
+                                    db_labels, ks, rankings)
   first, _, multiplicity = distinct_queries(query_codes, query_labels)
   query_codes, query_labels = query_codes[first], query_labels[first]
   bits = db_codes.shape[1]

@@ -103,10 +103,15 @@ def precision_at(top, query_labels, db_labels) -> float:
   return float(relevant.mean())
 
 
-def reranked_precision(query_scores, db_codes, query_labels, db_labels, ks,
+def reranked_precision(query_scores, query_codes, db_codes, query_labels, db_labels, ks,
                        rankings) -> dict:
-  """{"p@K_<ranking>": value} for each K of `ks` and each of `rankings`:
-  the extra columns of `metrics.evaluate(..., query_scores=, rankings=)`."""
+  """{"p@K_<ranking>": value} for each K of `ks` and each of `rankings`
+  (none: {}): the extra columns of `metrics.evaluate(..., query_scores=,
+  rankings=)`; the scores must be shaped like `query_codes`."""
+  if rankings and (query_scores is None or np.shape(query_scores) != query_codes.shape):
+    raise ValueError(f"rankings {tuple(rankings)} need query_scores shaped like the "
+                     f"query codes {query_codes.shape}, got "
+                     f"{None if query_scores is None else np.shape(query_scores)}")
   out = {}
   for ranking in rankings:
     top = top_k(query_scores, db_codes, max(ks), ranking)
