@@ -17,6 +17,7 @@ from hashvae.methods import (  # noqa: F401  (importing registers a method)
                                     pairrec,
                                     pseudo_label,
                                     registry,
+                                    smash,
                                     study,
                                     vdsh_sp,
                                     views,
