@@ -106,17 +106,35 @@ def test_draw_is_one_of_the_k_keyed_by_run_and_step():
   table = jnp.asarray(rng.integers(0, 1000, size=(1000, 8)), jnp.int32)
   idx = jnp.arange(0, 1000, 7)
   key = jax.random.key(0)
-  drawn = train_lib.draw_neighbours(table, key, 5, idx)
-  assert drawn.shape == idx.shape
-  assert (np.asarray(table)[np.asarray(idx)] == np.asarray(drawn)[:, None]).any(1).all()
-  np.testing.assert_array_equal(drawn, train_lib.draw_neighbours(table, key, 5, idx))
-  assert (drawn != train_lib.draw_neighbours(table, key, 6, idx)).mean() > 0.5
-  assert (drawn != train_lib.draw_neighbours(table, jax.random.key(1), 5, idx)).mean() > 0.5
+  drawn, columns = train_lib.draw_neighbours(table, key, 5, idx)
+  assert drawn.shape == columns.shape == idx.shape
+  np.testing.assert_array_equal(np.asarray(table)[np.asarray(idx), columns], drawn)
+  np.testing.assert_array_equal(drawn, train_lib.draw_neighbours(table, key, 5, idx)[0])
+  assert (drawn != train_lib.draw_neighbours(table, key, 6, idx)[0]).mean() > 0.5
+  assert (drawn != train_lib.draw_neighbours(table, jax.random.key(1), 5, idx)[0]).mean() > 0.5
   # Uniform over the k positions.
   many = jax.vmap(lambda s: train_lib.draw_neighbours(
-      jnp.tile(jnp.arange(8), (1, 1)), key, s, jnp.zeros(1, jnp.int32)))(jnp.arange(4000))
+      jnp.tile(jnp.arange(8), (1, 1)), key, s, jnp.zeros(1, jnp.int32))[0])(jnp.arange(4000))
   counts = np.bincount(np.asarray(many).ravel(), minlength=8)
   assert counts.min() > 400 and counts.max() < 600
+
+
+def test_several_draws_are_distinct_ascending_and_uniform_over_pairs():
+  table = jnp.asarray(np.random.default_rng(7).integers(0, 1000, size=(50, 5)), jnp.int32)
+  idx = jnp.arange(50)
+  drawn, columns = train_lib.draw_neighbours(table, jax.random.key(3), 2, idx, draws=3)
+  assert drawn.shape == columns.shape == (50, 3)
+  columns = np.asarray(columns)
+  assert (np.diff(columns, axis=1) > 0).all()  # distinct, ascending
+  np.testing.assert_array_equal(np.take_along_axis(np.asarray(table), columns, 1), drawn)
+  pairs = jax.vmap(lambda s: train_lib.draw_neighbours(
+      jnp.tile(jnp.arange(4), (1, 1)), jax.random.key(0), s, jnp.zeros(1, jnp.int32),
+      draws=2)[1])(jnp.arange(3000))
+  code = np.asarray(pairs)[:, 0, 0] * 4 + np.asarray(pairs)[:, 0, 1]
+  counts = np.bincount(code, minlength=16)[[1, 2, 3, 6, 7, 11]]  # the 6 pairs i < j
+  assert counts.sum() == 3000 and counts.min() > 400 and counts.max() < 600
+  with pytest.raises(methods.MethodError, match="draws"):
+    methods.Neighbours(k=3, draws=4)
 
 
 class ProbeModel(nn.Module):
@@ -177,6 +195,40 @@ def test_batch_carries_a_drawn_neighbour_and_its_outputs(probe):
   assert float(again["neighbour_sum"]) == float(first["neighbour_sum"])
   assert float(second["neighbour_sum"]) != float(first["neighbour_sum"])
   assert float(other_seed["neighbour_sum"]) != float(first["neighbour_sum"])
+
+
+def test_two_draws_reach_the_batch_and_the_network_draw_by_draw():
+  dataset = dense_dataset()
+  table = jnp.asarray(specs.neighbour_indices(dataset, methods.Neighbours(k=3)))
+
+  def objective(out, batch, hp, options):
+    own = out["x"][:, 0].astype(jnp.int32) - 1
+    seen = out["neighbour"]["x"][..., 0].astype(jnp.int32) - 1  # [2, batch]
+    rank = batch["neighbour_rank"]
+    terms = dict(
+        shapes=jnp.float32(seen.shape == (2, 8) and rank.shape == (8, 2)),
+        seen_is_drawn=jnp.mean(seen.T == batch["neighbour"]),
+        rank_is_column=jnp.mean(jnp.take_along_axis(table[own], rank, 1) == seen.T),
+        ascending=jnp.mean(rank[:, 0] < rank[:, 1]),
+        no_targets=jnp.float32("neighbour_targets" not in batch))
+    loss = jnp.sum(out["w"] ** 2)
+    return loss, dict(terms, loss=loss)
+
+  methods.register("test_two_draws_probe", weights={},
+                   model=lambda spec: ProbeModel(**dataclasses.asdict(spec)),
+                   neighbours=methods.Neighbours(k=3, encode=True, draws=2))(objective)
+  try:
+    spec = dataclasses.replace(specs.trainer_spec(small_config("nash")), batch_size=8,
+                               sparse_input="dense")
+    run = train_lib.make_run(spec, dataset, "test_two_draws_probe",
+                             methods.default_options("test_two_draws_probe"), table)
+    hp = dict(learning_rate=1e-3, temperature=1.0)
+    state = run.init(run.arrays, train_lib.run_key(0, 0), 1.0, hp)
+    _, terms = jax.jit(run.train_epoch)(run.arrays, state)
+  finally:
+    del methods.METHODS["test_two_draws_probe"]
+  for name in ("shapes", "seen_is_drawn", "rank_is_column", "ascending", "no_targets"):
+    assert float(terms[name]) == 1.0, name
 
 
 # --- the objectives against numpy ---------------------------------------------

@@ -30,14 +30,20 @@ A method declares
   the run's arrays gain `neighbours` [items, k] int32. At every step each
   batch item gets one of its k neighbours, drawn uniformly with a key of
   its own, and the batch gains `neighbour` [batch] (the drawn items'
-  positions in the training arrays) and `neighbour_targets` (their targets,
-  in the form `targets` has). With `Neighbours(encode=True)` the network
-  is also applied to the drawn neighbours' inputs: it runs once on the
-  batch and its neighbours stacked ([2 batch] rows, so batch norm's
-  statistics are those of the 2 batch rows and are updated once), and
+  positions in the training arrays), `neighbour_rank` [batch] (the drawn
+  column of the table, which is ordered by decreasing similarity: 0 = most
+  similar) and `neighbour_targets` (their targets, in the form `targets`
+  has). With `Neighbours(draws=d)`, d > 1, each item gets d distinct
+  neighbours among its k, in ascending table order (so the first is the
+  more similar one; RBSH's triplets), and `neighbour` and `neighbour_rank`
+  are [batch, d] (no `neighbour_targets`). With `Neighbours(encode=True)`
+  the network is also applied to the drawn neighbours' inputs: it runs once
+  on the batch and its neighbours stacked ([(1 + d) batch] rows, so batch
+  norm's statistics are those of all the rows and are updated once), and
   `out` holds the batch's rows with `out["neighbour"]` the same outputs for
-  the neighbours. Methods without the declaration get none of this: their
-  arrays, batches and compiled programs are unchanged.
+  the neighbours ([batch, ...]; [d, batch, ...] when d > 1). Methods
+  without the declaration get none of this: their arrays, batches and
+  compiled programs are unchanged.
 
 Register from any module, the package's or a user's (`--config.extra_modules`):
 
@@ -157,15 +163,20 @@ class Neighbours:
       (sweep.specs.neighbour_features says how the sweep picks).
     encode: whether the network is also applied to the drawn neighbours'
       inputs (`out["neighbour"]`).
+    draws: distinct neighbours drawn per item and step, in [1, k].
   """
 
   k: int = 10
   similarity: str = "bm25"
   encode: bool = False
+  draws: int = 1
 
   def __post_init__(self):
     if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
       raise MethodError(f"Neighbours(k={self.k!r}): k must be an integer >= 1")
+    if (not isinstance(self.draws, int) or isinstance(self.draws, bool)
+        or not 1 <= self.draws <= self.k):
+      raise MethodError(f"Neighbours(draws={self.draws!r}): an integer in [1, k={self.k}]")
     if self.similarity not in ("bm25", "tfidf", "cosine"):
       raise MethodError(f"Neighbours(similarity={self.similarity!r}): one of 'bm25', "
                         "'tfidf', 'cosine'")

@@ -111,19 +111,35 @@ def read_targets(arrays, idx, dense: bool):
   return to_dense(rows, arrays["inputs"].dims) if dense else rows
 
 
-def draw_neighbours(table, loop_key, step, idx):
-  """One of each item's k neighbours, drawn uniformly with the step's own key
-  (fold_in(loop_key, 2) folded with the step; the shuffle folds 0, the
-  noise 1). table [items, k], idx [batch] -> [batch] item positions."""
+def draw_neighbours(table, loop_key, step, idx, draws: int = 1):
+  """Each item's neighbours for one step, drawn uniformly with the step's own
+  key (fold_in(loop_key, 2) folded with the step; the shuffle folds 0, the
+  noise 1): one of its k, or `draws` distinct ones in ascending table order.
+
+  table [items, k], idx [batch] -> (item positions, table columns), each
+  [batch], or [batch, draws] when draws > 1.
+  """
   key = jax.random.fold_in(jax.random.fold_in(loop_key, 2), step)
-  return table[idx, jax.random.randint(key, idx.shape, 0, table.shape[1])]
+  k = table.shape[1]
+  if draws == 1:
+    columns = jax.random.randint(key, idx.shape, 0, k)
+    return table[idx, columns], columns
+  columns = jnp.sort(jnp.argsort(jax.random.uniform(key, idx.shape + (k,)), -1)
+                     [..., :draws], -1)
+  return table[idx[..., None], columns], columns
 
 
-def with_neighbour_outputs(out: dict, batch_size: int) -> dict:
-  """The outputs of a pass over the batch and its neighbours stacked [2
-  batch] -> the batch's [batch] rows, with out["neighbour"] the neighbours'."""
-  head = jax.tree.map(lambda a: a[:batch_size], out)
-  return dict(head, neighbour=jax.tree.map(lambda a: a[batch_size:], out))
+def with_neighbour_outputs(out: dict, batch_size: int, draws: int = 1) -> dict:
+  """The outputs of a pass over the batch and its neighbours stacked
+  [(1 + draws) batch] -> the batch's [batch] rows, with out["neighbour"] the
+  neighbours' ([batch, ...], or [draws, batch, ...] when draws > 1).
+  Outputs that are not per row (a scalar temperature) go to both as they are."""
+  rows = (1 + draws) * batch_size
+  per_row = lambda f: lambda a: f(a) if a.ndim and a.shape[0] == rows else a
+  head = jax.tree.map(per_row(lambda a: a[:batch_size]), out)
+  shape = (draws, batch_size) if draws > 1 else (batch_size,)
+  return dict(head, neighbour=jax.tree.map(
+      per_row(lambda a: a[batch_size:].reshape(shape + a.shape[1:])), out))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,7 +248,7 @@ class Steps:
           {"params": params, "batch_stats": state.batch_stats}, x, hp["temperature"],
           train=True, rngs={"sample": noise_key}, mutable=["batch_stats"])
       if self.encodes_neighbours:
-        out = with_neighbour_outputs(out, self.batch_size)
+        out = with_neighbour_outputs(out, self.batch_size, self.method.neighbours.draws)
       loss, terms = self.method.objective(out, batch, hp, self.options)
       return loss, (terms, updated.get("batch_stats", {}))
 
@@ -250,16 +266,17 @@ class Steps:
 
   def train_step(self, arrays, state: TrainState, xs):
     """One step on the batch of items idx [batch] (and, for a method that
-    learns from neighbours, their drawn neighbours [batch]) -> (state,
-    {term: scalar})."""
+    learns from neighbours, their drawn neighbours' positions and table
+    columns: draw_neighbours) -> (state, {term: scalar})."""
     idx, fits, *drawn, deferred = xs
     labelled = state.labelled[idx]
     batch = dict(targets=read_targets(arrays, idx, self.sparse is None),
                  label_rows=arrays["label_rows"][idx] * labelled[:, None],
                  labelled=labelled)
     if drawn:
-      batch.update(neighbour=drawn[0],
-                   neighbour_targets=read_targets(arrays, drawn[0], self.sparse is None))
+      batch.update(neighbour=drawn[0], neighbour_rank=drawn[1])
+      if drawn[0].ndim == 1:
+        batch["neighbour_targets"] = read_targets(arrays, drawn[0], self.sparse is None)
     x = self.read(arrays["inputs"], self.rows_read(idx, *drawn))
 
     def update(sizes, params, opt_state):
@@ -286,8 +303,9 @@ class Steps:
     drawn = ()
     if self.method.neighbours is not None:  # each step's draw, by its step number
       steps = state.step + jnp.arange(self.steps_per_epoch)
-      drawn = (jax.vmap(draw_neighbours, in_axes=(None, None, 0, 0))(
-          arrays["neighbours"], state.loop_key, steps, batches),)
+      drawn = jax.vmap(functools.partial(draw_neighbours, draws=self.method.neighbours.draws),
+                       in_axes=(None, None, 0, 0))(
+          arrays["neighbours"], state.loop_key, steps, batches)
     fits = jnp.zeros(self.steps_per_epoch, bool)
     if self.sparse is not None and self.sparse.typical is not None:
       # Each step's path, for the whole epoch at once: the runs agree on all
@@ -336,8 +354,14 @@ class Steps:
 
   def rows_read(self, idx, *drawn):
     """The items [..., batch] whose inputs a step reads: the batch, then its
-    drawn neighbours when the network encodes them ([..., 2 batch])."""
-    return jnp.concatenate([idx, drawn[0]], -1) if self.encodes_neighbours else idx
+    drawn neighbours when the network encodes them ([..., (1 + draws) batch],
+    draw by draw)."""
+    if not self.encodes_neighbours:
+      return idx
+    positions = drawn[0]
+    if positions.ndim > idx.ndim:  # [..., batch, draws] -> [..., draws batch]
+      positions = jnp.swapaxes(positions, -1, -2).reshape(idx.shape[:-1] + (-1,))
+    return jnp.concatenate([idx, positions], -1)
 
 
 def with_precision(f: Callable, precision: str) -> Callable:
@@ -391,7 +415,8 @@ def make_run(spec: TrainerSpec, data: Dataset, method: str,
     raise ValueError(f"batch_size={batch_size} must lie in [1, {n}] (the "
                      "training set size)")
   neighbours = checked_neighbours(method, neighbours, n)
-  read = batch_size * (2 if method.neighbours is not None and method.neighbours.encode
+  read = batch_size * (1 + method.neighbours.draws
+                       if method.neighbours is not None and method.neighbours.encode
                        else 1)  # the rows a step reads
   sparse = (SparseInput.plan(db.inputs, read)
             if use_sparse_input(spec.sparse_input, data) else None)
