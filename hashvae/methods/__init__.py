@@ -18,6 +18,7 @@ from hashvae.methods import (  # noqa: F401  (importing registers a method)
                                     pseudo_label,
                                     registry,
                                     smash,
+                                    snuh,
                                     study,
                                     vdsh_sp,
                                     views,
