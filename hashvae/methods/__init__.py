@@ -16,6 +16,7 @@ from hashvae.methods import (  # noqa: F401  (importing registers a method)
                                     nbrreg,
                                     pairrec,
                                     pseudo_label,
+                                    rbsh,
                                     registry,
                                     smash,
                                     snuh,
