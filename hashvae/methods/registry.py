@@ -44,6 +44,23 @@ A method declares
   the neighbours ([batch, ...]; [d, batch, ...] when d > 1). Methods
   without the declaration get none of this: their arrays, batches and
   compiled programs are unchanged.
+- optionally, a part of its network with an update of its own
+  (`own_update=OwnUpdate(part="prior", objective=..., steps=4)`), for an
+  adversarial or inner problem such as AMMI's prior. The part is a
+  top-level entry of the network's parameters, params[part]; the method's
+  objective never trains it, and the part's own objective
+      objective(part_params, out, batch, hp, options) -> (loss, {term: scalar})
+  trains nothing else. At every step, after the network's pass on the
+  batch, the part takes `steps` Adam steps on its objective (on the same
+  batch, `out` held fixed), with its own Adam state (carried and
+  checkpointed with the run's state; `reset_moments=True` starts it
+  afresh each step) at the trainer's learning rate or a declared weight's
+  (`learning_rate="name"`); then the method's objective gets
+  `out[part]`, the part's updated parameters (held fixed), and its
+  gradient and the trainer's optimiser cover the rest of the network only.
+  The part's terms are logged as `<part>_<term>`. Methods without the
+  declaration get none of this: their parameters, optimiser state and
+  compiled programs are unchanged.
 
 Register from any module, the package's or a user's (`--config.extra_modules`):
 
@@ -183,6 +200,41 @@ class Neighbours:
 
 
 @dataclasses.dataclass(frozen=True)
+class OwnUpdate:
+  """A method's declaration that a part of its network is trained by an
+  objective of its own, not the method's (see the module docstring).
+
+  Attributes:
+    part: the part's name, a top-level entry of the network's params.
+    objective: (part_params, out, batch, hp, options) -> (loss, {term:
+      scalar}), minimised over the part's parameters; `out` is the
+      network's outputs on the step's batch, held fixed.
+    steps: the part's Adam steps per step of the rest of the network,
+      taken before it.
+    learning_rate: the name of a declared weight holding the part's
+      learning rate; None: the trainer's learning_rate.
+    reset_moments: whether the part's Adam restarts (zero moments and step
+      count) at every step of the rest, as an optimiser built anew for each
+      step does.
+  """
+
+  part: str
+  objective: Callable[..., tuple]
+  steps: int = 1
+  learning_rate: Optional[str] = None
+  reset_moments: bool = False
+
+  def __post_init__(self):
+    if not isinstance(self.part, str) or not self.part:
+      raise MethodError(f"OwnUpdate(part={self.part!r}): part must be a non-empty "
+                        "name of an entry of the network's params")
+    if not callable(self.objective):
+      raise MethodError(f"OwnUpdate(objective={self.objective!r}): not callable")
+    if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
+      raise MethodError(f"OwnUpdate(steps={self.steps!r}): steps must be an integer >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
 class Method:
   name: str
   objective: Objective
@@ -197,6 +249,7 @@ class Method:
   fit: Optional[Callable] = None
   extends: Optional[str] = None  # the registered method this one is built on
   neighbours: Optional[Neighbours] = None  # set when it learns from neighbours
+  own_update: Optional[OwnUpdate] = None  # a part trained by its own objective
 
   def build_model(self, spec: ModelSpec):
     return self.model(spec)
@@ -210,19 +263,22 @@ def register(name: str, *, weights: Mapping[str, float],
              choices: Optional[Mapping[str, tuple]] = None,
              model: Optional[Callable[[ModelSpec], Any]] = None,
              latent: str = "bernoulli", classifier_on: str = "hidden",
-             extends: Optional[str] = None, neighbours: Optional[Neighbours] = None):
+             extends: Optional[str] = None, neighbours: Optional[Neighbours] = None,
+             own_update: Optional[OwnUpdate] = None):
   """Decorator: registers `objective` under `name` and returns it unchanged.
 
   `model` builds the network from a ModelSpec; without it the study's
   HashModel with `latent` ("gaussian" or "bernoulli") and `classifier_on`
   ("hidden" or "sample") is used. `extends` names the registered method
-  this one is built on, `neighbours` what it reads of document neighbours
-  (see the module docstring).
+  this one is built on, `neighbours` what it reads of document neighbours,
+  `own_update` a part of its network trained by its own objective (see the
+  module docstring).
   """
   check_extends(name, extends)
   if neighbours is not None and not isinstance(neighbours, Neighbours):
     raise MethodError(f"method {name!r}: neighbours must be a Neighbours(...), got "
                       f"{neighbours!r}")
+  check_own_update(name, own_update, weights)
   options, choices = dict(options or {}), dict(choices or {})
   clash = set(weights) & set(TRAINER_WEIGHTS)
   if clash or "levels" in weights:
@@ -243,10 +299,25 @@ def register(name: str, *, weights: Mapping[str, float],
   def decorate(objective: Objective) -> Objective:
     METHODS[name] = Method(name, objective, {k: float(v) for k, v in weights.items()},
                            options, choices, model, (objective.__doc__ or "").strip(),
-                           extends=extends, neighbours=neighbours)
+                           extends=extends, neighbours=neighbours,
+                           own_update=own_update)
     return objective
 
   return decorate
+
+
+def check_own_update(name: str, own_update, weights: Mapping[str, float]):
+  """`own_update` is None or an OwnUpdate whose learning rate, if named, is
+  one of the method's weights."""
+  if own_update is None:
+    return
+  if not isinstance(own_update, OwnUpdate):
+    raise MethodError(f"method {name!r}: own_update must be an OwnUpdate(...), got "
+                      f"{own_update!r}")
+  if own_update.learning_rate is not None and own_update.learning_rate not in weights:
+    raise MethodError(f"method {name!r}: OwnUpdate(learning_rate="
+                      f"{own_update.learning_rate!r}) names no declared weight; declared: "
+                      f"{sorted(weights)}")
 
 
 def check_extends(name: str, extends: Optional[str]):

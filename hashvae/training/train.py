@@ -24,6 +24,12 @@ gets arrays["neighbours"] [items, k], the training items' neighbours among
 the training items (train then validation, as the arrays order them); each
 step draws one per batch item (`draw_neighbours`) and the batch carries
 what the method reads of it (methods/registry.py).
+
+A method that declares a part of its network with an update of its own
+(methods.OwnUpdate) has that part trained only by the part's objective,
+with an Adam state of its own (TrainState.own_opt_state), before the
+method's objective, whose gradient and optimiser cover the rest
+(own_update.py).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from hashvae.core.sparse import (
   use_sparse_input,
 )
 from hashvae.data import Dataset
-from hashvae.training import progress
+from hashvae.training import own_update, progress
 from hashvae.training.specs import TrainerSpec
 
 __all__ = ["RUNS_AXIS", "Run", "TrainState", "TrainerSpec", "device_arrays", "make_run"]
@@ -71,6 +77,7 @@ class TrainState(NamedTuple):
   loop_key: jax.Array  # shuffles and sampling noise derive from it
   labelled: jax.Array  # [items] float32 in {0, 1}
   hparams: dict  # name -> float32 scalar
+  own_opt_state: Any = None  # a declared part's Adam state (own_update); else None
 
 
 def device_arrays(data: Dataset, sparse: bool = False, db=None) -> dict:
@@ -231,26 +238,36 @@ class Steps:
                                 self.read(arrays["inputs"], jnp.arange(1)), 1.0,
                                 train=False)
     params = variables["params"]
+    trained, part = own_update.split(params, self.method)
     return TrainState(
         params=params, batch_stats=variables.get("batch_stats", {}),
-        opt_state=self.optimiser.init(params), step=jnp.zeros((), jnp.int32),
+        opt_state=self.optimiser.init(trained), step=jnp.zeros((), jnp.int32),
         loop_key=loop_key, labelled=self.mask(key, level),
-        hparams={k: jnp.asarray(hparams[k], jnp.float32) for k in self.names})
+        hparams={k: jnp.asarray(hparams[k], jnp.float32) for k in self.names},
+        own_opt_state=own_update.init(self.method.own_update, part))
 
   def gradients(self, params, state: TrainState, x, batch, sizes):
-    """(optim.Gradients, (terms, batch_stats)); sizes: None (dense input) or
-    the sparse row list's sizes."""
+    """(optim.Gradients, (terms, batch_stats, part)) for `params`, all but a
+    declared part (own_update), whose (params, Adam state) after its own
+    steps is `part` (else None); sizes: None (dense input) or the sparse row
+    list's sizes."""
     hp = methods.Weights(self.method.name, state.hparams)
     noise_key = jax.random.fold_in(jax.random.fold_in(state.loop_key, 1), state.step)
+    own, (_, part) = self.method.own_update, own_update.split(state.params, self.method)
 
     def loss_fn(params, x):
       out, updated = self.model.apply(
-          {"params": params, "batch_stats": state.batch_stats}, x, hp["temperature"],
-          train=True, rngs={"sample": noise_key}, mutable=["batch_stats"])
+          {"params": own_update.joined(params, own, part), "batch_stats": state.batch_stats},
+          x, hp["temperature"], train=True, rngs={"sample": noise_key},
+          mutable=["batch_stats"])
       if self.encodes_neighbours:
         out = with_neighbour_outputs(out, self.batch_size, self.method.neighbours.draws)
+      part_state, part_terms = None, {}
+      if own is not None:  # the part's own steps come first; the objective reads them
+        out, part_state, part_terms = own_update.update_part(
+            own, part, state.own_opt_state, out, batch, hp, self.options)
       loss, terms = self.method.objective(out, batch, hp, self.options)
-      return loss, (terms, updated.get("batch_stats", {}))
+      return loss, (dict(terms, **part_terms), updated.get("batch_stats", {}), part_state)
 
     if sizes is None:
       grads, aux = jax.grad(loss_fn, has_aux=True)(params, x)
@@ -280,18 +297,20 @@ class Steps:
     x = self.read(arrays["inputs"], self.rows_read(idx, *drawn))
 
     def update(sizes, params, opt_state):
-      grads, (terms, batch_stats) = self.gradients(params, state, x, batch, sizes)
+      grads, (terms, batch_stats, part) = self.gradients(params, state, x, batch, sizes)
       params, opt_state = self.optimiser.update(
           grads, opt_state, params, state.hparams["learning_rate"], deferred)
-      return params, opt_state, batch_stats, terms
+      return params, opt_state, batch_stats, terms, part
 
+    trained, _ = own_update.split(state.params, self.method)  # all but a declared part
     if self.sparse is None:
-      params, opt_state, batch_stats, terms = update(None, state.params, state.opt_state)
+      params, opt_state, batch_stats, terms, part = update(None, trained, state.opt_state)
     else:  # the typical sizes where the batch fits them, else the worst case
-      params, opt_state, batch_stats, terms = self.sparse.by_size(
-          fits, update, state.params, state.opt_state)
-    return state._replace(params=params, batch_stats=batch_stats,
-                          opt_state=opt_state, step=state.step + 1), terms
+      params, opt_state, batch_stats, terms, part = self.sparse.by_size(
+          fits, update, trained, state.opt_state)
+    state = state._replace(params=params, batch_stats=batch_stats,
+                           opt_state=opt_state, step=state.step + 1)
+    return own_update.with_part(state, self.method.own_update, part), terms
 
   def train_epoch(self, arrays, state: TrainState):
     """One reshuffled pass: floor(items / batch) full batches -> (state, mean terms)."""
