@@ -6,6 +6,7 @@ the same way from its own module (`--config.extra_modules`).
 """
 
 from hashvae.methods import (  # noqa: F401  (importing registers a method)
+                                    ammi,
                                     bmsh,
                                     classical,
                                     classical_supervised,
@@ -40,6 +41,7 @@ from hashvae.methods.registry import (
                                     MethodError,
                                     Neighbours,
                                     Options,
+                                    OwnUpdate,
                                     Weights,
                                     default_options,
                                     get,
@@ -49,7 +51,8 @@ from hashvae.methods.registry import (
                                     shared_weights,
 )
 
-__all__ = ["METHODS", "AtLeast", "Method", "MethodError", "Neighbours", "Options", "Weights",
+__all__ = ["METHODS", "AtLeast", "Method", "MethodError", "Neighbours", "Options", "OwnUpdate",
+           "Weights",
            "class_probabilities", "default_options", "get", "import_modules", "pairwise",
            "pointwise", "predicted_similarity", "reconstruction", "register",
            "register_fitted", "registry", "shared_weights", "sigmoid_labels"]
