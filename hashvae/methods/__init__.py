@@ -19,6 +19,7 @@ from hashvae.methods import (  # noqa: F401  (importing registers a method)
                                     pseudo_label,
                                     rbsh,
                                     registry,
+                                    semi_supervised,
                                     smash,
                                     snuh,
                                     study,
