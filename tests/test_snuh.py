@@ -97,6 +97,14 @@ def test_correlation_log_term_stays_finite_where_gamma_rounds_to_one():
   np.testing.assert_allclose(got[3], np.log(4.0) - 30.0 - np.log1p(np.exp(-30.0)), rtol=1e-6)
 
 
+def test_log_scale_stays_finite_where_the_scale_underflows():
+  x = jnp.array([-200.0, -120.0, -21.0, -19.0, 0.0, 30.0])
+  got = snuh.log_softplus(x)
+  want = np.log(np.log1p(np.exp(np.asarray(x, np.float64))))
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert np.isfinite(jax.grad(lambda v: jnp.sum(snuh.log_softplus(v)))(x)).all()
+
+
 def test_objective_against_numpy():
   out = dict(head(), neighbour=head())
   batch = dict(targets=targets())
@@ -168,7 +176,7 @@ def test_network_on_dense_and_sparse_input_and_finite_gradients():
                      dict(beta=jnp.float32(0.125), edge=jnp.float32(1.0)),
                      methods.default_options("snuh"))[0]
 
-  grads = jax.grad(loss)(variables["params"], x[::-1])
+  grads = jax.jit(jax.grad(loss))(variables["params"], x[::-1])
   leaves = jax.tree.leaves(grads)
   assert all(np.isfinite(g).all() for g in leaves)
   assert np.abs(grads["correlation_head"]["kernel"]).sum() > 0  # the edge term reaches it

@@ -136,6 +136,14 @@ def log_one_minus_squared_correlation(a):
   return jnp.log(4.0) - jax.nn.softplus(a) - jax.nn.softplus(-a)
 
 
+def log_softplus(x):
+  """log(softplus(x)), elementwise; below -20, x itself (softplus(x) = e^x
+  there to float precision, and its float32 value underflows to 0 near
+  -100, whose log would make the KL infinite)."""
+  low = x < -20.0
+  return jnp.where(low, x, jnp.log(jax.nn.softplus(jnp.where(low, 0.0, x))))
+
+
 def edge_kl(mu_i, scale_i, mu_j, scale_j, correlation_logits, tau):
   """D_ij = KL(q(z_i, z_j) || p(z_i, z_j)) - KL_i - KL_j, summed over bits.
 
@@ -189,9 +197,11 @@ class SnuhModel(SpecModule):
     h = self.encoder(x, train)
     logits = self.logits_head(h)
     mu = jax.nn.sigmoid(logits / temperature)
-    scale = jax.nn.softplus(self.scale_head(h))
+    scale_logits = self.scale_head(h)
+    scale = jax.nn.softplus(scale_logits)
     z = mu + scale * jax.random.normal(self.make_rng("sample"), mu.shape, mu.dtype)
-    return dict(hidden=h, logits=logits, mu=mu, scale=scale, logvar=2.0 * jnp.log(scale),
+    return dict(hidden=h, logits=logits, mu=mu, scale=scale,
+                logvar=2.0 * log_softplus(scale_logits),
                 correlation=self.correlation_head(h), sample=z,
                 recon_logits=self.decoder(z))
 
