@@ -142,7 +142,8 @@ def test_ammi_declares_the_prior_as_a_part_with_its_own_update():
   m = methods.get("ammi")
   assert m.own_update.part == "prior" and m.own_update.steps == ammi.PRIOR_STEPS
   assert m.own_update.reset_moments
-  assert m.neighbours is None and set(m.weights) == {"entropy_weight"}
+  assert m.own_update.learning_rate == "prior_learning_rate"
+  assert m.neighbours is None and set(m.weights) == {"entropy_weight", "prior_learning_rate"}
 
 
 def test_own_update_declaration_errors():
@@ -352,7 +353,8 @@ def test_a_part_the_network_lacks_fails_with_a_clear_error(toy):
 
 @pytest.mark.slow  # two compiled programs, one on the sparse path
 def test_ammi_trains_dense_and_sparse_with_finite_gradients():
-  hp = dict(entropy_weight=2.0, learning_rate=0.01, temperature=0.67)
+  hp = dict(entropy_weight=2.0, prior_learning_rate=0.01, learning_rate=0.01,
+            temperature=0.67)
   for sparse in ("dense", "sparse"):
     compiled = toy_run("ammi", sparse, batch_size=4)
     before, after, terms = trained(compiled, hp)
