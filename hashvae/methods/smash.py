@@ -88,12 +88,15 @@ public code's. Where this implementation and the public code differ:
   training codes; here 1[l > 0] (the sign of z), as every method here
   thresholds its code scores at 0. A search index cannot compute these
   scores (two heads after the encoder, not one).
-- Encoder: the study's (2 x 500 ReLU + batch norm) instead of the public
-  2 x 1000 ReLU with dropout 0.1; Adam at the config's learning rate (public
-  1e-3, decayed by 0.96 every 5,000 steps); the config's epochs and batch
-  (public 300 epochs of 64, stopped 50 epochs after the best test p@100,
-  which is the figure reported); here the last epoch's codes are evaluated
-  and nothing is chosen on the test split.
+- Reconstruction targets: public, the tf-idf input vector itself; here the
+  study's targets (blocks.reconstruction).
+- Encoder: the study's (2 x 500 ReLU + batch norm, its statistics over the
+  batch and its copies) instead of the public 2 x 1000 ReLU with dropout
+  0.1; Adam at the config's learning rate (public 1e-3, decayed by 0.96
+  every 5,000 steps); the config's epochs and batch (public 300 epochs of
+  64, stopped 50 epochs after the best test p@100, which is the figure
+  reported); here the last epoch's codes are evaluated and nothing is
+  chosen on the test split.
 """
 
 from __future__ import annotations
