@@ -2,6 +2,8 @@
 rank = 0 as NASH's objective on the same network, gradients through the
 hinge's straight-through codes, and training through the sweep."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -125,7 +127,7 @@ def init(model, x):
 
 
 def test_decoder_scales_each_words_logit_by_its_importance():
-  model = rbsh.rbsh_model(SPEC)
+  model = rbsh.RbshModel(**dataclasses.asdict(SPEC), noise=1.0)  # the public sigma
   x = jnp.asarray(rng.uniform(size=(B, D)), jnp.float32)
   variables = init(model, x)
   out = model.apply(variables, x, 1.0, train=False, rngs={"sample": jax.random.key(2)})
@@ -140,6 +142,10 @@ def test_decoder_scales_each_words_logit_by_its_importance():
   assert set(np.unique(z)) <= {0.0, 1.0} and not np.allclose(z_noisy, z)
   np.testing.assert_array_equal(model.apply(variables, x, method="code_scores"),
                                 out["logits"])
+  # The default (sigma = 0): the decoder reads the code itself.
+  plain = rbsh.rbsh_model(SPEC).apply(variables, x, 1.0, train=False,
+                                      rngs={"sample": jax.random.key(2)})
+  np.testing.assert_array_equal(plain["decoder_input"], plain["sample"])
 
 
 def test_sparse_input_gives_the_dense_outputs():
