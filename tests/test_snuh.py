@@ -11,7 +11,7 @@ import pytest
 from configs import digits, synthetic
 from hashvae import data, methods
 from hashvae.core.models import ModelSpec
-from hashvae.core.sparse_rows import SparseRows
+from hashvae.core.sparse_rows import SparseRows, padded_rows
 from hashvae.methods import snuh
 from hashvae.sweep import experiment, specs
 from hashvae.training import train as train_lib
@@ -137,17 +137,6 @@ def test_reduces_to_vdsh_where_the_pair_is_independent():
   np.testing.assert_allclose(kl, vdsh_terms["kl"], rtol=1e-6)
 
 
-def sparse_rows(dense):
-  """The SparseRows form of a dense [items, dims] array."""
-  width = int((dense > 0).sum(1).max())
-  indices = np.full((len(dense), width), dense.shape[1], np.int32)  # padding: past the end
-  values = np.zeros((len(dense), width), np.float32)
-  for i, row in enumerate(dense):
-    nz = np.flatnonzero(row)
-    indices[i, :len(nz)], values[i, :len(nz)] = nz, row[nz]
-  return SparseRows(jnp.asarray(indices), jnp.asarray(values))
-
-
 def test_network_on_dense_and_sparse_input_and_finite_gradients():
   model = snuh.snuh_model(ModelSpec(dims=D, bits=K, num_classes=3, hidden=(8,)))
   dense = np.where(rng.uniform(size=(B, D)) < 0.4, rng.uniform(size=(B, D)), 0.0)
@@ -158,7 +147,7 @@ def test_network_on_dense_and_sparse_input_and_finite_gradients():
   variables = model.init(keys, x, 0.7, train=False)
   apply = lambda inputs: model.apply(variables, inputs, 0.7, train=False,
                                      rngs={"sample": jax.random.key(2)})
-  out, out_sparse = apply(x), apply(sparse_rows(dense))
+  out, out_sparse = apply(x), apply(SparseRows(*map(jnp.asarray, padded_rows(dense))))
   for name in ("recon_logits", "correlation", "mu"):
     np.testing.assert_allclose(out[name], out_sparse[name], rtol=1e-5, atol=1e-5)
   assert set(out) >= {"mu", "scale", "logvar", "correlation", "sample", "recon_logits"}
