@@ -143,31 +143,36 @@ def test_network_on_dense_and_sparse_input_and_finite_gradients():
   dense[:, 0] = 1.0  # no empty row
   dense = dense.astype(np.float32)
   x = jnp.asarray(dense)
+  targets = jnp.asarray(dense / dense.sum(1, keepdims=True))
   keys = {"params": jax.random.key(0), "sample": jax.random.key(1)}
-  variables = model.init(keys, x, 0.7, train=False)
-  apply = lambda inputs: model.apply(variables, inputs, 0.7, train=False,
-                                     rngs={"sample": jax.random.key(2)})
-  out, out_sparse = apply(x), apply(SparseRows(*map(jnp.asarray, padded_rows(dense))))
+  variables = jax.jit(model.init, static_argnames="train")(keys, x, 0.7, train=False)
+
+  def apply(params, inputs):
+    return model.apply(dict(variables, params=params), inputs, 0.7, train=False,
+                       rngs={"sample": jax.random.key(2)})
+
+  def loss(params):
+    out = dict(apply(params, x), neighbour=apply(params, x[::-1]))
+    return snuh.snuh(out, dict(targets=targets),
+                     dict(beta=jnp.float32(0.125), edge=jnp.float32(1.0)),
+                     methods.default_options("snuh"))[0]
+
+  @jax.jit  # one program: op-by-op dispatch would compile each small op
+  def everything(params, sparse):
+    return (apply(params, x), apply(params, sparse),
+            model.apply(dict(variables, params=params), x, method="code_scores"),
+            jax.grad(loss)(params))
+
+  sparse = SparseRows(*map(jnp.asarray, padded_rows(dense)))
+  out, out_sparse, scores, grads = everything(variables["params"], sparse)
   for name in ("recon_logits", "correlation", "mu"):
     np.testing.assert_allclose(out[name], out_sparse[name], rtol=1e-5, atol=1e-5)
   assert set(out) >= {"mu", "scale", "logvar", "correlation", "sample", "recon_logits"}
   assert out["mu"].shape == out["correlation"].shape == (B, K)
   assert (out["mu"] > 0).all() and (out["mu"] < 1).all() and (out["scale"] > 0).all()
   # The code is the logits' sign, which is mu's threshold 1/2 at any temperature.
-  scores = model.apply(variables, x, method="code_scores")
   np.testing.assert_array_equal(np.asarray(scores) > 0, np.asarray(out["mu"]) > 0.5)
-
-  def loss(params, neighbour_rows):
-    run = lambda rows: model.apply(dict(variables, params=params), rows, 0.7, train=False,
-                                   rngs={"sample": jax.random.key(3)})
-    o = dict(run(x), neighbour=run(neighbour_rows))
-    return snuh.snuh(o, dict(targets=jnp.asarray(dense / dense.sum(1, keepdims=True))),
-                     dict(beta=jnp.float32(0.125), edge=jnp.float32(1.0)),
-                     methods.default_options("snuh"))[0]
-
-  grads = jax.jit(jax.grad(loss))(variables["params"], x[::-1])
-  leaves = jax.tree.leaves(grads)
-  assert all(np.isfinite(g).all() for g in leaves)
+  assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
   assert np.abs(grads["correlation_head"]["kernel"]).sum() > 0  # the edge term reaches it
 
 
