@@ -5,9 +5,10 @@ Retrieval", ACL 2021).
 The codes get a prior shaped by the documents' kNN graph G: a
 tree-structured distribution whose every edge (i, j) couples the two
 documents' latents, and a correlation encoder gives each edge's pair of
-latents a joint posterior, so that the ELBO gains one term per edge. As in
-the paper and its public code, the latent is Gaussian with means in (0, 1)
-and the code thresholds the means (h = the shared encoder's hidden vector):
+latents a joint posterior, so that the ELBO gains one term per edge. The
+paper's latent is Gaussian (a graph-induced Gaussian prior), not
+Bernoulli; as in its public code the means lie in (0, 1) and the code
+thresholds them (h = the shared encoder's hidden vector):
 
     q(z | x)  = N(mu, diag(s^2)),  mu = sigmoid(l / T),  l = Dense(K)(h),
                 s = softplus(Dense(K)(h))           (T: the run's temperature)
@@ -61,9 +62,11 @@ Multiplied by `edge` (edges per document of a tree), this is the
 expected tree term per document when every edge of G has the same
 inclusion probability. What differs from sampling trees:
 - Every (item, neighbour) pair counts alike: pi_ij is replaced by its
-  mean. Under the paper's uniform spanning tree pi_ij is the edge's
-  effective resistance (1 for a bridge, small inside a dense cluster); a
-  mutual neighbour pair counts twice here (once from each side).
+  mean. A sampler's pi_ij varies by edge (for trees drawn uniformly
+  among the spanning trees it is the edge's effective resistance: 1 for
+  a bridge, small inside a dense cluster; for the public sampler below,
+  the chance that i is a star's centre before j is taken); a mutual
+  neighbour pair counts twice here (once from each side).
 - edge = 1 by default: a spanning tree has N - 1 edges on N documents.
   The public sampler (below) gives forests with fewer edges per document
   (0.76 on Snippets' training graph, k = 10), which `edge` can set.
@@ -85,8 +88,9 @@ run.sh); where it and the paper differ from what is here:
   (the edge term is not doubled); here the ELBO's KL. Its edge term has
   -log(1 - gamma) / 2 where the Gaussian KL has -log(1 - gamma^2) / 2;
   here the latter (`edge_kl` is checked against the 2-d Gaussian KL).
-- tau = 0.99, gamma's (1 - 1e-8) factor is left out: log(1 - gamma^2) =
-  log 4 - softplus(a) - softplus(-a) stays finite for any a.
+- tau = 0.99 as public (PRIOR_CORRELATION, a constant there too). The
+  public (1 - 1e-8) factor on gamma is left out: log(1 - gamma^2) = log 4
+  - softplus(a) - softplus(-a) stays finite for any a.
 - beta: the public default is 0.05 (run.sh: 0.09 to 0.2 at 16 bits) on a
   reconstruction summed over the document's words (about 14 distinct
   words per Snippets document: about 1/280 per word); here the study's
