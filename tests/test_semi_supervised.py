@@ -62,32 +62,45 @@ def test_registered_forms_keep_their_base_network_and_neighbours(name):
   assert {"alpha", "gamma"} <= set(form.weights)
 
 
-def test_gaussian_form_puts_the_pair_term_on_sigmoid_of_the_sample():
-  out, b = bernoulli_out(), batch()
-  out = dict(out, neighbour_logits=out["recon_logits"][::-1], mu=out["logits"],
-             logvar=0.1 * out["logits"], sample=3.0 * out["logits"])
+def gaussian_out():
+  """Outputs of a Gaussian network with neighbours: NbrReg's and SNUH's keys."""
+  out = bernoulli_out()
+  return dict(out, neighbour_logits=out["recon_logits"][::-1], mu=jax.nn.sigmoid(out["logits"]),
+              logvar=0.1 * out["logits"], scale=jnp.exp(0.05 * out["logits"]),
+              correlation=0.3 * out["logits"], sample=3.0 * out["logits"],
+              neighbour=dict(mu=jax.nn.sigmoid(out["logits"][::-1]),
+                             scale=jnp.exp(0.05 * out["logits"][::-1]),
+                             correlation=0.2 * out["logits"]))
+
+
+@pytest.mark.parametrize("form,codes", [
+    ("nbrreg_ssb", lambda out: jax.nn.sigmoid(out["sample"])),
+    ("snuh_ssb", lambda out: out["mu"])])
+def test_gaussian_forms_put_the_pair_term_on_codes_in_the_unit_interval(form, codes):
+  out, b = gaussian_out(), batch()
   b = dict(b, neighbour_targets=b["targets"][::-1])
-  hp = dict(HP, neighbour=jnp.float32(0.5))
-  form, _ = methods.get("nbrreg_ssb").objective(out, b, hp,
-                                                methods.default_options("nbrreg_ssb"))
-  base, _ = methods.get("nbrreg").objective(out, b, hp, methods.default_options("nbrreg"))
-  # The supervised part by hand: written_out of NASH's terms on the
-  # sigmoid codes, less those terms (checked against numpy elsewhere).
-  as_bits = dict(out, sample=jax.nn.sigmoid(out["sample"]))
+  hp = dict(HP, neighbour=jnp.float32(0.5), edge=jnp.float32(0.7))
+  base_name = semi_supervised.FORMS[form]
+  got, _ = methods.get(form).objective(out, b, hp, methods.default_options(form))
+  base, _ = methods.get(base_name).objective(out, b, hp, methods.default_options(base_name))
+  # The supervised part by hand: written_out of NASH's terms on the codes,
+  # less those terms (checked against numpy elsewhere).
+  as_bits = dict(out, sample=codes(out))
   p = np_softmax(out["class_logits"])
   nash_terms, _ = methods.get("nash").objective(as_bits, b, HP, methods.default_options("nash"))
   supervised = written_out(as_bits, b, p @ p.T) - float(nash_terms)
-  np.testing.assert_allclose(float(form) - float(base), supervised, rtol=1e-4)
+  np.testing.assert_allclose(float(got) - float(base), supervised, rtol=1e-4)
 
 
 @pytest.mark.slow  # compiling a sweep takes several seconds per method on 2 cores
 def test_forms_train_in_one_sweep_with_ssb_vae_on_digits():
-  config = with_fields(digits.get_config("method=ssb_vae+pairrec_ssb+nbrreg_ssb"), epochs=2,
+  names = ["ssb_vae", *semi_supervised.FORMS]
+  config = with_fields(digits.get_config("method=" + "+".join(names)), epochs=2,
                        seeds=(0,), levels=(0.1,), bits=8, ks=(10,), model__hidden=(32,))
   result = experiment.run_sweep(config)
-  assert [r["method"] for r in result.rows] == ["ssb_vae", "pairrec_ssb", "nbrreg_ssb"]
+  assert [r["method"] for r in result.rows] == names
   assert all(r["status"] == "ok" for r in result.rows)
-  for i, name in ((1, "pairrec_ssb"), (2, "nbrreg_ssb")):
+  for i, name in list(enumerate(names))[1:]:
     assert len(np.unique(result.db_codes[i], axis=0)) > 1
     assert np.isfinite(result.epoch_metrics[name]["pairwise"]).all()
     assert result.rows[i]["p@10"] > 0.2  # 10 classes: chance is 0.1

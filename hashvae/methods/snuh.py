@@ -190,6 +190,9 @@ class SnuhModel(SpecModule):
     self.scale_head = Dense(self.bits)
     self.correlation_head = Dense(self.bits)
     self.decoder = WideDense(self.dims)
+    # Read by the semi-supervised form only (semi_supervised.py); unused
+    # outputs are compiled away, so snuh's program is unchanged.
+    self.classifier = Dense(self.num_classes)
 
   def code_scores(self, x, train: bool = False):
     """[batch, dims] (or a sparse batch) -> [batch, bits] logits l; the code
@@ -200,8 +203,9 @@ class SnuhModel(SpecModule):
     """One stochastic pass; `temperature` divides the logits inside mu.
 
     Returns [batch, ...]: hidden, logits, mu, scale, logvar (2 log scale),
-    correlation (c, a pair's a_ij = c_i + c_j) [batch, bits], sample (z) and
-    recon_logits [batch, dims].
+    correlation (c, a pair's a_ij = c_i + c_j) [batch, bits], sample (z),
+    recon_logits [batch, dims] and class_logits [batch, classes] (from the
+    hidden vector, as SSB-VAE's classifier).
     """
     h = self.encoder(x, train)
     logits = self.logits_head(h)
@@ -212,7 +216,7 @@ class SnuhModel(SpecModule):
     return dict(hidden=h, logits=logits, mu=mu, scale=scale,
                 logvar=2.0 * log_softplus(scale_logits),
                 correlation=self.correlation_head(h), sample=z,
-                recon_logits=self.decoder(z))
+                recon_logits=self.decoder(z), class_logits=self.classifier(h))
 
 
 def snuh_model(spec: ModelSpec):
