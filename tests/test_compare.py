@@ -163,6 +163,22 @@ def test_the_stars_sit_on_the_winners_points():
   assert [line.get_marker() for line in ax.get_lines()] == ["o", "o", "o"]
 
 
+def test_many_methods_keep_a_colour_and_band_each_and_the_legend_beside_the_axes():
+  import matplotlib
+  matplotlib.use("Agg")
+  from matplotlib.figure import Figure
+
+  rows = [r for i in range(14) for r in run_rows(f"m{i}", {0.1: [0.5 + i / 100] * 2})]
+  table = reports.cells(rows)[("snip", 16)]["p@100"]
+  ax = Figure().add_subplot()
+  reports._precision_panel(ax, table, "t", "p@100")
+  colours = [tuple(matplotlib.colors.to_rgba(line.get_color())) for line in ax.get_lines()]
+  assert len(colours) == 14 and len(set(colours)) == 14
+  bands = [tuple(c.get_facecolor()[0][:3]) for c in ax.collections]
+  assert bands == [c[:3] for c in colours]  # each band in its line's colour
+  assert ax.get_legend().get_bbox_to_anchor().x0 > ax.bbox.x1 - 1  # outside, right
+
+
 # --- launch.compare ---------------------------------------------------------
 
 def compare(*args):

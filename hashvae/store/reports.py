@@ -100,24 +100,33 @@ def latex(rows: list[dict]) -> str:
 def _precision_panel(ax, table, title: str, metric: str, stars=None):
   """`metric` against the labelled fraction on `ax`: one line per method with
   a +-1 std band; {level: method} `stars` marked with a star at their point."""
+  import matplotlib
+
   methods, levels = _methods_levels(table)
+  # Past ten methods the default colours repeat: twenty colours, then a
+  # new marker shape per twenty methods, keep every line its own.
+  palette = matplotlib.colormaps["tab20" if len(methods) > 10 else "tab10"].colors
   colours = {}
-  for m in methods:
+  for i, m in enumerate(methods):
     pts = [(lv, *table[(m, lv)][:2]) for lv in levels
            if (m, lv) in table and table[(m, lv)][2] > 0]
     if not pts:  # every run of the method diverged: the tables say so
       continue
     x, mean, std = (np.array(v) for v in zip(*pts, strict=True))
-    (line,) = ax.plot(x, mean, marker="o", label=METHOD_NAMES.get(m, m))
+    (line,) = ax.plot(x, mean, marker="osD^v"[i // len(palette) % 5],
+                      color=palette[i % len(palette)], label=METHOD_NAMES.get(m, m))
     colours[m] = line.get_color()
-    ax.fill_between(x, mean - std, mean + std, alpha=0.2)
+    ax.fill_between(x, mean - std, mean + std, alpha=0.2, color=colours[m])
   for i, (level, m) in enumerate(sorted((stars or {}).items())):
     ax.plot([level], [table[(m, level)][0]], marker="*", markersize=16, linestyle="none",
             color=colours[m], markeredgecolor="black", zorder=3,
             label="lead > both stds" if i == 0 else "_nolegend_")
   ax.set(title=title, xlabel="labelled fraction", ylabel=metric)
   ax.grid(alpha=0.3)
-  ax.legend()
+  if len(methods) > 6:  # beside the axes, where it hides no line
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+  else:
+    ax.legend()
 
 
 def precision_figure(rows: list[dict], path: str, metric: str = "p@100"):
@@ -133,7 +142,7 @@ def precision_figure(rows: list[dict], path: str, metric: str = "p@100"):
     _precision_panel(ax, table, f"{dataset}, {bits} bits", metric)
   fig.tight_layout()
   with results.atomic_path(path) as tmp:
-    fig.savefig(tmp, format="png", dpi=120)
+    fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
   plt.close(fig)
 
 
@@ -187,7 +196,7 @@ def pr_figure(rows: list[dict], curves: list[dict], path: str) -> dict:
     drawn[(dataset, bits)] = [line.get_label() for line in ax.get_lines()]
   fig.tight_layout()
   with results.atomic_path(path) as tmp:
-    fig.savefig(tmp, format="png", dpi=120)
+    fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
   plt.close(fig)
   return drawn
 
@@ -288,7 +297,7 @@ def comparison_figures(rows: list[dict], folder: str, metric: str = "p@100") -> 
     fig.tight_layout()
     paths.append(os.path.join(folder, name))
     with results.atomic_path(paths[-1]) as tmp:
-      fig.savefig(tmp, format="png", dpi=120)
+      fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
   return paths
 
