@@ -32,7 +32,9 @@ itself chosen on that validation split), and NbrReg (0.620), the second
 before SNUH's default was set. NbrReg's codes are Gaussian with the code
 the sign of the sample's mean, so its pair term reads sigmoid(sample),
 above 1/2 exactly where the sample is positive; SNUH's means lie in
-(0, 1) and threshold at 1/2, so its pair term reads the mean.
+(0, 1) and threshold at 1/2, so its pair term reads the mean. WISH, the
+strongest unsupervised method on the TMC subset (docs/results_field.md),
+has a form too.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from typing import Callable
 
 import jax
 
-from hashvae.methods import blocks, nbrreg, pairrec, registry, snuh  # noqa: F401 (the bases)
+from hashvae.methods import blocks, nbrreg, pairrec, registry, snuh, wish  # noqa: F401 (bases)
 
 SSB_WEIGHTS = dict(alpha=0.001, gamma=1000.0)
 SSB_OPTIONS = dict(blocks.LABELS, **blocks.PAIRS, **blocks.PREDICTED_PAIRS)
@@ -101,7 +103,9 @@ def gaussian_mean(out):
   return out["mu"]
 
 
-FORMS = {"pairrec_ssb": "pairrec", "snuh_ssb": "snuh", "nbrreg_ssb": "nbrreg"}  # form -> base
+FORMS = {"pairrec_ssb": "pairrec", "snuh_ssb": "snuh", "nbrreg_ssb": "nbrreg",
+         "wish_ssb": "wish"}  # form -> base
 with_predicted_pairs("pairrec", "pairrec_ssb")
+with_predicted_pairs("wish", "wish_ssb")
 with_predicted_pairs("snuh", "snuh_ssb", gaussian_mean)
 with_predicted_pairs("nbrreg", "nbrreg_ssb", gaussian_sample_as_bits)
