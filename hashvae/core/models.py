@@ -83,13 +83,20 @@ class WideDense(nn.Module):
     kernel = self.param("kernel", nn.initializers.glorot_uniform(),
                         (x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-    ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
-    # HIGHEST: where float32 matmuls default to a lower precision (TF32 on
-    # recent GPUs) the bias would be rounded with them; the matmul is
-    # narrow (bits + 1), so full precision costs little.
-    return jnp.matmul(jnp.concatenate([x, ones], axis=-1),
-                      jnp.concatenate([kernel, bias[None]], axis=0),
-                      precision=jax.lax.Precision.HIGHEST)
+    return bias_row_matmul(x, kernel, bias)
+
+
+def bias_row_matmul(x, kernel, bias):
+  """x @ kernel + bias as one matmul, the bias an extra kernel row against
+  an input column of ones. x [..., n], kernel [n, features], bias
+  [features] -> [..., features]."""
+  ones = jnp.ones(x.shape[:-1] + (1,), x.dtype)
+  # HIGHEST: where float32 matmuls default to a lower precision (TF32 on
+  # recent GPUs) the bias would be rounded with them; the matmul is narrow
+  # (bits + 1), so full precision costs little.
+  return jnp.matmul(jnp.concatenate([x, ones], axis=-1),
+                    jnp.concatenate([kernel, bias[None]], axis=0),
+                    precision=jax.lax.Precision.HIGHEST)
 
 
 class Encoder(nn.Module):

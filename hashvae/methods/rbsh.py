@@ -114,7 +114,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from hashvae.core.models import Dense, Encoder, ModelSpec, SpecModule
+from hashvae.core.models import Dense, Encoder, ModelSpec, SpecModule, bias_row_matmul
 from hashvae.methods import blocks, nash
 from hashvae.methods.registry import AtLeast, Neighbours, register
 
@@ -129,7 +129,7 @@ class ImportanceDecoder(nn.Module):
   Parameters: kernel e [bits, dims] (Glorot), importance I [dims] drawn
   from U(0.1, 1) as public, bias c [dims] (zeros). The importance scales
   the kernel's columns before the one wide product, and the bias rides in
-  it as a row (core.models.WideDense's layout), so the [batch, dims] output
+  it as a row (core.models.bias_row_matmul, as WideDense), so the [batch, dims] output
   is written once.
   """
 
@@ -144,12 +144,7 @@ class ImportanceDecoder(nn.Module):
                                                             maxval=1.0),
         (self.features,))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-    ones = jnp.ones(z.shape[:-1] + (1,), z.dtype)
-    # HIGHEST, as WideDense: a lower default matmul precision would round
-    # the bias row with the products.
-    return jnp.matmul(jnp.concatenate([z, ones], axis=-1),
-                      jnp.concatenate([kernel * importance, bias[None]], axis=0),
-                      precision=jax.lax.Precision.HIGHEST)
+    return bias_row_matmul(z, kernel * importance, bias)
 
 
 class RbshModel(SpecModule):
