@@ -52,10 +52,14 @@ def bernoulli_kl_uniform(logits):
   K log 2 + sum_k [q log q + (1-q) log(1-q)], with the logs taken as
   log-sigmoids so saturated logits stay finite. [batch, bits] -> [batch].
   """
+  return jnp.sum(jnp.log(2.0) + negative_bernoulli_entropy(logits), axis=-1)
+
+
+def negative_bernoulli_entropy(logits):
+  """-H(Bernoulli(sigmoid(l))) in nats, elementwise, with the logs taken as
+  log-sigmoids so saturated logits stay finite. [...] -> [...]."""
   q = jax.nn.sigmoid(logits)
-  negative_entropy = (q * jax.nn.log_sigmoid(logits)
-                      + (1 - q) * jax.nn.log_sigmoid(-logits))
-  return jnp.sum(jnp.log(2.0) + negative_entropy, axis=-1)
+  return q * jax.nn.log_sigmoid(logits) + (1 - q) * jax.nn.log_sigmoid(-logits)
 
 
 def softmax_cross_entropy(class_logits, label_rows):

@@ -95,6 +95,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from hashvae.core import losses
 from hashvae.core.models import Dense, ModelSpec, SparseDense, SpecModule
 from hashvae.core.sparse_rows import SparseEntries, SparseRows
 from hashvae.methods.registry import OwnUpdate, register
@@ -102,12 +103,6 @@ from hashvae.methods.registry import OwnUpdate, register
 PRIOR_ORDER = 3  # bits of context of each prior logit (public --order_prior)
 PRIOR_STEPS = 4  # the prior's steps per encoder step (public --num_steps_prior)
 PRIOR_INIT = 0.1  # initial prior logits U(-0.1, 0.1) (public --init)
-
-
-def bernoulli_entropy(logits):
-  """h(sigmoid(l)) in nats, elementwise: logits [...] -> [...]."""
-  p = jax.nn.sigmoid(logits)
-  return -(p * jax.nn.log_sigmoid(logits) + (1 - p) * jax.nn.log_sigmoid(-logits))
 
 
 def context_probabilities(probs, order: int):
@@ -236,7 +231,7 @@ def ammi(out, batch, hp, options):
   own steps (out["prior"], held fixed)."""
   del batch, options
   logits = out["logits"]
-  conditional = jnp.mean(jnp.sum(bernoulli_entropy(logits), -1))
+  conditional = -jnp.mean(jnp.sum(losses.negative_bernoulli_entropy(logits), -1))
   cross = jnp.mean(prior_cross_entropy(jax.nn.sigmoid(logits), out["prior"]["logits"]))
   loss = conditional - hp["entropy_weight"] * cross
   return loss, dict(loss=loss, conditional_entropy=conditional, code_entropy=cross,
