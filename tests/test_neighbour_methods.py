@@ -17,6 +17,7 @@ from hashvae.data.dataset import Dataset, make_split
 from hashvae.methods import nbrreg, pairrec
 from hashvae.sweep import experiment, specs
 from hashvae.training import grid as grid_lib
+from hashvae.training import neighbour_batch
 from hashvae.training import train as train_lib
 
 rng = np.random.default_rng(3)
@@ -106,14 +107,14 @@ def test_draw_is_one_of_the_k_keyed_by_run_and_step():
   table = jnp.asarray(rng.integers(0, 1000, size=(1000, 8)), jnp.int32)
   idx = jnp.arange(0, 1000, 7)
   key = jax.random.key(0)
-  drawn, columns = train_lib.draw_neighbours(table, key, 5, idx)
+  drawn, columns = neighbour_batch.draw_neighbours(table, key, 5, idx)
   assert drawn.shape == columns.shape == idx.shape
   np.testing.assert_array_equal(np.asarray(table)[np.asarray(idx), columns], drawn)
-  np.testing.assert_array_equal(drawn, train_lib.draw_neighbours(table, key, 5, idx)[0])
-  assert (drawn != train_lib.draw_neighbours(table, key, 6, idx)[0]).mean() > 0.5
-  assert (drawn != train_lib.draw_neighbours(table, jax.random.key(1), 5, idx)[0]).mean() > 0.5
+  np.testing.assert_array_equal(drawn, neighbour_batch.draw_neighbours(table, key, 5, idx)[0])
+  assert (drawn != neighbour_batch.draw_neighbours(table, key, 6, idx)[0]).mean() > 0.5
+  assert (drawn != neighbour_batch.draw_neighbours(table, jax.random.key(1), 5, idx)[0]).mean() > 0.5
   # Uniform over the k positions.
-  many = jax.vmap(lambda s: train_lib.draw_neighbours(
+  many = jax.vmap(lambda s: neighbour_batch.draw_neighbours(
       jnp.tile(jnp.arange(8), (1, 1)), key, s, jnp.zeros(1, jnp.int32))[0])(jnp.arange(4000))
   counts = np.bincount(np.asarray(many).ravel(), minlength=8)
   assert counts.min() > 400 and counts.max() < 600
@@ -122,12 +123,12 @@ def test_draw_is_one_of_the_k_keyed_by_run_and_step():
 def test_several_draws_are_distinct_ascending_and_uniform_over_pairs():
   table = jnp.asarray(np.random.default_rng(7).integers(0, 1000, size=(50, 5)), jnp.int32)
   idx = jnp.arange(50)
-  drawn, columns = train_lib.draw_neighbours(table, jax.random.key(3), 2, idx, draws=3)
+  drawn, columns = neighbour_batch.draw_neighbours(table, jax.random.key(3), 2, idx, draws=3)
   assert drawn.shape == columns.shape == (50, 3)
   columns = np.asarray(columns)
   assert (np.diff(columns, axis=1) > 0).all()  # distinct, ascending
   np.testing.assert_array_equal(np.take_along_axis(np.asarray(table), columns, 1), drawn)
-  pairs = jax.vmap(lambda s: train_lib.draw_neighbours(
+  pairs = jax.vmap(lambda s: neighbour_batch.draw_neighbours(
       jnp.tile(jnp.arange(4), (1, 1)), jax.random.key(0), s, jnp.zeros(1, jnp.int32),
       draws=2)[1])(jnp.arange(3000))
   code = np.asarray(pairs)[:, 0, 0] * 4 + np.asarray(pairs)[:, 0, 1]

@@ -15,6 +15,7 @@ from hashvae.core.models import ModelSpec
 from hashvae.core.sparse_rows import SparseRows, padded_rows
 from hashvae.methods import nash, rbsh
 from hashvae.sweep import experiment, specs
+from hashvae.training import neighbour_batch
 from hashvae.training import train as train_lib
 
 rng = np.random.default_rng(7)
@@ -170,7 +171,7 @@ def test_gradients_are_finite_and_the_hinge_reaches_the_encoder():
   def loss(params, hp):
     out, _ = model.apply(dict(variables, params=params), rows, 1.0, train=True,
                          rngs={"sample": jax.random.key(4)}, mutable=["batch_stats"])
-    return rbsh.rbsh(train_lib.with_neighbour_outputs(out, B, 2), batch, hp, options)[0]
+    return rbsh.rbsh(neighbour_batch.with_neighbour_outputs(out, B, 2), batch, hp, options)[0]
 
   grad = jax.jit(jax.grad(loss))  # one program for the three weightings
   hp = lambda beta, rank: dict(beta=jnp.float32(beta), rank=jnp.float32(rank))

@@ -22,8 +22,8 @@ gradients as the kernel rows a batch reads) and the optimiser (optim.py).
 A method that learns from document neighbours (methods.Neighbours) also
 gets arrays["neighbours"] [items, k], the training items' neighbours among
 the training items (train then validation, as the arrays order them); each
-step draws one per batch item (`draw_neighbours`) and the batch carries
-what the method reads of it (methods/registry.py).
+step draws one per batch item and the batch carries what the method reads
+of it (neighbour_batch.py, methods/registry.py).
 
 A method that declares a part of its network with an update of its own
 (methods.OwnUpdate) has that part trained only by the part's objective,
@@ -57,6 +57,11 @@ from hashvae.core.sparse import (
 )
 from hashvae.data import Dataset
 from hashvae.training import own_update, progress
+from hashvae.training.neighbour_batch import (
+  checked_neighbours,
+  draw_neighbours,
+  with_neighbour_outputs,
+)
 from hashvae.training.specs import TrainerSpec
 
 __all__ = ["RUNS_AXIS", "Run", "TrainState", "TrainerSpec", "device_arrays", "make_run"]
@@ -116,37 +121,6 @@ def read_targets(arrays, idx, dense: bool):
     return targets[idx]
   rows = arrays["inputs"].take(idx, values=targets)
   return to_dense(rows, arrays["inputs"].dims) if dense else rows
-
-
-def draw_neighbours(table, loop_key, step, idx, draws: int = 1):
-  """Each item's neighbours for one step, drawn uniformly with the step's own
-  key (fold_in(loop_key, 2) folded with the step; the shuffle folds 0, the
-  noise 1): one of its k, or `draws` distinct ones in ascending table order.
-
-  table [items, k], idx [batch] -> (item positions, table columns), each
-  [batch], or [batch, draws] when draws > 1.
-  """
-  key = jax.random.fold_in(jax.random.fold_in(loop_key, 2), step)
-  k = table.shape[1]
-  if draws == 1:
-    columns = jax.random.randint(key, idx.shape, 0, k)
-    return table[idx, columns], columns
-  columns = jnp.sort(jnp.argsort(jax.random.uniform(key, idx.shape + (k,)), -1)
-                     [..., :draws], -1)
-  return table[idx[..., None], columns], columns
-
-
-def with_neighbour_outputs(out: dict, batch_size: int, draws: int = 1) -> dict:
-  """The outputs of a pass over the batch and its neighbours stacked
-  [(1 + draws) batch] -> the batch's [batch] rows, with out["neighbour"] the
-  neighbours' ([batch, ...], or [draws, batch, ...] when draws > 1).
-  Outputs that are not per row (a scalar temperature) go to both as they are."""
-  rows = (1 + draws) * batch_size
-  per_row = lambda f: lambda a: f(a) if a.ndim and a.shape[0] == rows else a
-  head = jax.tree.map(per_row(lambda a: a[:batch_size]), out)
-  shape = (draws, batch_size) if draws > 1 else (batch_size,)
-  return dict(head, neighbour=jax.tree.map(
-      per_row(lambda a: a[batch_size:].reshape(shape + a.shape[1:])), out))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -391,28 +365,6 @@ def with_precision(f: Callable, precision: str) -> Callable:
     with jax.default_matmul_precision(precision):
       return f(*args)
   return traced
-
-
-def checked_neighbours(method: methods.Method, neighbours, items: int):
-  """The method's neighbour table as int32 [items, k], or None for a method
-  that reads none; a one-line MethodError when it is missing or wrong."""
-  need = method.neighbours
-  if need is None:
-    if neighbours is not None:
-      raise methods.MethodError(f"method {method.name!r} declares no neighbours; "
-                                "pass neighbours=None")
-    return None
-  if neighbours is None:
-    raise methods.MethodError(
-        f"method {method.name!r} learns from document neighbours: pass its table "
-        f"neighbours [{items}, {need.k}] (hashvae.sweep.specs.make_run computes it)")
-  table = np.asarray(neighbours)
-  if (table.shape != (items, need.k) or not np.issubdtype(table.dtype, np.integer)
-      or table.min() < 0 or table.max() >= items):
-    raise methods.MethodError(
-        f"method {method.name!r}: neighbours must be integers in [0, {items}) of "
-        f"shape ({items}, {need.k}), got {table.dtype} {table.shape}")
-  return table.astype(np.int32)
 
 
 def make_run(spec: TrainerSpec, data: Dataset, method: str,
