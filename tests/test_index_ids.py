@@ -23,20 +23,22 @@ WORDS = ("football match goal team league score player coach stadium season",
 
 
 class UntrainedSweep:
-  """What index.build reads of an api.Sweep: a dataset and a network fresh
-  from its initialiser (no training: fast), with codes of that network."""
+  """What index.build reads of an api.Sweep: a dataset and a network of
+  `method` fresh from its initialiser (no training: fast), its variables
+  passed through `change` when given, with codes of that network."""
 
-  def __init__(self, dataset, path, bits=6, hidden=(8,)):
+  def __init__(self, dataset, path, bits=6, hidden=(8,), method="ssb_vae", change=None):
     spec = ModelSpec(dims=dataset.dims, bits=bits, num_classes=dataset.num_classes,
                      hidden=hidden)
-    model = methods.get("ssb_vae").build_model(spec)
+    model = methods.get(method).build_model(spec)
     variables = model.init(jax.random.key(0), np.zeros((1, spec.dims), np.float32),
                            method="code_scores")
-    self.dataset, self.path = dataset, path
-    self._encoder = Encoder("ssb_vae", spec, variables, dataset.vectoriser)
+    self.dataset, self.path, self.method = dataset, path, method
+    self._encoder = Encoder(method, spec, change(variables) if change else variables,
+                            dataset.vectoriser)
 
   def row(self, run):
-    return dict(method="ssb_vae", seed=0, level=1.0)
+    return dict(method=self.method, seed=0, level=1.0)
 
   def encoder(self, run):
     return self._encoder
@@ -153,5 +155,6 @@ def test_a_network_the_numpy_encoder_does_not_compute_is_refused(tmp_path, monke
   monkeypatch.setattr(encoder_lib, "build_model",
                       lambda method, spec: FlippedModel(**dataclasses.asdict(spec)))
   rows = table_rows(20, np.random.default_rng(6))
-  with pytest.raises(index.NotIndexableError, match="not the encoder MLP and one dense head"):
+  with pytest.raises(index.NotIndexableError, match="not the encoder MLP and a chain of dense "
+                     r"heads.*none of the activations"):
     table_index(tmp_path, rows)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,21 +76,73 @@ class Encoder:
     inputs, _ = self.vectoriser.rows(self.vectoriser.counts(list(texts)))
     return self.encode(inputs)
 
-  def _code_head(self) -> str:
-    """The one dense layer outside the encoder MLP that `code_scores`
-    creates (logits_head, mu_head, ...), mapping its width to the bits."""
-    x = jnp.zeros((1, self.spec.dims), jnp.float32)
-    made = jax.eval_shape(lambda: self.model.init(jax.random.key(0), x,
-                                                  method="code_scores"))
-    params = dict(made).get("params", {})
+  def _top_level_calls(self, x, replace=None) -> list[tuple]:
+    """[(name, input, output)] of the calls `code_scores` makes to the
+    network's top-level parts (the encoder, the heads), in order, on inputs
+    x [rows, dims]. replace=(name, value): that part returns `value`
+    instead, and what the network does with it shows in the calls after."""
+    calls = []
+
+    def record(call, args, kwargs, context):
+      path = context.module.path
+      if context.method_name != "__call__" or len(path) != 1:
+        return call(*args, **kwargs)
+      out = call(*args, **kwargs)
+      if replace is not None and path[0] == replace[0]:
+        out = replace[1]
+      calls.append((path[0], args[0] if args else None, out))
+      return out
+
+    with nn.intercept_methods(record):
+      scores = self.model.apply(self.variables, x, method="code_scores")
+    return calls + [(None, scores, None)]  # the scores: the input of no part
+
+  def head_chain(self) -> list[dict]:
+    """[{"name", "activation"}] of the dense heads `code_scores` applies
+    after the encoder MLP, in order, and what follows each (a key of
+    numpy_encoder.ACTIVATIONS): found by calling the network and, per head,
+    making it return known values and reading what reaches the next head
+    (or the scores). NotIndexableError when the network computes anything
+    else between its encoder and its scores."""
+    refuse = lambda why: NotIndexableError(
+        f"method {self.method!r}: its code scores are not the encoder MLP and a chain of "
+        f"dense heads, which a search index computes ({why})")
+    x = np.zeros((PROBE_ROWS, self.spec.dims), np.float32)
+    names = [name for name, _, _ in self._top_level_calls(x)[:-1]]
+    if not names or names[0] != "encoder":
+      raise refuse(f"it calls {names[:1] or 'nothing'} first, not its encoder")
+    heads, params = names[1:], self.variables["params"]
     width = self.spec.hidden[-1] if self.spec.hidden else self.spec.dims
-    heads = [name for name, value in params.items() if name != "encoder"
-             and isinstance(value, Mapping) and set(value) == {"kernel", "bias"}
-             and value["kernel"].shape == (width, self.spec.bits)]
-    if len(heads) != 1:
-      raise NotIndexableError(f"method {self.method!r}: its code scores are not the encoder "
-                              "MLP and one dense head, which a search index computes")
-    return heads[0]
+    if not heads:
+      raise refuse("it applies no head after its encoder")
+    if len(set(heads)) != len(heads):
+      raise refuse(f"it calls a head twice: {heads}")
+    for name in heads:
+      value = params.get(name)
+      kernel = value.get("kernel") if isinstance(value, Mapping) else None
+      if set(value or ()) != {"kernel", "bias"} or np.ndim(kernel) != 2 or (
+          kernel.shape[0] != width):
+        raise refuse(f"{name!r} is not a dense layer reading a {width}-wide input")
+      width = kernel.shape[1]
+    if width != self.spec.bits:
+      raise refuse(f"its last head gives {width} scores, not {self.spec.bits}")
+    chain = []
+    for j, name in enumerate(heads):
+      width = params[name]["kernel"].shape[1]
+      # Known values over [-3, 3], where tanh and the identity differ.
+      known = np.linspace(-3, 3, PROBE_ROWS * width, dtype=np.float32).reshape(-1, width)
+      calls = self._top_level_calls(x, replace=(name, jnp.asarray(known)))
+      if [called for called, _, _ in calls[:-1]] != names:
+        raise refuse(f"the parts it calls depend on what its head {name!r} gives")
+      after = np.asarray(calls[j + 2][1], np.float32)  # the next head's input, or the scores
+      found = [a for a, f in numpy_encoder.ACTIVATIONS.items()
+               if after.shape == known.shape and np.allclose(after, f(known), rtol=1e-5,
+                                                             atol=1e-6)]
+      if not found:
+        raise refuse(f"what follows its head {name!r} is none of the activations "
+                     f"{sorted(numpy_encoder.ACTIVATIONS)}")
+      chain.append(dict(name=name, activation=found[0]))
+    return chain
 
   def numpy_arrays(self) -> tuple[dict, dict]:
     """(layout, {numpy_encoder.array_names: float32 array}): the weights in
@@ -97,7 +150,7 @@ class Encoder:
     computes anything else, found by comparing the two on random inputs."""
     spec, params = self.spec, self.variables["params"]
     stats = self.variables.get("batch_stats", {})
-    head = self._code_head()
+    chain = self.head_chain()
     flat = {}
     try:
       for i in range(len(spec.hidden)):
@@ -112,12 +165,13 @@ class Encoder:
     except KeyError as e:
       raise NotIndexableError(f"method {self.method!r}: its network has no encoder weight "
                               f"{e}: not the encoder MLP a search index computes") from e
-    flat["encoder/head/kernel"], flat["encoder/head/bias"] = (params[head]["kernel"],
-                                                              params[head]["bias"])
+    for stored, link in zip(numpy_encoder.head_names(len(chain)), chain, strict=True):
+      head = params[link["name"]]
+      flat[f"{stored}/kernel"], flat[f"{stored}/bias"] = head["kernel"], head["bias"]
     arrays = {name: np.asarray(flat[name], np.float32) for name in
-              numpy_encoder.array_names(len(spec.hidden), spec.batch_norm)}
+              numpy_encoder.array_names(len(spec.hidden), spec.batch_norm, len(chain))}
     layout = dict(layers=len(spec.hidden), batch_norm=spec.batch_norm,
-                  epsilon=BATCH_NORM_EPSILON, head=head)
+                  epsilon=BATCH_NORM_EPSILON, head=chain[-1]["name"], chain=chain)
     self._check_numpy_encoder(layout, arrays)
     return layout, arrays
 
@@ -128,10 +182,10 @@ class Encoder:
     dims = self.spec.dims
     x = (rng.random((PROBE_ROWS, dims)) * (rng.random((PROBE_ROWS, dims)) < 0.2)).astype(
         np.float32)
-    mine = numpy_encoder.NumpyEncoder(arrays, layout["layers"], layout["batch_norm"],
-                                      layout["epsilon"]).scores(x)
+    mine = numpy_encoder.NumpyEncoder.from_layout(arrays, layout).scores(x)
     theirs = np.asarray(self._scores(self.variables, x))
     scale = max(float(np.abs(theirs).max()), 1e-6)
     if not np.allclose(mine, theirs, rtol=1e-4, atol=1e-4 * scale):
       raise NotIndexableError(f"method {self.method!r}: its code scores are not the encoder "
-                              "MLP and one dense head, which a search index computes")
+                              "MLP and the chain of dense heads found in it "
+                              f"({layout['chain']}), which a search index computes")

@@ -106,9 +106,7 @@ class Index:
 
   @functools.cached_property
   def encoder(self) -> NumpyEncoder:
-    layout = self.meta["encoder"]
-    return NumpyEncoder(self.arrays, layout["layers"], layout["batch_norm"],
-                        layout["epsilon"])
+    return NumpyEncoder.from_layout(self.arrays, self.meta["encoder"])
 
   @functools.cached_property
   def vectoriser(self) -> Optional[QueryVectoriser]:

@@ -51,22 +51,28 @@ def offsets_problems(name: str, data, offsets) -> list[str]:
   return []
 
 
-def encoder_problems(arrays: dict, layers: int, batch_norm: bool, dims: int,
-                     bits: int) -> list[str]:
+def encoder_problems(arrays: dict, layout: dict, dims: int, bits: int) -> list[str]:
   """The encoder's arrays (numpy_encoder.array_names) must all be present,
-  each of the shape an MLP of `layers` hidden layers from `dims` inputs to
-  `bits` scores gives it."""
+  each of the shape an MLP of `layout`'s hidden layers from `dims` inputs,
+  then its chain of heads to `bits` scores, gives it; each head's
+  activation must be one the numpy encoder computes."""
+  activations = numpy_encoder.layout_activations(layout)
+  unknown = [a for a in activations if a not in numpy_encoder.ACTIVATIONS]
+  if unknown or not activations:
+    return [f"the encoder's head activations {list(activations)} are not all of "
+            f"{sorted(numpy_encoder.ACTIVATIONS)}"]
   problems, width = [], dims
   expected = {}
-  for i in range(layers):
-    out = arrays.get(f"encoder/dense_{i}/bias", np.zeros(0)).shape[0]
-    expected[f"encoder/dense_{i}/kernel"] = (width, out)
-    expected[f"encoder/dense_{i}/bias"] = (out,)
-    for part in numpy_encoder.BATCH_NORM if batch_norm else ():
-      expected[f"encoder/norm_{i}/{part}"] = (out,)
+  layers = [(f"encoder/dense_{i}", True) for i in range(layout["layers"])]
+  heads = numpy_encoder.head_names(len(activations))
+  for j, (name, hidden) in enumerate(layers + [(h, False) for h in heads]):
+    last = j == len(layers) + len(heads) - 1
+    out = bits if last else arrays.get(f"{name}/bias", np.zeros(0)).shape[0]
+    expected[f"{name}/kernel"] = (width, out)
+    expected[f"{name}/bias"] = (out,)
+    for part in numpy_encoder.BATCH_NORM if hidden and layout["batch_norm"] else ():
+      expected[f"encoder/norm_{j}/{part}"] = (out,)
     width = out
-  expected["encoder/head/kernel"] = (width, bits)
-  expected["encoder/head/bias"] = (bits,)
   for name, shape in expected.items():
     if name not in arrays:
       problems.append(f"the weight {name} is missing")
@@ -90,9 +96,7 @@ def loaded_index_problems(index) -> list[str]:
   for name in ("db_texts", "db_ids", "vocabulary"):
     if f"{name}_offsets" in a:
       problems += offsets_problems(name, a[name], a[f"{name}_offsets"])
-  layout = meta["encoder"]
-  problems += encoder_problems(a, layout["layers"], layout["batch_norm"], meta["dims"],
-                               meta["bits"])
+  problems += encoder_problems(a, meta["encoder"], meta["dims"], meta["bits"])
   if index.vectoriser is not None:
     problems += vocabulary_problems(len(a["vocabulary_offsets"]) - 1, meta["dims"])
     if "idf" in a and a["idf"].shape != (meta["dims"],):

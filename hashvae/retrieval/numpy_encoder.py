@@ -2,17 +2,29 @@
 imports no jax, flax or optax.
 
 Every method whose network can be indexed computes its code scores as the
-study's encoder MLP followed by one dense head (hashvae.core.models:
-`Encoder` then `mu_head` or `logits_head`), in inference mode:
+study's encoder MLP followed by a short chain of dense heads, each followed
+by one of ACTIVATIONS (hashvae.core.models: `Encoder` then `logits_head` or
+`mu_head` for most methods; SMASH's `long_head`, tanh, `logits_head`), in
+inference mode:
 
     for each hidden layer i:  h = relu(h @ kernel_i + bias_i)
                               h = (h - mean_i) * scale_i / sqrt(var_i + eps) + shift_i
                                   (batch norm's running averages; when built with it)
-    scores = h @ head_kernel + head_bias;  code = 1[scores > 0]
+    for each head j:          h = activation_j(h @ head_kernel_j + head_bias_j)
+    scores = h;  code = 1[scores > 0]
 
-hashvae.retrieval.encoder.Encoder.numpy_arrays exports these arrays from a
-trained run (and refuses a network that computes anything else); the first
-layer reads sparse rows as a gather of the kernel's rows of the present terms.
+hashvae.retrieval.encoder.Encoder.numpy_arrays exports these arrays and the
+layout from a trained run (and refuses a network that computes anything
+else); the first layer reads sparse rows as a gather of the kernel's rows of
+the present terms.
+
+The layout (a JSON dict in the index file) holds `layers`, `batch_norm`,
+`epsilon`, `head` (the network's name of its last head) and `chain` (one
+{"name", "activation"} per head, in order). A layout written before chains
+existed has no `chain`: it is one head with "identity". A lone head is
+stored as `encoder/head/*`, the arrays it always had; the heads of a longer
+chain as `encoder/head_0/*`, `encoder/head_1/*`, ..., which a hashvae that
+predates chains finds missing and so refuses instead of misreading.
 """
 
 from __future__ import annotations
@@ -20,39 +32,71 @@ from __future__ import annotations
 import numpy as np
 
 BATCH_NORM = ("mean", "var", "scale", "shift")
+# What may follow a head: name -> float32 [rows, width] -> [rows, width].
+ACTIVATIONS = {"identity": lambda h: h, "tanh": np.tanh}
+UNCHAINED = ("identity",)  # the activations of a layout without `chain`
 
 
 class NotIndexableError(ValueError):
   """A run whose code scores this module cannot compute (a fitted method, or
-  a network other than the encoder MLP and one dense head)."""
+  a network other than the encoder MLP and a chain of dense heads)."""
 
 
-def array_names(layers: int, batch_norm: bool) -> list[str]:
-  """The arrays an encoder of `layers` hidden layers is stored as, in order."""
+def layout_activations(layout: dict) -> tuple[str, ...]:
+  """The activation after each head of a stored layout, in order."""
+  if "chain" not in layout:
+    return UNCHAINED
+  return tuple(link["activation"] for link in layout["chain"])
+
+
+def head_names(heads: int) -> list[str]:
+  """The array prefix of each of a chain's `heads` heads, in order."""
+  return ["encoder/head"] if heads == 1 else [f"encoder/head_{j}" for j in range(heads)]
+
+
+def array_names(layers: int, batch_norm: bool, heads: int = 1) -> list[str]:
+  """The arrays an encoder of `layers` hidden layers and `heads` heads is
+  stored as, in order."""
   names = []
   for i in range(layers):
     names += [f"encoder/dense_{i}/kernel", f"encoder/dense_{i}/bias"]
     if batch_norm:
       names += [f"encoder/norm_{i}/{part}" for part in BATCH_NORM]
-  return names + ["encoder/head/kernel", "encoder/head/bias"]
+  for head in head_names(heads):
+    names += [f"{head}/kernel", f"{head}/bias"]
+  return names
 
 
 class NumpyEncoder:
   """Code scores of stored weights: `arrays` maps `array_names` to float32
-  arrays (memory-mapped ones are read a row at a time where possible)."""
+  arrays (memory-mapped ones are read a row at a time where possible);
+  `activations` names what follows each head (keys of ACTIVATIONS)."""
 
-  def __init__(self, arrays: dict, layers: int, batch_norm: bool, epsilon: float):
+  def __init__(self, arrays: dict, layers: int, batch_norm: bool, epsilon: float,
+               activations=UNCHAINED):
+    unknown = [a for a in activations if a not in ACTIVATIONS]
+    if unknown or not activations:
+      raise ValueError(f"encoder head activations {list(activations)}: each must be one of "
+                       f"{sorted(ACTIVATIONS)}, and there must be at least one")
     self.arrays, self.layers = arrays, layers
     self.batch_norm, self.epsilon = batch_norm, float(epsilon)
+    self.activations = tuple(activations)
+    self.heads = head_names(len(self.activations))
+
+  @classmethod
+  def from_layout(cls, arrays: dict, layout: dict) -> NumpyEncoder:
+    """The encoder a stored layout (see the module docstring) describes."""
+    return cls(arrays, layout["layers"], layout["batch_norm"], layout["epsilon"],
+               layout_activations(layout))
 
   @property
   def dims(self) -> int:
-    kernel = "encoder/dense_0/kernel" if self.layers else "encoder/head/kernel"
+    kernel = "encoder/dense_0/kernel" if self.layers else f"{self.heads[0]}/kernel"
     return self.arrays[kernel].shape[0]
 
   @property
   def bits(self) -> int:
-    return self.arrays["encoder/head/bias"].shape[0]
+    return self.arrays[f"{self.heads[-1]}/bias"].shape[0]
 
   def _first_layer(self, indptr, indices, values) -> np.ndarray:
     """[rows, hidden_0] pre-activations of CSR rows: per row, its values
@@ -66,7 +110,7 @@ class NumpyEncoder:
 
   def _rest(self, h: np.ndarray, start: int) -> np.ndarray:
     """Layers `start`.. of pre-activations h of layer `start` (when it
-    exists), then the head."""
+    exists), then the chain of heads."""
     a = self.arrays
     for i in range(start, self.layers):
       if i > start:
@@ -78,7 +122,9 @@ class NumpyEncoder:
         # flax's order: (h - mean) * (rsqrt(var + eps) * scale) + shift
         inverse = np.float32(1) / np.sqrt(var + np.float32(self.epsilon))
         h = (h - mean) * (inverse * scale) + shift
-    return (h @ a["encoder/head/kernel"] + a["encoder/head/bias"]).astype(np.float32)
+    for head, activation in zip(self.heads, self.activations, strict=True):
+      h = ACTIVATIONS[activation](h @ a[f"{head}/kernel"] + a[f"{head}/bias"])
+    return h.astype(np.float32)
 
   def scores(self, inputs) -> np.ndarray:
     """[rows, dims] dense float32 -> [rows, bits] code scores."""
@@ -90,7 +136,7 @@ class NumpyEncoder:
 
   def sparse_scores(self, indptr, indices, values) -> np.ndarray:
     """CSR rows (indptr [rows + 1], column indices, values) -> [rows, bits]."""
-    if self.layers == 0:  # no hidden layer: the head reads the input itself
+    if self.layers == 0:  # no hidden layer: the first head reads the input itself
       dense = np.zeros((len(indptr) - 1, self.dims), np.float32)
       for row in range(len(indptr) - 1):
         dense[row, indices[indptr[row]:indptr[row + 1]]] = values[indptr[row]:indptr[row + 1]]
