@@ -131,6 +131,29 @@ def test_numpy_encoder_gives_the_jax_encoders_codes(trained, built):
   np.testing.assert_allclose(loaded.encoder.scores(dense), scores, rtol=1e-5, atol=1e-5)
   # The batch norm statistics were trained away from their initial values.
   assert not np.allclose(loaded.arrays["encoder/norm_0/var"], 1.0)
+  # One head, stored where an index written before head chains kept it.
+  assert loaded.meta["encoder"]["chain"] == [dict(name="logits_head", activation="identity")]
+  assert "encoder/head/kernel" in loaded.arrays and "encoder/head_0/kernel" not in loaded.arrays
+
+
+def test_an_index_written_before_head_chains_loads_and_answers_the_same(built, tmp_path):
+  loaded = index.load(built)
+  header = index_file.read_header(built)
+  head = {k: v for k, v in header.items() if k != "arrays"}
+  layout = {k: v for k, v in head["meta"]["encoder"].items() if k != "chain"}
+  assert layout == dict(layers=1, batch_norm=True, epsilon=1e-3, head="logits_head")
+  old_path = str(tmp_path / "before_chains.hvi")
+  index_file.write(old_path, dict(head, meta=dict(head["meta"], encoder=layout)),
+                   {k: np.asarray(v) for k, v in loaded.arrays.items()})
+  old = index.load(old_path)
+  assert "chain" not in old.meta["encoder"] and old.encoder.activations == ("identity",)
+  texts = ["football goal league", "doctor virus clinic", "linux server code data"]
+  np.testing.assert_array_equal(old.text_scores(texts), loaded.text_scores(texts))
+  for by in ("hamming", "tie_break"):
+    a = old.ranked(old.encode_texts(texts), 7, old.text_scores(texts), by=by)
+    b = loaded.ranked(loaded.encode_texts(texts), 7, loaded.text_scores(texts), by=by)
+    np.testing.assert_array_equal(a.positions, b.positions)
+    np.testing.assert_array_equal(a.distances, b.distances)
 
 
 @pytest.mark.parametrize("tfidf", [False, True])

@@ -10,9 +10,10 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from test_index import corpus
 from test_index_ids import UntrainedSweep, table_rows
 
-from hashvae import data
+from hashvae import api, data
 from hashvae.core import models
 from hashvae.retrieval import encoder as encoder_lib
 from hashvae.retrieval import index, index_file, numpy_encoder
@@ -159,3 +160,22 @@ def test_a_chained_file_with_a_bad_layout_is_refused(smash_index, tmp_path):
   wrong = np.zeros((3, 8), np.float32)
   with pytest.raises(index.IndexFormatError, match=r"encoder/head_1/kernel has shape \(3, 8\)"):
     index.load(rewritten("shape.hvi", layout, **{"encoder/head_1/kernel": wrong}))
+
+
+@pytest.mark.slow  # trains a sweep: compiling it takes seconds on 2 cores
+def test_a_trained_smash_runs_index_answers_as_the_sweep_encoded(tmp_path):
+  rng = np.random.default_rng(0)
+  (tmp_path / "data").mkdir()
+  (tmp_path / "data" / "train.txt").write_text(corpus(rng, 240))
+  (tmp_path / "data" / "test.txt").write_text(corpus(rng, 30))
+  workdir = str(tmp_path / "run")
+  api.run("configs/snippets.py:method=smash_s", workdir,
+          **{"data.path": str(tmp_path / "data"), "seeds": (0,), "levels": (1.0,),
+             "epochs": 2, "batch_size": 20, "model.hidden": (32,), "ks": (10,)})
+  sweep = api.Sweep(workdir)
+  index.build(sweep, 0, str(tmp_path / "smash_s.hvi"))
+  loaded = index.load(str(tmp_path / "smash_s.hvi"))
+  query_codes, db_codes = sweep.codes(0)
+  assert [link["activation"] for link in loaded.meta["encoder"]["chain"]] == ["tanh", "identity"]
+  np.testing.assert_array_equal(loaded.db_codes, db_codes)
+  np.testing.assert_array_equal(loaded.encode_texts(sweep.dataset.test.texts), query_codes)
