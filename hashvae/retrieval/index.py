@@ -1,9 +1,9 @@
 """A self-contained, searchable hash index: one memory-mapped file.
 
 It holds a trained run's encoder as numpy arrays (the MLP's kernels and
-biases and batch norm's averages: hashvae.retrieval.numpy_encoder), the
-fitted text analyser (settings in the header, vocabulary in column order,
-idf), and the database: bit-packed codes, labels, each item's id in the
+biases, batch norm's averages and the chain of heads after the MLP:
+hashvae.retrieval.numpy_encoder), the fitted text analyser (settings in the
+header, vocabulary in column order, idf), and the database: bit-packed codes, labels, each item's id in the
 user's data and its text. The container (hashvae.retrieval.index_file) is a
 JSON header and raw arrays mapped with np.memmap: opening reads the header
 and the offsets arrays (checked), and answering a query reads the pages it touches (its terms' kernel
@@ -16,6 +16,11 @@ order `hashvae.retrieval.metrics.evaluate` uses.
 Version 3 (this one) replaced the .npz of versions 1 and 2, which held the
 texts as fixed-width unicode and had to be read whole; such a file is
 refused with the command that rebuilds it.
+
+The encoder's layout gained `chain` (the heads and their activations) within
+version 3: a file without it is read as one head, as it was written; a
+chain of more than one head is stored under names an older hashvae does not
+know, so it refuses such a file instead of answering wrongly.
 """
 
 from __future__ import annotations
