@@ -56,3 +56,23 @@ def test_the_counting_pass_takes_databases_too_large_for_int32_keys(monkeypatch)
   want = brute_force(queries, db, 20)
   monkeypatch.setattr(min_tree, "max_items", lambda bits: 100)
   np.testing.assert_array_equal(metrics.nearest(queries, db, 20), want)
+
+
+@pytest.mark.parametrize("key_bits,n,k,real", [
+    (31, 80, 10, 80),  # keys up to 2^31 - 2: the search's top bit
+    (12, 64, 8, 64),
+    (12, 64, 8, 5),  # fewer real keys than k: the rest stays padding
+    (5, 24, 24, 24),  # every key kept
+])
+def test_smallest_selects_the_k_smallest_in_place_order(key_bits, n, k, real):
+  rng = np.random.default_rng(key_bits + n + real)
+  high = min(2**key_bits, 2**31 - 1)  # below the padding key
+  keys = np.stack([rng.choice(high, n, replace=False) for _ in range(4)]).astype(np.int32)
+  keys[:, real:] = np.iinfo(np.int32).max
+  keys[0, :3] = [high - 1, 0, high - 2]  # both ends of the range
+  got = np.asarray(min_tree.smallest(keys, k, key_bits))
+  for row, out in zip(keys, got, strict=True):
+    kept = np.sort(row[row < np.iinfo(np.int32).max])[:k]
+    in_place = row[np.isin(row, kept)]  # the kept keys in their order in the row
+    np.testing.assert_array_equal(out[:len(in_place)], in_place)
+    assert (out[len(in_place):] == np.iinfo(np.int32).max).all()

@@ -9,13 +9,19 @@ until a level has at most k * BLOCK entries.
 
 The k smallest keys of a level lie in the k blocks of the level above
 with the smallest minima: a block outside those has at least k blocks
-with a smaller minimum, each holding a smaller key. So a search sorts the
-top level, keeps its k smallest, and walks down: the children of the k
-blocks kept (k * BLOCK keys) are sorted and the k smallest kept, down to
-the items, whose keys are computed again from their codes. The database is
-read once, in the fused distance-and-minimum pass that builds level 1; the
-rest sorts k * BLOCK keys per level, whatever the number of items. Nothing
-is scattered, and no [queries, items] array is kept.
+with a smaller minimum, each holding a smaller key. So a search keeps the
+top level's k smallest and walks down: of the children of the k blocks
+kept (k * BLOCK keys), the k smallest are kept, down to the items, whose
+keys are computed again from their codes. The database is read once, in
+the fused distance-and-minimum pass that builds level 1; the rest selects
+among k * BLOCK keys per level, whatever the number of items. Nothing is
+scattered, and no [queries, items] array is kept.
+
+A level's k smallest are selected without a sort, which XLA:CPU runs one
+comparison at a time: the k-th smallest key is found bit by bit from the
+top (each bit one vectorised count of the keys at or below a bound), and
+the keys at or below it are gathered in place order by a binary search of
+their running count. Only the k keys found at the bottom are sorted.
 
 The keys are int32 (jax runs without x64), so the database can hold up to
 `max_items(bits)` items; `metrics.nearest` takes its counting pass beyond.
@@ -23,12 +29,13 @@ The keys are int32 (jax runs without x64), so the database can hold up to
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 BLOCK = 8
-# Queries per chunk at most: the sorts work per query, so larger chunks gain nothing.
+# Queries per chunk at most: the selections work per query, so larger chunks gain little.
 MAX_CHUNK = 16
 _NONE = np.iinfo(np.int32).max  # the key of a padding slot: after every item
 
@@ -66,6 +73,9 @@ def chunk_top_k(query_words, db_words, *, items: int, k: int):
   database (the first `items` rows real) -> [chunk, k] int32 positions,
   nearest first, ties by position."""
   chunk, padded = query_words.shape[0], db_words.shape[0]
+  bits = 32 * query_words.shape[1]
+  # Keys are below (bits + 1) * items; the bit search needs no more bits.
+  key_bits = max(1, ((bits + 1) * items - 1).bit_length())
   position = jnp.arange(padded, dtype=jnp.int32).reshape(-1, BLOCK)
   blocks = db_words.reshape(-1, BLOCK, db_words.shape[1])
   dist = jnp.sum(lax.population_count(query_words[:, None, None, :] ^ blocks[None]), -1,
@@ -74,7 +84,7 @@ def chunk_top_k(query_words, db_words, *, items: int, k: int):
   minima = [jnp.min(keys, axis=-1)]  # [chunk, padded / BLOCK]
   for _ in range(levels(items, k) - 1):
     minima.append(jnp.min(minima[-1].reshape(chunk, -1, BLOCK), axis=-1))
-  top = _smallest(minima[-1], k)
+  top = smallest(minima[-1], k, key_bits)
   offsets = jnp.arange(BLOCK, dtype=jnp.int32)
   for level in range(len(minima) - 1, -1, -1):
     # The blocks of this level holding the k smallest keys, and their
@@ -88,13 +98,41 @@ def chunk_top_k(query_words, db_words, *, items: int, k: int):
                      -1, dtype=jnp.int32)
       keys = jnp.where(children < items, dist * items + children, _NONE)
     padding = jnp.repeat(top == _NONE, BLOCK, axis=1)
-    top = _smallest(jnp.where(padding, _NONE, keys), k)
-  return top % items
+    top = smallest(jnp.where(padding, _NONE, keys), k, key_bits)
+  return jnp.sort(top, axis=-1) % items
 
 
-def _smallest(keys, k: int):
-  """[chunk, n] -> [chunk, k] the k smallest, ascending (padded with _NONE
-  where n < k)."""
-  if keys.shape[1] < k:
-    keys = jnp.pad(keys, ((0, 0), (0, k - keys.shape[1])), constant_values=_NONE)
-  return jnp.sort(keys, axis=-1)[:, :k]
+def smallest(keys, k: int, key_bits: int):
+  """[chunk, n] int32 keys, distinct and below 2^key_bits except _NONE
+  padding -> [chunk, k] the k smallest, in their order in `keys` (_NONE in
+  the slots left when fewer than k are not padding)."""
+  if keys.shape[1] <= k:
+    return jnp.pad(keys, ((0, 0), (0, k - keys.shape[1])), constant_values=_NONE)
+  # threshold: the smallest t with k keys at or below it (2^key_bits - 1
+  # when there are fewer), set bit by bit from the top.
+  def set_bit(step, threshold):
+    bit = jnp.left_shift(1, key_bits - 1 - step)
+    below = jnp.sum(keys <= (threshold + bit - 1)[:, None], axis=1)
+    return jnp.where(below < k, threshold + bit, threshold)
+
+  threshold = lax.fori_loop(0, key_bits, set_bit, jnp.zeros(keys.shape[:1], jnp.int32))
+  kept = (keys <= threshold[:, None]) & (keys != _NONE)
+  running = _running_count(kept)
+  # Slot j takes the first key whose running count reaches j + 1.
+  slots = jnp.arange(1, k + 1, dtype=jnp.int32)
+  place = jax.vmap(lambda counts: jnp.searchsorted(counts, slots))(running)
+  found = jnp.take_along_axis(keys, jnp.minimum(place, keys.shape[1] - 1), axis=1)
+  return jnp.where(place < keys.shape[1], found, _NONE)
+
+
+def _running_count(mask):
+  """[chunk, n] bool -> [chunk, n] int32 its cumulative sum along n, by
+  groups of BLOCK and then across their totals (faster on XLA:CPU than one
+  cumsum along the row; docs/performance.md)."""
+  chunk, n = mask.shape
+  groups = -(-n // BLOCK)
+  padded = jnp.pad(mask.astype(jnp.int32), ((0, 0), (0, groups * BLOCK - n)))
+  within = jnp.cumsum(padded.reshape(chunk, groups, BLOCK), axis=2)
+  totals = within[:, :, -1]
+  before = jnp.cumsum(totals, axis=1) - totals
+  return (within + before[:, :, None]).reshape(chunk, -1)[:, :n]
