@@ -193,8 +193,8 @@ def nearest(query_codes, db_codes, k: int,
   Items are ranked by Hamming distance, ties by database index: the order
   that `evaluate` scores. query_codes: [queries, bits] and db_codes:
   [items, bits], in {0, 1}. The search is min_tree's (one pass over the
-  database, then sorts of k * BLOCK keys), or the counting pass where the
-  database is too large for its int32 keys.
+  database, then selections among k * BLOCK keys), or the counting pass
+  where the database is too large for its int32 keys.
   """
   query_codes, db_codes = np.asarray(query_codes), np.asarray(db_codes)
   check_codes(query_codes, db_codes)
