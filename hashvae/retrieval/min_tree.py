@@ -73,9 +73,10 @@ def chunk_top_k(query_words, db_words, *, items: int, k: int):
   database (the first `items` rows real) -> [chunk, k] int32 positions,
   nearest first, ties by position."""
   chunk, padded = query_words.shape[0], db_words.shape[0]
+  # Keys are below (bits + 1) * items (bits rounded up to whole words) and
+  # below 2^31: the bit search needs no more bits.
   bits = 32 * query_words.shape[1]
-  # Keys are below (bits + 1) * items; the bit search needs no more bits.
-  key_bits = max(1, ((bits + 1) * items - 1).bit_length())
+  key_bits = min(31, max(1, ((bits + 1) * items - 1).bit_length()))
   position = jnp.arange(padded, dtype=jnp.int32).reshape(-1, BLOCK)
   blocks = db_words.reshape(-1, BLOCK, db_words.shape[1])
   dist = jnp.sum(lax.population_count(query_words[:, None, None, :] ^ blocks[None]), -1,
