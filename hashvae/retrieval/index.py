@@ -3,8 +3,8 @@
 It holds a trained run's encoder as numpy arrays (the MLP's kernels and
 biases, batch norm's averages and the chain of heads after the MLP:
 hashvae.retrieval.numpy_encoder), the fitted text analyser (settings in the
-header, vocabulary in column order, idf), and the database: bit-packed codes, labels, each item's id in the
-user's data and its text. The container (hashvae.retrieval.index_file) is a
+header, vocabulary in column order, idf), and the database: bit-packed
+codes, labels, each item's id in the user's data and its text. The container (hashvae.retrieval.index_file) is a
 JSON header and raw arrays mapped with np.memmap: opening reads the header
 and the offsets arrays (checked), and answering a query reads the pages it touches (its terms' kernel
 rows, the codes, the shown results' texts). Answering imports numpy, never

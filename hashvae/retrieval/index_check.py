@@ -57,10 +57,9 @@ def encoder_problems(arrays: dict, layout: dict, dims: int, bits: int) -> list[s
   then its chain of heads to `bits` scores, gives it; each head's
   activation must be one the numpy encoder computes."""
   activations = numpy_encoder.layout_activations(layout)
-  unknown = [a for a in activations if a not in numpy_encoder.ACTIVATIONS]
-  if unknown or not activations:
-    return [f"the encoder's head activations {list(activations)} are not all of "
-            f"{sorted(numpy_encoder.ACTIVATIONS)}"]
+  problem = numpy_encoder.activations_problem(activations)
+  if problem:
+    return [problem]
   problems, width = [], dims
   expected = {}
   layers = [(f"encoder/dense_{i}", True) for i in range(layout["layers"])]

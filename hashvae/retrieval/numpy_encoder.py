@@ -49,6 +49,14 @@ def layout_activations(layout: dict) -> tuple[str, ...]:
   return tuple(link["activation"] for link in layout["chain"])
 
 
+def activations_problem(activations) -> str:
+  """Why a chain's activations cannot be computed here, or "" when they can."""
+  if not activations or any(a not in ACTIVATIONS for a in activations):
+    return (f"encoder head activations {list(activations)}: each must be one of "
+            f"{sorted(ACTIVATIONS)}, and there must be at least one")
+  return ""
+
+
 def head_names(heads: int) -> list[str]:
   """The array prefix of each of a chain's `heads` heads, in order."""
   return ["encoder/head"] if heads == 1 else [f"encoder/head_{j}" for j in range(heads)]
@@ -74,10 +82,9 @@ class NumpyEncoder:
 
   def __init__(self, arrays: dict, layers: int, batch_norm: bool, epsilon: float,
                activations=UNCHAINED):
-    unknown = [a for a in activations if a not in ACTIVATIONS]
-    if unknown or not activations:
-      raise ValueError(f"encoder head activations {list(activations)}: each must be one of "
-                       f"{sorted(ACTIVATIONS)}, and there must be at least one")
+    problem = activations_problem(activations)
+    if problem:
+      raise ValueError(problem)
     self.arrays, self.layers = arrays, layers
     self.batch_norm, self.epsilon = batch_norm, float(epsilon)
     self.activations = tuple(activations)
