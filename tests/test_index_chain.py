@@ -1,7 +1,8 @@
 """A search index of a network with a chain of dense heads after its encoder
-(SMASH: logits_head(tanh(long_head(h)))): its numpy encoder gives the jax
-encoder's codes on sparse and dense inputs, and a network whose chain the
-numpy encoder does not compute is refused."""
+(SMASH: logits_head(tanh(long_head(h)))), or with one dense layer and no
+hidden layer (AMMI): its numpy encoder gives the jax encoder's codes on
+sparse and dense inputs, and a network whose chain the numpy encoder does
+not compute is refused."""
 
 import dataclasses
 
@@ -35,21 +36,29 @@ def trained_like(variables, seed=0):
   return jax.tree.unflatten(tree, drawn)
 
 
-@pytest.fixture(scope="module")
-def smash_index(tmp_path_factory):
-  """(loaded index, the jax Encoder, dataset) of a smash network on a text table."""
-  folder = tmp_path_factory.mktemp("chain")
+def untrained_index(folder, method):
+  """(loaded index, the jax Encoder, dataset) of a `method` network on a text table."""
   rows = table_rows(45, np.random.default_rng(3))
   pd.DataFrame(rows).to_csv(folder / "train.csv", index=False)
   pd.DataFrame(rows[:9]).to_csv(folder / "test.csv", index=False)
   dataset = data.load(data.TextTableSpec(path=str(folder / "train.csv"),
                                          test_path=str(folder / "test.csv"),
                                          max_features=100))
-  sweep = UntrainedSweep(dataset, str(folder), bits=8, hidden=(10, 9), method="smash",
+  sweep = UntrainedSweep(dataset, str(folder), bits=8, hidden=(10, 9), method=method,
                          change=trained_like)
-  path = str(folder / "smash.hvi")
+  path = str(folder / f"{method}.hvi")
   index.build(sweep, 0, path)
   return index.load(path), sweep.encoder(0), dataset
+
+
+@pytest.fixture(scope="module")
+def smash_index(tmp_path_factory):
+  return untrained_index(tmp_path_factory.mktemp("chain"), "smash")
+
+
+@pytest.fixture(scope="module")
+def ammi_index(tmp_path_factory):
+  return untrained_index(tmp_path_factory.mktemp("linear"), "ammi")
 
 
 def test_a_smash_index_holds_its_chain_of_two_heads(smash_index):
@@ -63,8 +72,21 @@ def test_a_smash_index_holds_its_chain_of_two_heads(smash_index):
   assert "encoder/head/kernel" not in loaded.arrays
 
 
-def test_a_smash_index_gives_the_jax_encoders_codes_on_sparse_and_dense_inputs(smash_index):
-  loaded, encoder, dataset = smash_index
+def test_an_ammi_index_is_its_encoders_one_layer_as_a_lone_head(ammi_index):
+  loaded, encoder, _ = ammi_index
+  # The config's hidden widths are not AMMI's network: no hidden layer is stored.
+  assert encoder.spec.hidden == (10, 9)
+  assert (loaded.meta["encoder"]["layers"], loaded.meta["encoder"]["chain"]) == (
+      0, [dict(name="encoder", activation="identity")])
+  layer = encoder.variables["params"]["encoder"]["Dense_0"]
+  np.testing.assert_array_equal(loaded.arrays["encoder/head/kernel"], layer["kernel"])
+  np.testing.assert_array_equal(loaded.arrays["encoder/head/bias"], layer["bias"])
+  assert not any(name.startswith("encoder/dense_") for name in loaded.arrays)
+
+
+@pytest.mark.parametrize("which", ["smash_index", "ammi_index"])
+def test_an_index_gives_the_jax_encoders_codes_on_sparse_and_dense_inputs(which, request):
+  loaded, encoder, dataset = request.getfixturevalue(which)
   db = dataset.database
   dense = db.inputs.toarray().astype(np.float32)
   theirs = np.asarray(encoder._scores(encoder.variables, dense))
@@ -163,19 +185,21 @@ def test_a_chained_file_with_a_bad_layout_is_refused(smash_index, tmp_path):
 
 
 @pytest.mark.slow  # trains a sweep: compiling it takes seconds on 2 cores
-def test_a_trained_smash_runs_index_answers_as_the_sweep_encoded(tmp_path):
+@pytest.mark.parametrize("method, activations", [("smash_s", ["tanh", "identity"]),
+                                                 ("ammi", ["identity"])])
+def test_a_trained_runs_index_answers_as_the_sweep_encoded(method, activations, tmp_path):
   rng = np.random.default_rng(0)
   (tmp_path / "data").mkdir()
   (tmp_path / "data" / "train.txt").write_text(corpus(rng, 240))
   (tmp_path / "data" / "test.txt").write_text(corpus(rng, 30))
   workdir = str(tmp_path / "run")
-  api.run("configs/snippets.py:method=smash_s", workdir,
+  api.run(f"configs/snippets.py:method={method}", workdir,
           **{"data.path": str(tmp_path / "data"), "seeds": (0,), "levels": (1.0,),
              "epochs": 2, "batch_size": 20, "model.hidden": (32,), "ks": (10,)})
   sweep = api.Sweep(workdir)
-  index.build(sweep, 0, str(tmp_path / "smash_s.hvi"))
-  loaded = index.load(str(tmp_path / "smash_s.hvi"))
+  index.build(sweep, 0, str(tmp_path / f"{method}.hvi"))
+  loaded = index.load(str(tmp_path / f"{method}.hvi"))
   query_codes, db_codes = sweep.codes(0)
-  assert [link["activation"] for link in loaded.meta["encoder"]["chain"]] == ["tanh", "identity"]
+  assert [link["activation"] for link in loaded.meta["encoder"]["chain"]] == activations
   np.testing.assert_array_equal(loaded.db_codes, db_codes)
   np.testing.assert_array_equal(loaded.encode_texts(sweep.dataset.test.texts), query_codes)

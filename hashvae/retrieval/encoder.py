@@ -111,14 +111,16 @@ class Encoder:
     names = [name for name, _, _ in self._top_level_calls(x)[:-1]]
     if not names or names[0] != "encoder":
       raise refuse(f"it calls {names[:1] or 'nothing'} first, not its encoder")
-    heads, params = names[1:], self.variables["params"]
-    width = self.spec.hidden[-1] if self.spec.hidden else self.spec.dims
+    if names == ["encoder"] and self._encoder_is_one_dense_layer():
+      heads, width = names, self.spec.dims  # the encoder is the lone head (AMMI)
+    else:
+      heads, width = names[1:], self.spec.hidden[-1] if self.spec.hidden else self.spec.dims
     if not heads:
       raise refuse("it applies no head after its encoder")
     if len(set(heads)) != len(heads):
       raise refuse(f"it calls a head twice: {heads}")
     for name in heads:
-      value = params.get(name)
+      value = self._dense_layer(name)
       kernel = value.get("kernel") if isinstance(value, Mapping) else None
       if set(value or ()) != {"kernel", "bias"} or np.ndim(kernel) != 2 or (
           kernel.shape[0] != width):
@@ -127,14 +129,15 @@ class Encoder:
     if width != self.spec.bits:
       raise refuse(f"its last head gives {width} scores, not {self.spec.bits}")
     chain = []
-    for j, name in enumerate(heads):
-      width = params[name]["kernel"].shape[1]
+    for name in heads:
+      width = self._dense_layer(name)["kernel"].shape[1]
       # Known values over [-3, 3], where tanh and the identity differ.
       known = np.linspace(-3, 3, PROBE_ROWS * width, dtype=np.float32).reshape(-1, width)
       calls = self._top_level_calls(x, replace=(name, jnp.asarray(known)))
       if [called for called, _, _ in calls[:-1]] != names:
         raise refuse(f"the parts it calls depend on what its head {name!r} gives")
-      after = np.asarray(calls[j + 2][1], np.float32)  # the next head's input, or the scores
+      # The next head's input, or the scores.
+      after = np.asarray(calls[names.index(name) + 1][1], np.float32)
       found = [a for a, f in numpy_encoder.ACTIVATIONS.items()
                if after.shape == known.shape and np.allclose(after, f(known), rtol=1e-5,
                                                              atol=1e-6)]
@@ -144,6 +147,19 @@ class Encoder:
       chain.append(dict(name=name, activation=found[0]))
     return chain
 
+  def _encoder_is_one_dense_layer(self) -> bool:
+    """Whether the network's encoder is a single dense layer from the inputs
+    to the scores (AMMI's posterior), which then serves as the lone head of a
+    network with no hidden layer."""
+    encoder = self.variables["params"].get("encoder")
+    return (isinstance(encoder, Mapping) and set(encoder) == {"Dense_0"}
+            and np.shape(encoder["Dense_0"].get("kernel")) == (self.spec.dims, self.spec.bits))
+
+  def _dense_layer(self, name: str):
+    """The parameters of the head `name` ("encoder": the encoder's one layer)."""
+    params = self.variables["params"]
+    return params["encoder"]["Dense_0"] if name == "encoder" else params.get(name)
+
   def numpy_arrays(self) -> tuple[dict, dict]:
     """(layout, {numpy_encoder.array_names: float32 array}): the weights in
     the order `code_scores` applies them. NotIndexableError when the network
@@ -151,13 +167,15 @@ class Encoder:
     spec, params = self.spec, self.variables["params"]
     stats = self.variables.get("batch_stats", {})
     chain = self.head_chain()
+    layers = 0 if chain[0]["name"] == "encoder" else len(spec.hidden)
+    batch_norm = spec.batch_norm and layers > 0
     flat = {}
     try:
-      for i in range(len(spec.hidden)):
+      for i in range(layers):
         dense = params["encoder"][f"Dense_{i}"]
         flat[f"encoder/dense_{i}/kernel"], flat[f"encoder/dense_{i}/bias"] = (
             dense["kernel"], dense["bias"])
-        if spec.batch_norm:
+        if batch_norm:
           norm, running = params["encoder"][f"BatchNorm_{i}"], stats["encoder"][f"BatchNorm_{i}"]
           values = (running["mean"], running["var"], norm["scale"], norm["bias"])
           for part, value in zip(numpy_encoder.BATCH_NORM, values, strict=True):
@@ -166,11 +184,11 @@ class Encoder:
       raise NotIndexableError(f"method {self.method!r}: its network has no encoder weight "
                               f"{e}: not the encoder MLP a search index computes") from e
     for stored, link in zip(numpy_encoder.head_names(len(chain)), chain, strict=True):
-      head = params[link["name"]]
+      head = self._dense_layer(link["name"])
       flat[f"{stored}/kernel"], flat[f"{stored}/bias"] = head["kernel"], head["bias"]
     arrays = {name: np.asarray(flat[name], np.float32) for name in
-              numpy_encoder.array_names(len(spec.hidden), spec.batch_norm, len(chain))}
-    layout = dict(layers=len(spec.hidden), batch_norm=spec.batch_norm,
+              numpy_encoder.array_names(layers, batch_norm, len(chain))}
+    layout = dict(layers=layers, batch_norm=batch_norm,
                   epsilon=BATCH_NORM_EPSILON, head=chain[-1]["name"], chain=chain)
     self._check_numpy_encoder(layout, arrays)
     return layout, arrays

@@ -16,7 +16,9 @@ inference mode:
 hashvae.retrieval.encoder.Encoder.numpy_arrays exports these arrays and the
 layout from a trained run (and refuses a network that computes anything
 else); the first layer reads sparse rows as a gather of the kernel's rows of
-the present terms.
+the present terms. With no hidden layer the first head reads the inputs:
+AMMI's encoder, one dense layer from the inputs to the scores, is stored as
+`layers` 0 and a lone head.
 
 The layout (a JSON dict in the index file) holds `layers`, `batch_norm`,
 `epsilon`, `head` (the network's name of its last head) and `chain` (one
@@ -97,30 +99,26 @@ class NumpyEncoder:
                layout_activations(layout))
 
   @property
+  def _first(self) -> str:
+    """The array prefix of the dense layer that reads the inputs: the first
+    hidden layer, or with none, the first head."""
+    return "encoder/dense_0" if self.layers else self.heads[0]
+
+  @property
   def dims(self) -> int:
-    kernel = "encoder/dense_0/kernel" if self.layers else f"{self.heads[0]}/kernel"
-    return self.arrays[kernel].shape[0]
+    return self.arrays[f"{self._first}/kernel"].shape[0]
 
   @property
   def bits(self) -> int:
     return self.arrays[f"{self.heads[-1]}/bias"].shape[0]
 
-  def _first_layer(self, indptr, indices, values) -> np.ndarray:
-    """[rows, hidden_0] pre-activations of CSR rows: per row, its values
-    times the kernel's rows of its columns (the rows a query reads)."""
-    kernel = self.arrays["encoder/dense_0/kernel"]
-    out = np.empty((len(indptr) - 1, kernel.shape[1]), np.float32)
-    for row in range(len(indptr) - 1):
-      a, b = indptr[row], indptr[row + 1]
-      out[row] = values[a:b].astype(np.float32) @ kernel[indices[a:b]]
-    return out + self.arrays["encoder/dense_0/bias"]
-
-  def _rest(self, h: np.ndarray, start: int) -> np.ndarray:
-    """Layers `start`.. of pre-activations h of layer `start` (when it
-    exists), then the chain of heads."""
+  def _after_first(self, h: np.ndarray) -> np.ndarray:
+    """[rows, width] float32 product of the first dense layer (x @ kernel +
+    bias) -> [rows, bits] scores: the rest of the hidden layers, then the
+    chain of heads."""
     a = self.arrays
-    for i in range(start, self.layers):
-      if i > start:
+    for i in range(self.layers):
+      if i:
         h = h @ a[f"encoder/dense_{i}/kernel"] + a[f"encoder/dense_{i}/bias"]
       h = np.maximum(h, np.float32(0))
       if self.batch_norm:
@@ -129,26 +127,27 @@ class NumpyEncoder:
         # flax's order: (h - mean) * (rsqrt(var + eps) * scale) + shift
         inverse = np.float32(1) / np.sqrt(var + np.float32(self.epsilon))
         h = (h - mean) * (inverse * scale) + shift
-    for head, activation in zip(self.heads, self.activations, strict=True):
-      h = ACTIVATIONS[activation](h @ a[f"{head}/kernel"] + a[f"{head}/bias"])
+    for j, (head, activation) in enumerate(zip(self.heads, self.activations, strict=True)):
+      if j or self.layers:
+        h = h @ a[f"{head}/kernel"] + a[f"{head}/bias"]
+      h = ACTIVATIONS[activation](h)
     return h.astype(np.float32)
 
   def scores(self, inputs) -> np.ndarray:
     """[rows, dims] dense float32 -> [rows, bits] code scores."""
-    h = np.asarray(inputs, np.float32)
-    if self.layers == 0:
-      return self._rest(h, 0)
-    first = h @ self.arrays["encoder/dense_0/kernel"] + self.arrays["encoder/dense_0/bias"]
-    return self._rest(first.astype(np.float32), 0)
+    first = self.arrays[f"{self._first}/kernel"], self.arrays[f"{self._first}/bias"]
+    h = np.asarray(inputs, np.float32) @ first[0] + first[1]
+    return self._after_first(h.astype(np.float32))
 
   def sparse_scores(self, indptr, indices, values) -> np.ndarray:
-    """CSR rows (indptr [rows + 1], column indices, values) -> [rows, bits]."""
-    if self.layers == 0:  # no hidden layer: the first head reads the input itself
-      dense = np.zeros((len(indptr) - 1, self.dims), np.float32)
-      for row in range(len(indptr) - 1):
-        dense[row, indices[indptr[row]:indptr[row + 1]]] = values[indptr[row]:indptr[row + 1]]
-      return self.scores(dense)
-    return self._rest(self._first_layer(indptr, indices, values), 0)
+    """CSR rows (indptr [rows + 1], column indices, values) -> [rows, bits]:
+    per row, the first layer reads only the kernel's rows of its columns."""
+    kernel = self.arrays[f"{self._first}/kernel"]
+    h = np.empty((len(indptr) - 1, kernel.shape[1]), np.float32)
+    for row in range(len(indptr) - 1):
+      a, b = indptr[row], indptr[row + 1]
+      h[row] = values[a:b].astype(np.float32) @ kernel[indices[a:b]]
+    return self._after_first(h + self.arrays[f"{self._first}/bias"])
 
   def codes(self, scores: np.ndarray) -> np.ndarray:
     """[rows, bits] scores -> [rows, bits] uint8 in {0, 1} (the sign)."""
