@@ -13,6 +13,7 @@ from conftest import ROOT
 # hashvae's packages, lowest first. A module may import its own package and
 # the packages of lower layers, never a package of its own layer or above.
 LAYERS = (
+    ("files",),  # files written whole or not at all
     ("data", "store"),  # datasets from disk; a sweep's files
     ("core",),  # networks, losses, sparse input, optimisers, label mask, devices
     ("methods",),  # the registry and the methods

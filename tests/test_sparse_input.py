@@ -13,8 +13,8 @@ from hashvae.core import optim, sparse
 from hashvae.core.models import HashModel
 from hashvae.core.sparse import SparseRows
 from hashvae.sweep import specs
+from hashvae.training import device_data
 from hashvae.training import grid as grid_lib
-from hashvae.training import train
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +320,7 @@ def test_same_codes_after_a_short_training(dataset):
 def test_sparse_arrays_replace_the_dense_inputs(dataset):
   db = dataset.database
   assert db.sparse  # the synthetic corpus is a bag of words, CSR on the host
-  arrays = train.device_arrays(dataset, sparse=True)
+  arrays = device_data.device_arrays(dataset, sparse=True)
   inputs = arrays["inputs"]
   assert isinstance(inputs, sparse.CsrRows)
   assert isinstance(arrays["query_inputs"], sparse.CsrRows)
@@ -334,12 +334,12 @@ def test_sparse_arrays_replace_the_dense_inputs(dataset):
       densify(np.asarray(batch.indices), np.asarray(batch.values), dataset.dims), want)
   assert batch.indices.shape == (4, sparse.row_widths(db.inputs).max())
   # The targets are other values on the same nonzeros.
-  targets = train.read_targets(arrays, idx, dense=False)
+  targets = device_data.read_targets(arrays, idx, dense=False)
   np.testing.assert_array_equal(targets.indices, batch.indices)
   np.testing.assert_array_equal(
       densify(np.asarray(targets.indices), np.asarray(targets.values), dataset.dims),
       db.targets[np.asarray(idx)].toarray())
-  dense_targets = train.read_targets(arrays, idx, dense=True)
+  dense_targets = device_data.read_targets(arrays, idx, dense=True)
   np.testing.assert_array_equal(dense_targets, db.targets[np.asarray(idx)].toarray())
   empty = np.zeros((3, 5), np.float32)
   assert sparse.padded_rows(empty)[0].shape == (3, 1)
@@ -349,8 +349,8 @@ def test_sparse_arrays_replace_the_dense_inputs(dataset):
 def test_dense_features_on_the_sparse_path_keep_dense_targets():
   dataset = data.load(data.spec_from_fields(digits.get_config().data.to_dict()))
   assert not dataset.database.sparse
-  arrays = train.device_arrays(dataset, sparse=True)
+  arrays = device_data.device_arrays(dataset, sparse=True)
   assert isinstance(arrays["inputs"], sparse.CsrRows)
   np.testing.assert_array_equal(arrays["targets"], dataset.database.targets)
-  x = train.read_inputs(arrays["inputs"], jnp.arange(5), dense=True)
+  x = device_data.read_inputs(arrays["inputs"], jnp.arange(5), dense=True)
   np.testing.assert_array_equal(x, dataset.database.inputs[:5])

@@ -39,7 +39,6 @@ import json
 import logging
 import numbers
 import os
-import tempfile
 
 import numpy as np
 import scipy.sparse
@@ -47,6 +46,7 @@ import scipy.sparse
 from hashvae.data.dataset import DataError, Dataset, bag_of_words
 from hashvae.data.neighbours_approx import approximate_top_k, load_faiss
 from hashvae.data.neighbours_exact import SIMILARITIES, exact_top_k, similarity_rows
+from hashvae.files.atomic import atomic_path
 
 log = logging.getLogger("hashvae")
 
@@ -170,16 +170,8 @@ def compute(features, k: int, similarity: str, k1: float, b: float, method: str,
 
 def save(path: str, table: NeighbourTable):
   """Writes the .npz beside its final name, then renames it over (atomic)."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, indices=table.indices, similarities=table.similarities)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    np.savez(f, indices=table.indices, similarities=table.similarities)
 
 
 def load(path: str, items: int, k: int):

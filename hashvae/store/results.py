@@ -2,39 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import os
-import shutil
-import tempfile
 from collections import defaultdict
 
 import numpy as np
 
-
-def _umask() -> int:
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
-
-
-@contextlib.contextmanager
-def atomic_path(path: str):
-  """Yields a temporary path beside `path`; renames it over `path` on success."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-",
-                             suffix=os.path.basename(path))
-  os.close(fd)
-  try:
-    yield tmp
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+from hashvae.files.atomic import atomic_path, staged_folder
 
 
 def write_text(path: str, text: str):
@@ -110,20 +86,11 @@ def write_npz(path: str, **arrays):
 
 def write_array_folder(path: str, arrays: dict):
   """{name: array} -> a folder of .npy files (one per name, '/' -> '.'),
-  written beside `path` and renamed into place, so that it is complete or
-  absent. Read back with `read_array_folder`, memory-mapped."""
-  parent = os.path.dirname(os.path.abspath(path))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
-  try:
+  complete or absent (staged_folder). Read back with `read_array_folder`,
+  memory-mapped."""
+  with staged_folder(path) as tmp:
     for name, value in arrays.items():
       np.save(os.path.join(tmp, name.replace("/", ".") + ".npy"), np.asarray(value))
-    if os.path.isdir(path):
-      shutil.rmtree(path)
-    os.replace(tmp, path)
-  finally:
-    if os.path.isdir(tmp):
-      shutil.rmtree(tmp)
 
 
 def read_array_folder(path: str) -> dict:

@@ -40,7 +40,6 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from hashvae import methods
 from hashvae.core import optim
@@ -48,15 +47,14 @@ from hashvae.core.label_mask import label_mask
 from hashvae.core.models import ModelSpec
 from hashvae.core.sparse import (
   RUNS_AXIS,
-  CsrRows,
   SparseInput,
   gather_rows,
   in_every_run,
-  to_dense,
   use_sparse_input,
 )
 from hashvae.data import Dataset
-from hashvae.training import own_update, progress
+from hashvae.training import encode, own_update
+from hashvae.training.device_data import device_arrays, read_inputs, read_targets
 from hashvae.training.neighbour_batch import (
   checked_neighbours,
   draw_neighbours,
@@ -67,9 +65,6 @@ from hashvae.training.specs import TrainerSpec
 __all__ = ["RUNS_AXIS", "Run", "TrainState", "TrainerSpec", "device_arrays", "make_run"]
 
 FITS_BLOCK = 64  # steps whose batches are checked against the typical sizes at once
-# A sparse encode block's items x padded width: the first layer gathers that
-# many kernel rows at once (x its width x 4 bytes: 16 MB at 500 features).
-ENCODE_ENTRIES = 2**13
 
 
 class TrainState(NamedTuple):
@@ -83,44 +78,6 @@ class TrainState(NamedTuple):
   labelled: jax.Array  # [items] float32 in {0, 1}
   hparams: dict  # name -> float32 scalar
   own_opt_state: Any = None  # a declared part's Adam state (own_update); else None
-
-
-def device_arrays(data: Dataset, sparse: bool = False, db=None) -> dict:
-  """The dataset as device arrays: training set (train + validation) and queries.
-
-  Bag-of-words data (CSR on the host) stays CSR on the device (`CsrRows`,
-  memory that grows with the nonzeros); its targets are a [nnz] vector of
-  values on the inputs' nonzeros. Dense features are dense [items, dims]
-  arrays, or CsrRows inputs with `sparse` (their targets stay dense).
-  `db`: the dataset's database (built from its splits when not given).
-  """
-  db = data.database if db is None else db
-  labels = db.labels
-  rows = (labels.astype(np.float32) if data.multilabel
-          else np.eye(data.num_classes, dtype=np.float32)[labels])
-  as_rows = CsrRows.from_host if (sparse or db.sparse) else jnp.asarray
-  targets = db.targets.data if db.sparse else db.targets
-  return dict(inputs=as_rows(db.inputs), targets=jnp.asarray(targets),
-              label_rows=jnp.asarray(rows), query_inputs=as_rows(data.test.inputs))
-
-
-def read_inputs(inputs, idx, dense: bool):
-  """Items idx [...] of device inputs (dense, or CsrRows) as the network
-  reads them: dense rows, or a padded SparseRows unless `dense`."""
-  if not isinstance(inputs, CsrRows):
-    return inputs[idx]
-  x = inputs.take(idx)
-  return to_dense(x, inputs.dims) if dense else x
-
-
-def read_targets(arrays, idx, dense: bool):
-  """Targets of items idx [batch]: dense rows, or a SparseRows on the
-  inputs' nonzeros (densified with `dense`, as the inputs are)."""
-  targets = arrays["targets"]
-  if targets.ndim == 2:
-    return targets[idx]
-  rows = arrays["inputs"].take(idx, values=targets)
-  return to_dense(rows, arrays["inputs"].dims) if dense else rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,26 +274,11 @@ class Steps:
     (for rankings that use them: retrieval.rerank); batch norm in inference
     mode."""
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    scores = lambda x: self.model.apply(variables, x, method="code_scores")
 
-    def code_scores(inputs, name):  # streamed: eval_batch_size items at a time, or fewer
-      block = self.eval_batch_size
-      if not isinstance(inputs, CsrRows):
-        items = inputs.shape[0]
-      else:
-        items = inputs.items
-        if self.sparse is not None:
-          block = max(1, min(block, ENCODE_ENTRIES // inputs.width))
-      one = lambda i: scores(self.read(inputs, i))
-      blocks = -(-items // block)
-
-      def one_block(b):  # the last block repeats the last item
-        out = jax.vmap(one)(jnp.minimum(b * block + jnp.arange(block), items - 1))
-        progress.report(f"encode {name}", b, blocks)
-        return out
-
-      out = jax.lax.map(one_block, jnp.arange(blocks))
-      return out.reshape(blocks * block, -1)[:items].astype(jnp.float32)
+    def code_scores(inputs, name):
+      score = lambda i: self.model.apply(variables, self.read(inputs, i), method="code_scores")
+      items, block = encode.stream_shape(inputs, self.eval_batch_size, self.sparse is not None)
+      return encode.streamed_scores(score, items, block, name)
 
     query_scores = code_scores(arrays["query_inputs"], "queries")
     return dict(db_codes=(code_scores(arrays["inputs"], "database") > 0).astype(jnp.uint8),

@@ -15,12 +15,11 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import tempfile
 
 import scipy.io
 
 from hashvae.data.dataset import DataError
+from hashvae.files.atomic import staged_folder
 
 # The first 116 bytes of a MAT 5 file are free descriptive text; scipy writes
 # the platform and the time there, which would make two builds differ.
@@ -66,30 +65,13 @@ def check_out(out: str):
                     "another")
 
 
-def _umask() -> int:
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
-
-
 @contextlib.contextmanager
 def staging(out: str):
-  """Yields a new folder beside `out`; on success it is renamed to `out`,
-  on any failure removed."""
-  out = os.path.abspath(out)
+  """Yields a new folder beside `out` (refused unless `out` is absent or an
+  empty folder); on success it is renamed to `out`, on any failure removed."""
   check_out(out)
-  parent = os.path.dirname(out)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out)}.tmp-")
-  try:
+  with staged_folder(out) as tmp:
     yield tmp
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the usual mode
-    if os.path.isdir(out):
-      os.rmdir(out)  # empty (check_out)
-    os.replace(tmp, out)
-  finally:
-    if os.path.isdir(tmp):
-      shutil.rmtree(tmp)
 
 
 def write_files(folder: str, files: dict[str, bytes]):
