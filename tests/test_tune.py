@@ -480,6 +480,9 @@ def test_halving_resumes_and_continues_survivors_exactly(full_search, tmp_path, 
     return on_epoch
 
   monkeypatch.setattr(grid_lib, "log_epoch", interrupting)
+  widths, real_round = [], tune.train_round  # each round's chunk width
+  monkeypatch.setattr(tune, "train_round",
+                      lambda *a, **k: widths.append(a[2].runs) or real_round(*a, **k))
   with pytest.raises(KeyboardInterrupt):
     tune.search(halving, d, folder)
   assert os.path.exists(os.path.join(folder, "ssb_vae", "rung_0.json"))
@@ -496,6 +499,10 @@ def test_halving_resumes_and_continues_survivors_exactly(full_search, tmp_path, 
            if lv == level}
     top = set(sorted(at2, key=lambda c: (-at2[c], c))[:2])
     assert {c for c, lv, _ in survivors if lv == level} == top | {0}
+  # Round 2 (interrupted, then resumed) ran its survivors in a narrower
+  # program than round 1's, and they still score as after 4 uninterrupted
+  # epochs in the full search's.
+  assert widths[0] > widths[1] == widths[2] and len(widths) == 3, widths
   for k in survivors:
     assert mine[k]["val_p@10"] == pytest.approx(ref[k]["val_p@10"], abs=1e-6)
     assert "val_p@10_epoch2" in mine[k]

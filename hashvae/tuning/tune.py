@@ -6,10 +6,11 @@ A search is a grid of candidate x level x seed runs (tune_space) trained on
 validation split as queries; the test split is never passed in). With
 successive halving, round i trains the surviving runs to rung_epochs[i]
 epochs and keeps the best 1/eta candidates of each level; a survivor
-continues from its saved state, so its trajectory is exactly the one full
-training would give it. Every round, chunk and method runs the same
-compiled program (grid.grid_program, one chunk width), resumed from its
-checkpoints like a sweep.
+continues from its saved state. Each round runs in chunks of the width
+its own run count gives (specs.chunk_size), one compiled program a width:
+a later round's few survivors are not padded to the first round's width,
+where every padded run costs as much as a real one on CPU. Rounds resume
+from their checkpoints like a sweep.
 
 Workdir layout (all written by process 0):
   config.json           the tune's config (a workdir holds one tune)
@@ -56,20 +57,21 @@ OUTPUTS = ("search", "final", "candidates.csv", "weights.csv", "search.json",
 
 # --- train state moved between rounds ------------------------------------------
 
-def seed_round(target: Checkpoints, like, rows: np.ndarray, before: dict):
+def seed_round(target: Checkpoints, like, source_like, rows: np.ndarray, before: dict):
   """Writes into `target` the state of the runs `rows` at the end of the
   previous round, gathered from that round's chunk checkpoints, so that
   grid.train_grid continues them from there. `like`: an initial state of
-  the new chunk (shapes and placement); `before`: the previous round's
-  rows, epochs, folder and chunk width."""
+  the new chunk (shapes and placement); `source_like`: one of the previous
+  round's chunks; `before`: the previous round's rows, epochs, folder and
+  program (its chunk width: program.runs)."""
   slot = {int(r): i for i, r in enumerate(before["rows"])}
-  width, cache, picked = before["width"], {}, []
+  width, cache, picked = before["program"].runs, {}, []
   for row in rows:
     chunk, pos = divmod(slot[int(row)], width)
     if chunk not in cache:
       source = Checkpoints(os.path.join(before["folder"], f"chunk_{chunk}"), every=0)
       try:
-        state, saved = source.restore(before["epochs"], like)
+        state, saved = source.restore(before["epochs"], source_like)
       finally:
         source.close()
       # Rows come in grid order, so a chunk is never needed again once passed.
@@ -97,12 +99,13 @@ def _score(out, data, ks) -> list[dict]:
           for i in range(len(out.db_codes))]
 
 
-def train_round(config, run, program, grid, rows, epochs, folder, width, before,
+def train_round(config, run, program, grid, rows, epochs, folder, before,
                 data) -> list[dict]:
   """Trains the runs `rows` of `grid` to `epochs` epochs in chunks of
-  `width` (one program), continuing from `before` (the previous round) when
-  given; returns each run's validation scores."""
-  scores, ks = [], tuple(config.ks)
+  `program.runs`, continuing from `before` (the previous round: rows,
+  epochs, folder, program) when given; returns each run's
+  validation scores."""
+  scores, ks, width = [], tuple(config.ks), program.runs
   starts = range(0, len(rows), width)
   for n, first in enumerate(starts):
     part_rows = rows[first:first + width]
@@ -111,7 +114,8 @@ def train_round(config, run, program, grid, rows, epochs, folder, width, before,
                        keep=config.checkpoints_to_keep)
     try:
       if before is not None and ckpt.latest_epoch() is None:
-        seed_round(ckpt, grid_lib.initial_state(program, part), part_rows, before)
+        seed_round(ckpt, grid_lib.initial_state(program, part),
+                   grid_lib.initial_state(before["program"], part), part_rows, before)
       progress = grid_lib.log_epoch(
           f"tune {grid.method} to epoch {epochs}, chunk {n + 1}/{len(starts)}", len(part))
       out = grid_lib.train_grid(dataclasses.replace(run, epochs=epochs), part,
@@ -196,8 +200,12 @@ def halving(config, data, method, folder, grid, cand_of, base):
   sconfig = space.search_config(config)
   run = specs.make_run(sconfig, data, method)
   mesh = sharding.run_mesh(config.devices)
-  width = specs.chunk_size(sconfig, run, len(grid), mesh)
-  program = grid_lib.grid_program(run, config.base_seed, mesh, runs=width)
+  first = grid_lib.grid_program(run, config.base_seed, mesh,
+                                runs=specs.chunk_size(sconfig, run, len(grid), mesh))
+  # A round of fewer runs: the same jitted pieces and placed data, padded
+  # to its own width (jit compiles once per width).
+  program_for = lambda rows: dataclasses.replace(
+      first, runs=specs.chunk_size(sconfig, run, len(rows), mesh))
   t = config.tune
   rungs = selection.rung_epochs(config.epochs, t.halving_rounds, t.halving_eta,
                                 t.halving_first_fraction)
@@ -206,7 +214,7 @@ def halving(config, data, method, folder, grid, cand_of, base):
              "(tune.halving_first_fraction=%g of %d epochs)", method, len(rungs) - 1,
              t.halving_rounds, rungs[0], t.halving_first_fraction, config.epochs)
   log.info("tune %s: rounds to epochs %s, chunks of %d over %d device(s)", method, rungs,
-           width, mesh.devices.size)
+           first.runs, mesh.devices.size)
   rows, before, latest, spent = np.arange(len(grid)), None, {}, 0
   always = selection.config_candidates(base, t.halving_keep_config)
   for i, epochs in enumerate(rungs):
@@ -215,8 +223,8 @@ def halving(config, data, method, folder, grid, cand_of, base):
       with open(rung_folder + ".json", encoding="utf-8") as f:
         scores = json.load(f)["scores"]
     else:
-      scores = train_round(sconfig, run, program, grid, rows, epochs, rung_folder,
-                           width, before, data)
+      scores = train_round(sconfig, run, program_for(rows), grid, rows, epochs, rung_folder,
+                           before, data)
       results.write_json(rung_folder + ".json", dict(epochs=epochs,
                                                      rows=rows.tolist(), scores=scores))
     if before is not None:  # this round's checkpoints now hold the survivors
@@ -229,7 +237,7 @@ def halving(config, data, method, folder, grid, cand_of, base):
                                    latest[int(row)][f"val_{metric}"]})
       latest[int(row)] = dict(base[row], epochs=epochs, status=s["status"],
                               history=history, **_validation(s))
-    before = dict(rows=rows, epochs=epochs, folder=rung_folder, width=width)
+    before = dict(rows=rows, epochs=epochs, folder=rung_folder, program=program_for(rows))
     if i + 1 < len(rungs) and not config.tune.audit_halving:
       means = selection.seed_means([dict(latest[int(r)], **{metric: latest[int(r)][
           f"val_{metric}"]}) for r in rows], metric)
