@@ -218,12 +218,12 @@ def halving(config, data, method, folder, grid, cand_of, base):
   rows, before, latest, spent = np.arange(len(grid)), None, {}, 0
   always = selection.config_candidates(base, t.halving_keep_config)
   for i, epochs in enumerate(rungs):
-    rung_folder = os.path.join(folder, f"rung_{i}")
+    rung_folder, program = os.path.join(folder, f"rung_{i}"), program_for(rows)
     if os.path.exists(rung_folder + ".json"):
       with open(rung_folder + ".json", encoding="utf-8") as f:
         scores = json.load(f)["scores"]
     else:
-      scores = train_round(sconfig, run, program_for(rows), grid, rows, epochs, rung_folder,
+      scores = train_round(sconfig, run, program, grid, rows, epochs, rung_folder,
                            before, data)
       results.write_json(rung_folder + ".json", dict(epochs=epochs,
                                                      rows=rows.tolist(), scores=scores))
@@ -237,7 +237,7 @@ def halving(config, data, method, folder, grid, cand_of, base):
                                    latest[int(row)][f"val_{metric}"]})
       latest[int(row)] = dict(base[row], epochs=epochs, status=s["status"],
                               history=history, **_validation(s))
-    before = dict(rows=rows, epochs=epochs, folder=rung_folder, program=program_for(rows))
+    before = dict(rows=rows, epochs=epochs, folder=rung_folder, program=program)
     if i + 1 < len(rungs) and not config.tune.audit_halving:
       means = selection.seed_means([dict(latest[int(r)], **{metric: latest[int(r)][
           f"val_{metric}"]}) for r in rows], metric)
